@@ -1,0 +1,56 @@
+"""The Celery app, configured from Django settings (the CELERY_ namespace)."""
+
+import logging
+import os
+
+from celery import Celery, bootsteps
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("faultline")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """Refresh the worker's heartbeat while its consumer is connected to the broker.
+
+    A consumer step starts after the broker connection is up and stops when it is
+    lost, so the heartbeat means "this worker can take tasks", not just "the process exists".
+    """
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.tref = None
+
+    def start(self, consumer):
+        from django.conf import settings
+
+        self._beat()
+        self.tref = consumer.timer.call_repeatedly(settings.HEARTBEAT_INTERVAL, self._beat)
+
+    def stop(self, consumer):
+        from config.heartbeat import clear
+
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+        try:
+            clear("worker")
+        except Exception:  # Redis may be the reason we are stopping
+            log.warning("could not clear the worker heartbeat", exc_info=True)
+
+    def _beat(self):
+        from config.heartbeat import beat
+
+        try:
+            beat("worker")
+        except Exception:
+            log.warning("could not write the worker heartbeat", exc_info=True)
+
+
+app.steps["consumer"].add(Heartbeat)

