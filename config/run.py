@@ -99,9 +99,12 @@ def redis_server_binary() -> str:
 
 def start_embedded_redis(port: int) -> subprocess.Popen:
     """Start Redis outside honcho, so it is up before the others and stops after them."""
-    data_dir = RUN_DIR / "redis"
+    binary = redis_server_binary()
+    # One data folder per server version: an older redis-server cannot read a newer one's dump.
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    data_dir = RUN_DIR / "redis" / (version.split("v=")[-1].split()[0] if "v=" in version else "unknown")
     data_dir.mkdir(parents=True, exist_ok=True)
-    command = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
     command += ["--save", "300 1", "--appendonly", "no", "--protected-mode", "yes"]
     server = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
