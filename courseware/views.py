@@ -1,8 +1,159 @@
+"""Lesson pages: the course map, a lesson, inline checks, progress, the glossary and search.
+
+Anyone can read everything; answers and progress are kept only for signed-in learners.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET, require_POST
+
+from courseware import progress
+from courseware.models import CheckAnswer, GlossaryTerm, InlineCheck, Lesson
+from courseware.rendering import CHECK_MARKER, code_css as generate_code_css
+from courseware.search import search_lessons
+from labs.catalogue import LABS
+
+
+@dataclass
+class CheckState:
+    """An inline check as one reader sees it: not yet answered, or just answered with `chosen`."""
+
+    check: InlineCheck
+    chosen: int | None = None
+    previous: CheckAnswer | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.chosen is not None and self.check.options[self.chosen]["correct"]
+
+
+@cache
+def _code_css() -> str:
+    return generate_code_css()
+
+
+@cache
+def code_css_version() -> str:
+    return hashlib.sha256(_code_css().encode()).hexdigest()[:12]
 
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "courseware/index.html")
+    modules = progress.course_map(request.user)
+    context = {
+        "modules": modules,
+        "lesson_count": sum(m.total for m in modules),
+        "read_count": sum(m.read_count for m in modules),
+        "continue_lesson": progress.where_to_continue(request.user),
+    }
+    return render(request, "courseware/index.html", context)
+
+
+@require_GET
+def lesson(request: HttpRequest, slug: str) -> HttpResponse:
+    return _lesson_page(request, get_object_or_404(Lesson.objects.select_related("module"), slug=slug))
+
+
+def _lesson_page(request: HttpRequest, lesson: Lesson, answered: CheckState | None = None) -> HttpResponse:
+    """The lesson page; `answered` shows one check with its result (an answer sent without htmx)."""
+    checks = {check.check_id: CheckState(check) for check in lesson.checks.all()}
+    reading = None
+    if request.user.is_authenticated:
+        reading = progress.record_visit(request.user, lesson)
+        answers = CheckAnswer.objects.filter(user=request.user, inline_check__lesson=lesson).order_by("answered_at")
+        for answer in answers.select_related("inline_check"):
+            checks[answer.inline_check.check_id].previous = answer  # the latest answer wins
+    if answered is not None:
+        checks[answered.check.check_id] = answered
+    # The stored HTML has a marker where each check goes: odd pieces of the split are check ids.
+    pieces = CHECK_MARKER.split(lesson.html)
+    segments = [("check", checks[piece]) if n % 2 else ("html", mark_safe(piece)) for n, piece in enumerate(pieces)]
+    neighbours = {other.position: other for other in Lesson.objects.filter(position__in=[lesson.position - 1, lesson.position + 1])}
+    context = {
+        "lesson": lesson,
+        "segments": segments,
+        "reading": reading,
+        "module_progress": progress.module_progress(request.user, lesson.module),
+        "previous_lesson": neighbours.get(lesson.position - 1),
+        "next_lesson": neighbours.get(lesson.position + 1),
+        "prerequisites": lesson.prerequisites.all(),
+        "labs": [(slug, LABS.get(slug, slug)) for slug in lesson.labs],
+        "code_css_version": code_css_version(),
+    }
+    return render(request, "courseware/lesson.html", context)
+
+
+def _get_check(check_id: str) -> InlineCheck:
+    return get_object_or_404(InlineCheck.objects.select_related("lesson__module"), check_id=check_id)
+
+
+@require_GET
+def inline_check(request: HttpRequest, check_id: str) -> HttpResponse:
+    """A check's unanswered form, for "Try again"; without htmx, the check on its lesson page."""
+    check = _get_check(check_id)
+    if not request.htmx:
+        return redirect(f"{reverse('courseware:lesson', args=[check.lesson.slug])}#check-{check.check_id}")
+    context = {"state": CheckState(check), "lesson": check.lesson, "focus": True}
+    return render(request, "courseware/lesson.html#inline_check", context)
+
+
+@require_POST
+def answer_check(request: HttpRequest, check_id: str) -> HttpResponse:
+    check = _get_check(check_id)
+    option = request.POST.get("option", "")
+    chosen = int(option) if option.isdigit() and int(option) < len(check.options) else None
+    if chosen is None:
+        state = CheckState(check)
+        context = {"state": state, "lesson": check.lesson, "error": "Choose one of the answers first."}
+        return render(request, "courseware/lesson.html#inline_check", context, status=200 if request.htmx else 400)
+    state = CheckState(check, chosen)
+    if request.user.is_authenticated:
+        CheckAnswer.objects.create(user=request.user, inline_check=check, option=chosen, correct=state.correct)
+    if request.htmx:
+        return render(request, "courseware/lesson.html#inline_check", {"state": state, "lesson": check.lesson})
+    return _lesson_page(request, check.lesson, answered=state)
+
+
+@require_POST
+@login_required
+def mark_read(request: HttpRequest, slug: str) -> HttpResponse:
+    lesson = get_object_or_404(Lesson.objects.select_related("module"), slug=slug)
+    reading = progress.mark_read(request.user, lesson, read=request.POST.get("read") == "1")
+    if not request.htmx:
+        return redirect("courseware:lesson", slug=lesson.slug)
+    context = {"lesson": lesson, "reading": reading, "module_progress": progress.module_progress(request.user, lesson.module)}
+    return render(request, "courseware/lesson.html#read_status", context)
+
+
+@require_GET
+def glossary(request: HttpRequest) -> HttpResponse:
+    lessons = Prefetch("lessons", queryset=Lesson.objects.only("slug", "title", "position").order_by("position"))
+    terms = sorted(GlossaryTerm.objects.prefetch_related(lessons), key=lambda term: term.term.lower())
+    by_letter: dict[str, list[GlossaryTerm]] = {}
+    for term in terms:
+        by_letter.setdefault(term.term[0].upper(), []).append(term)
+    return render(request, "courseware/glossary.html", {"by_letter": by_letter.items()})
+
+
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:200]
+    context = {"query": query, "results": search_lessons(query) if query else []}
+    template = "courseware/search.html#search_results" if request.htmx else "courseware/search.html"
+    return render(request, template, context)
+
+
+@require_GET
+@cache_control(public=True, max_age=60 * 60 * 24 * 365, immutable=True)
+def code_css(request: HttpRequest) -> HttpResponse:
+    """Pygments colours for both themes; the page links it with ?v=<hash>, so it may be cached for good."""
+    return HttpResponse(_code_css(), content_type="text/css; charset=utf-8")

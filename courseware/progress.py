@@ -1,0 +1,72 @@
+"""What a signed-in learner has read and where they stopped."""
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.utils import timezone
+
+from courseware.models import Lesson, LessonProgress, Module
+
+
+@dataclass
+class ModuleProgress:
+    module: Module
+    lessons: list[Lesson]
+    read: set[int]  # ids of the lessons read
+
+    @property
+    def read_count(self) -> int:
+        return sum(lesson.pk in self.read for lesson in self.lessons)
+
+    @property
+    def total(self) -> int:
+        return len(self.lessons)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.read_count / self.total) if self.total else 0
+
+
+def read_lesson_ids(user: AbstractBaseUser | AnonymousUser) -> set[int]:
+    if not user.is_authenticated:
+        return set()
+    return set(LessonProgress.objects.filter(user=user, read_at__isnull=False).values_list("lesson_id", flat=True))
+
+
+def course_map(user: AbstractBaseUser | AnonymousUser) -> list[ModuleProgress]:
+    read = read_lesson_ids(user)
+    modules = Module.objects.prefetch_related("lessons")
+    return [ModuleProgress(module, list(module.lessons.all()), read) for module in modules]
+
+
+def module_progress(user: AbstractBaseUser | AnonymousUser, module: Module) -> ModuleProgress:
+    return ModuleProgress(module, list(module.lessons.all()), read_lesson_ids(user))
+
+
+def record_visit(user: AbstractBaseUser, lesson: Lesson) -> LessonProgress:
+    progress, _ = LessonProgress.objects.update_or_create(user=user, lesson=lesson, defaults={"last_visited_at": timezone.now()})
+    return progress
+
+
+def mark_read(user: AbstractBaseUser, lesson: Lesson, read: bool) -> LessonProgress:
+    progress, _ = LessonProgress.objects.get_or_create(user=user, lesson=lesson)
+    if read and progress.read_at is None:
+        progress.read_at = timezone.now()
+    elif not read:
+        progress.read_at = None
+    progress.save(update_fields=["read_at"])
+    return progress
+
+
+def where_to_continue(user: AbstractBaseUser | AnonymousUser) -> Lesson | None:
+    """The lesson visited last, or, once that one is read, the next unread lesson after it."""
+    if not user.is_authenticated:
+        return None
+    last = LessonProgress.objects.filter(user=user, last_visited_at__isnull=False).select_related("lesson")
+    last = last.order_by("-last_visited_at").first()
+    if last is None:
+        return None
+    if last.read_at is None:
+        return last.lesson
+    unread = Lesson.objects.exclude(pk__in=read_lesson_ids(user))
+    return unread.filter(position__gt=last.lesson.position).first() or unread.first()
