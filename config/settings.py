@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_list, env_str, env_url
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "ninja",
     "template_partials",
     "accounts",
     "courseware",
@@ -135,12 +137,29 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# The lab pipeline's queues, named here once. "urgent" is the lane for transactional
+# and security messages, so they never wait behind a campaign; the worker listens
+# on every queue in this list.
+LAB_QUEUES = ["urgent", "email", "sms", "push", "inapp"]
+CELERY_TASK_QUEUES = [Queue(name) for name in [*LAB_QUEUES, CELERY_TASK_DEFAULT_QUEUE]]
 CELERY_TIMEZONE = "UTC"
 
 # How often the worker and the relay write their heartbeat, and how old one may
 # be before /healthz calls that process down.
 HEARTBEAT_INTERVAL = 2
 HEARTBEAT_TTL = env_int("HEARTBEAT_TTL", 6, minimum=3)
+
+# --- Labs -------------------------------------------------------------------------
+# A run nobody has used for this long is deleted by the relay's housekeeping.
+LAB_RUN_IDLE_MINUTES = env_int("LAB_RUN_IDLE_MINUTES", 12 * 60, minimum=1)
+# Seconds a published message may sit unclaimed before the relay publishes it again
+# (a Redis restart can lose what it held; the database still knows).
+LAB_REDELIVER_AFTER = env_int("LAB_REDELIVER_AFTER", 60, minimum=1)
+# Seconds a worker may hold a delivery before another worker may take it over.
+LAB_SENDING_LEASE = env_int("LAB_SENDING_LEASE", 15, minimum=2)
+# The provider client's timeout.
+LAB_PROVIDER_TIMEOUT_MS = env_int("LAB_PROVIDER_TIMEOUT_MS", 2000, minimum=10)
+LAB_RELAY_BATCH = env_int("LAB_RELAY_BATCH", 500, minimum=1)
 
 # --- Auth ------------------------------------------------------------------------
 LOGIN_URL = "accounts:login"
@@ -171,6 +190,9 @@ STORAGES = {
 # WhiteNoise serves straight from the source folders, so no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+
+# The lab API's campaign endpoint takes up to 1,000 notifications in one body.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config import views
+from labs.api import api as labs_api
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -10,5 +11,6 @@ urlpatterns = [
     path("lessons/", include("courseware.urls")),
     path("practice/", include("practice.urls")),
     path("labs/", include("labs.urls")),
+    path("api/", labs_api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -1,23 +1,34 @@
 """The relay: a long-running loop that moves outbox rows to the broker.
 
 It is its own process on purpose: a learner stops it and watches the outbox grow.
-For now it only keeps its heartbeat; the outbox it drains arrives with the labs
-engine. SIGTERM or Ctrl-C finishes the current pass and exits cleanly.
+Each pass publishes a batch of due outbox rows (see labs/pipeline/relay.py); every
+few seconds it also republishes stranded deliveries and deletes idle lab runs.
+When the broker or the database is unreachable it backs off and keeps the rows
+pending. SIGTERM or Ctrl-C finishes the current batch and exits cleanly.
 """
 
 import logging
 import os
+import random
 import signal
 import threading
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError, close_old_connections
+from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from config import heartbeat
+from labs import runs
+from labs.pipeline import relay
 
 log = logging.getLogger("faultline.relay")
+
+RESCUE_EVERY = 5.0
+HOUSEKEEPING_EVERY = 60.0
+OUTAGE_ERRORS = (KombuError, RedisError, OSError, DatabaseError)
 
 
 class Command(BaseCommand):
@@ -25,7 +36,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--interval", type=float, default=0.5, help="Seconds to sleep between passes when idle (default 0.5)."
+            "--interval", type=float, default=0.1, help="Seconds to sleep between passes when idle (default 0.1)."
         )
 
     def handle(self, *args, interval: float, **options):
@@ -35,32 +46,50 @@ class Command(BaseCommand):
         stopping = threading.Event()
 
         def request_stop(signum, frame):
-            log.info("relay: %s received, finishing the current pass", signal.Signals(signum).name)
+            log.info("relay: %s received, finishing the current batch", signal.Signals(signum).name)
             stopping.set()
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
-
         self.stdout.write(f"relay: started (pid {os.getpid()})")
-        last_beat = 0.0
-        redis_down = False
+
+        last_beat = last_rescue = last_housekeeping = 0.0
+        failures = 0
         while not stopping.is_set():
             now = time.monotonic()
             if now - last_beat >= settings.HEARTBEAT_INTERVAL:
                 try:
                     heartbeat.beat("relay")
                     last_beat = now
-                    if redis_down:
-                        log.info("relay: Redis is back")
-                        redis_down = False
-                except RedisError as exc:
-                    if not redis_down:
-                        log.warning("relay: cannot reach Redis (%s); retrying", exc)
-                        redis_down = True
-            stopping.wait(interval)
+                except RedisError:
+                    pass  # reported below when publishing fails too
+            try:
+                published = 0
+                if relay.hold_lease():
+                    published = relay.publish_due()
+                    if now - last_rescue >= RESCUE_EVERY:
+                        relay.rescue_stranded()
+                        last_rescue = now
+                    if now - last_housekeeping >= HOUSEKEEPING_EVERY:
+                        runs.delete_idle_runs()
+                        last_housekeeping = now
+                if failures:
+                    log.info("relay: connected again after %d failed passes", failures)
+                    failures = 0
+            except OUTAGE_ERRORS as exc:
+                failures += 1
+                delay = random.uniform(0, min(10.0, 0.25 * 2**failures))  # full jitter, capped at 10 s
+                if failures == 1 or failures % 10 == 0:
+                    log.warning("relay: %s (%s); rows stay in the outbox, retrying in %.1f s", type(exc).__name__, exc, delay)
+                close_old_connections()
+                stopping.wait(delay)
+                continue
+            if published < settings.LAB_RELAY_BATCH:
+                stopping.wait(interval)
 
         try:
+            relay.release_lease()
             heartbeat.clear("relay")
-        except RedisError:
+        except (RedisError, DatabaseError):
             pass
         self.stdout.write("relay: stopped")

@@ -1,0 +1,402 @@
+"""The lab run's JSON API, authenticated by the run's API key (Authorization: Bearer ...).
+
+Served at /api/; the OpenAPI schema is at /api/openapi.json and browsable at /api/docs.
+Every error is JSON with a human `error` line and, for invalid input, `errors`
+mapping each offending field to what is wrong with it.
+"""
+
+import json
+import string
+from datetime import time
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
+from django.db.models import Max, Prefetch
+from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+from ninja import Field, Header, NinjaAPI, Query, Schema, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer
+from pydantic import ConfigDict, StrictInt, field_validator
+
+from labs import runs
+from labs.models import (
+    TERMINAL,
+    Channel,
+    DeadLetter,
+    Delivery,
+    DeliveryAttempt,
+    LabRun,
+    NotificationIntent,
+    Recipient,
+    Template,
+)
+from labs.pipeline import audit, deadletters, events, intake, metrics
+from labs.pipeline.providers import PROVIDERS
+
+MAX_DATA_BYTES = 4096
+ChannelName = Literal["email", "sms", "push", "inapp"]
+
+
+class RunKey(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> LabRun | None:
+        run = LabRun.objects.filter(api_key=token).first()
+        if run is not None:
+            runs.touch(run)
+            request.run = run
+        return run
+
+
+api = NinjaAPI(
+    title="Faultline lab API",
+    version="1",
+    description="Drive your lab run's notification pipeline. Every call needs `Authorization: Bearer <your run's API key>`.",
+    auth=RunKey(),
+    urls_namespace="labs-api",
+)
+
+
+# --- Errors -----------------------------------------------------------------------------
+
+
+def _field_name(loc: tuple) -> str:
+    parts = [p for p in loc if p not in ("body", "payload", "header", "path", "query")]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+@api.exception_handler(ValidationError)
+def invalid_input(request, exc: ValidationError):
+    errors = {}
+    for problem in exc.errors:
+        if problem.get("type") == "json_invalid" or "Cannot parse request body" in str(problem.get("msg", "")):
+            return api.create_response(request, {"error": "the body is not valid JSON", "errors": {"body": "not valid JSON"}}, status=400)
+        errors.setdefault(_field_name(tuple(problem.get("loc", ()))), problem.get("msg", "invalid"))
+    summary = "; ".join(f"{name}: {message}" for name, message in errors.items())
+    return api.create_response(request, {"error": f"invalid request: {summary}", "errors": errors}, status=422)
+
+
+@api.exception_handler(intake.IntakeError)
+def rejected_intent(request, exc: intake.IntakeError):
+    return api.create_response(request, {"error": str(exc), "errors": exc.errors}, status=exc.status)
+
+
+@api.exception_handler(RequestDataTooBig)
+def too_big(request, exc):
+    return api.create_response(request, {"error": "the request body is too large (2 MB at most)"}, status=413)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request, exc):
+    return api.create_response(
+        request, {"error": "missing or unknown API key: send `Authorization: Bearer <your run's API key>`"}, status=401
+    )
+
+
+@api.exception_handler(Http404)
+def not_found(request, exc):
+    return api.create_response(request, {"error": "not found in this run"}, status=404)
+
+
+@api.exception_handler(HttpError)
+def http_error(request, exc: HttpError):
+    return api.create_response(request, {"error": str(exc)}, status=exc.status_code)
+
+
+def _bad_field(name: str, message: str, status: int = 422):
+    raise intake.IntakeError(status, {name: message})
+
+
+# --- Schemas ---------------------------------------------------------------------------
+
+
+class NotificationIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictInt = Field(..., ge=1, description="A user of this run (GET /api/runs/current lists them).")
+    template: str = Field(..., min_length=1, max_length=64)
+    channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4, description="Default: the user's preferred channels among the template's.")
+    priority: Literal["transactional", "marketing"] | None = Field(None, description="Default: from the template's category.")
+    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict, description="Values for the template's placeholders.")
+
+    @field_validator("data")
+    @classmethod
+    def data_is_small(cls, value: dict) -> dict:
+        if len(json.dumps(value)) > MAX_DATA_BYTES:
+            raise ValueError(f"must be at most {MAX_DATA_BYTES} bytes as JSON")
+        return value
+
+    def to_request(self, idempotency_key: str) -> intake.IntentRequest:
+        return intake.IntentRequest(idempotency_key, self.user_id, self.template, self.priority, self.channels, self.data)
+
+
+class BatchItem(NotificationIn):
+    idempotency_key: str = Field(..., min_length=1, max_length=200)
+
+
+class BatchIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    notifications: list[BatchItem] = Field(..., min_length=1, max_length=1000)
+
+
+class QuietHours(Schema):
+    start: time
+    end: time
+
+
+class PreferencesIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    channels: dict[ChannelName, bool] | None = None
+    quiet_hours: QuietHours | None = Field(None, description="null removes quiet hours.")
+    timezone: str | None = None
+    locale: str | None = Field(None, min_length=2, max_length=8)
+
+
+class TemplateBody(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field("", max_length=200)
+    body: str = Field(..., min_length=1, max_length=2000)
+
+
+class TemplateIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
+    category: Literal["security", "transactional", "marketing"] | None = None
+    channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4)
+    bodies: dict[str, TemplateBody] = Field(..., min_length=1, description='Per locale; "en" is required (the fallback).')
+
+
+class DeadLetterGroupIn(Schema):
+    group: str = Field(..., min_length=1, max_length=64)
+
+
+# --- Presenting ------------------------------------------------------------------------------
+
+
+def intent_status(deliveries: list[Delivery]) -> str:
+    statuses = {d.status for d in deliveries}
+    if not statuses.issubset(TERMINAL):
+        return "in_flight"
+    return statuses.pop() if len(statuses) == 1 else "completed"
+
+
+def _attempt_json(a: DeliveryAttempt) -> dict:
+    return {
+        "number": a.number, "provider": a.provider, "outcome": a.outcome, "error": a.error,
+        "started_at": a.started_at, "finished_at": a.finished_at, "latency_ms": a.latency_ms,
+        "backoff_ms": a.backoff_ms, "backoff_cap_ms": a.backoff_cap_ms,
+    }  # fmt: skip
+
+
+def intent_json(intent: NotificationIntent, with_attempts: bool = False) -> dict:
+    deliveries = list(intent.deliveries.all())
+    body = {
+        "id": intent.pk,
+        "status": intent_status(deliveries),
+        "user_id": intent.recipient.number,
+        "template": intent.template.name,
+        "template_version": intent.template.version,
+        "priority": intent.priority,
+        "idempotency_key": intent.idempotency_key,
+        "created_at": intent.created_at,
+        "deliveries": [],
+    }
+    for d in deliveries:
+        delivery = {
+            "channel": d.channel, "queue": d.queue, "status": d.status, "attempts": d.attempts,
+            "max_attempts": intent.run.max_attempts, "next_attempt_at": d.next_attempt_at, "provider": d.provider,
+            "last_error": d.last_error, "replays": d.replays, "duplicates_suppressed": d.duplicates_suppressed,
+        }  # fmt: skip
+        if with_attempts:
+            delivery["attempt_history"] = [_attempt_json(a) for a in d.attempt_rows.all()]
+        body["deliveries"].append(delivery)
+    return body
+
+
+def _intents(run: LabRun):
+    return NotificationIntent.objects.filter(run=run).select_related("recipient", "template", "run")
+
+
+def preferences_json(r: Recipient) -> dict:
+    return {
+        "user_id": r.number,
+        "channels": {c: r.opted_in(c) for c in Channel.values},
+        "quiet_hours": {"start": r.quiet_start, "end": r.quiet_end} if r.quiet_start else None,
+        "timezone": r.timezone,
+        "locale": r.locale,
+    }
+
+
+def _placeholders(text: str, field: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+    except ValueError as exc:
+        _bad_field(field, f"is not a valid template: {exc}")
+
+
+# --- Endpoints ------------------------------------------------------------------------------
+
+
+@api.post("/notifications", tags=["notifications"], summary="Send a notification", response={200: dict, 202: dict})
+def send_notification(request, payload: NotificationIn, idempotency_key: str = Header(..., alias="Idempotency-Key", min_length=1, max_length=200)):
+    """Writes the intent and its outbox rows in one transaction. Repeating a key with the same body returns the first intent (200)."""
+    [result] = intake.accept(request.run, [payload.to_request(idempotency_key)])
+    intent = _intents(request.run).prefetch_related("deliveries").get(pk=result.intent.pk)
+    return Status(200 if result.replayed else 202, {**intent_json(intent), "replayed": result.replayed})
+
+
+@api.post("/notifications/batch", tags=["notifications"], summary="Send a campaign (up to 1,000)", response={202: dict})
+def send_batch(request, payload: BatchIn):
+    """All or nothing: one invalid item rejects the batch, naming the item and field."""
+    results = intake.accept(
+        request.run, [item.to_request(item.idempotency_key) for item in payload.notifications], field_prefix="notifications"
+    )
+    return Status(202, {
+        "accepted": sum(1 for r in results if not r.replayed),
+        "replayed": sum(1 for r in results if r.replayed),
+        "notifications": [
+            {"id": r.intent.pk, "idempotency_key": r.intent.idempotency_key, "replayed": r.replayed} for r in results
+        ],
+    })
+
+
+@api.get("/notifications/{intent_id}", tags=["notifications"], summary="Status and every delivery attempt")
+def get_notification(request, intent_id: int):
+    attempts = Prefetch("deliveries", queryset=Delivery.objects.prefetch_related("attempt_rows"))
+    intent = get_object_or_404(_intents(request.run).prefetch_related(attempts), pk=intent_id)
+    return intent_json(intent, with_attempts=True)
+
+
+@api.get("/users/{user_id}/notification-preferences", tags=["users"])
+def get_preferences(request, user_id: int):
+    return preferences_json(get_object_or_404(Recipient, run=request.run, number=user_id))
+
+
+@api.put("/users/{user_id}/notification-preferences", tags=["users"])
+def put_preferences(request, user_id: int, payload: PreferencesIn):
+    recipient = get_object_or_404(Recipient, run=request.run, number=user_id)
+    if payload.timezone is not None:
+        try:
+            ZoneInfo(payload.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            _bad_field("timezone", f"{payload.timezone!r} is not an IANA time zone such as Europe/Paris")
+        recipient.timezone = payload.timezone
+    for channel, enabled in (payload.channels or {}).items():
+        setattr(recipient, f"{channel}_opt_in", enabled)
+    if "quiet_hours" in payload.model_fields_set:
+        if payload.quiet_hours and payload.quiet_hours.start == payload.quiet_hours.end:
+            _bad_field("quiet_hours", "start and end must differ")
+        recipient.quiet_start = payload.quiet_hours.start if payload.quiet_hours else None
+        recipient.quiet_end = payload.quiet_hours.end if payload.quiet_hours else None
+    if payload.locale is not None:
+        recipient.locale = payload.locale
+    recipient.save()
+    return preferences_json(recipient)
+
+
+@api.post("/templates", tags=["templates"], summary="Create a template, or a new version of one", response={201: dict})
+def create_template(request, payload: TemplateIn):
+    if "en" not in payload.bodies:
+        _bad_field("bodies.en", "an English body is required: it is the fallback for other locales")
+    for locale, body in payload.bodies.items():
+        _placeholders(body.subject, f"bodies.{locale}.subject")
+        _placeholders(body.body, f"bodies.{locale}.body")
+    run = request.run
+    with transaction.atomic():
+        previous = Template.objects.filter(run=run, name=payload.name).order_by("-version").first()
+        if previous is None and payload.category is None:
+            _bad_field("category", "required for a new template: security, transactional or marketing")
+        version = (Template.objects.filter(run=run, name=payload.name).aggregate(v=Max("version"))["v"] or 0) + 1
+        template = Template.objects.create(
+            run=run,
+            name=payload.name,
+            version=version,
+            category=payload.category or previous.category,
+            channels=payload.channels or previous.channels,
+            bodies={locale: body.model_dump() for locale, body in payload.bodies.items()},
+        )
+    return Status(201, {"name": template.name, "version": template.version, "category": template.category,
+                        "channels": template.channels, "locales": sorted(template.bodies)})  # fmt: skip
+
+
+@api.get("/runs/current", tags=["runs"], summary="Your run: its users and templates")
+def current_run(request):
+    run = request.run
+    latest: dict[str, Template] = {}
+    for t in run.templates.order_by("name", "version"):
+        latest[t.name] = t
+    return {
+        "run": run.pk,
+        "users": [preferences_json(r) | {"name": r.name} for r in run.recipients.order_by("number")],
+        "templates": [
+            {"name": t.name, "version": t.version, "category": t.category, "channels": t.channels,
+             "locales": sorted(t.bodies), "placeholders": sorted(_placeholders(t.bodies["en"]["body"], "template"))}
+            for t in latest.values()
+        ],  # fmt: skip
+        "channels": Channel.values,
+        "providers": PROVIDERS,
+        "retry_policy": {"base_ms": run.retry_base_ms, "cap_ms": run.retry_cap_ms, "max_attempts": run.max_attempts},
+    }
+
+
+@api.get("/runs/current/audit", tags=["runs"], summary="Reconciliation: nothing lost, nothing sent twice")
+def current_audit(request):
+    return audit.audit(request.run)
+
+
+@api.get("/runs/current/metrics", tags=["runs"])
+def current_metrics(request):
+    return metrics.run_metrics(request.run)
+
+
+@api.get("/runs/current/events", tags=["runs"], summary="The run's events after an event id")
+def current_events(request, after: str = "-", limit: int = Query(200, ge=1, le=1000)):
+    return {"events": events.recent(request.run.pk, after=after, count=limit)}
+
+
+@api.post("/runs/current/reset", tags=["runs"], summary="Start the run again from its seed")
+def reset_current(request):
+    runs.reset_run(request.run)
+    return {"run": request.run.pk, "reset": True}
+
+
+@api.get("/dead-letters", tags=["dead letters"], summary="Open dead letters, grouped by error")
+def list_dead_letters(request):
+    letters = (
+        DeadLetter.objects.filter(run=request.run, resolution=DeadLetter.Resolution.OPEN)
+        .select_related("delivery")
+        .order_by("error_group", "id")[:1000]
+    )
+    return {
+        "groups": deadletters.open_groups(request.run),
+        "dead_letters": [
+            {"id": d.pk, "intent": d.delivery.intent_id, "channel": d.delivery.channel, "group": d.error_group,
+             "error": d.error, "attempts": d.attempts, "replayed_before": d.was_replayed, "created_at": d.created_at}
+            for d in letters
+        ],  # fmt: skip
+    }
+
+
+@api.post("/dead-letters/{dead_letter_id}/replay", tags=["dead letters"])
+def replay_one(request, dead_letter_id: int):
+    get_object_or_404(DeadLetter, run=request.run, pk=dead_letter_id, resolution=DeadLetter.Resolution.OPEN)
+    return {"replayed": deadletters.replay(request.run, [dead_letter_id])}
+
+
+@api.post("/dead-letters/replay", tags=["dead letters"], summary="Replay every open dead letter of a group")
+def replay_group(request, payload: DeadLetterGroupIn):
+    return {"replayed": deadletters.replay_group(request.run, payload.group)}
+
+
+@api.post("/dead-letters/{dead_letter_id}/discard", tags=["dead letters"])
+def discard_one(request, dead_letter_id: int):
+    get_object_or_404(DeadLetter, run=request.run, pk=dead_letter_id, resolution=DeadLetter.Resolution.OPEN)
+    return {"discarded": deadletters.discard(request.run, [dead_letter_id])}

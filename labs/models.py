@@ -1,0 +1,269 @@
+"""The notification pipeline's state, one lab run at a time.
+
+Every row belongs to exactly one LabRun (directly or through its parent), and
+every query in the pipeline filters by run: that is what keeps one learner's
+experiment out of another's.
+"""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    PUSH = "push", "Push"
+    INAPP = "inapp", "In-app"
+
+
+class Priority(models.TextChoices):
+    TRANSACTIONAL = "transactional", "Transactional"
+    MARKETING = "marketing", "Marketing"
+
+
+class TemplateCategory(models.TextChoices):
+    SECURITY = "security", "Security"
+    TRANSACTIONAL = "transactional", "Transactional"
+    MARKETING = "marketing", "Marketing"
+
+
+def new_api_key() -> str:
+    return "flk_" + secrets.token_urlsafe(24)
+
+
+class LabRun(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_runs")
+    api_key = models.CharField(max_length=64, unique=True, default=new_api_key)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Retry policy of this run (the lab pages let a learner change it).
+    retry_base_ms = models.PositiveIntegerField(default=1000)
+    retry_cap_ms = models.PositiveIntegerField(default=30_000)
+    max_attempts = models.PositiveSmallIntegerField(default=5)
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.owner}"
+
+
+class Recipient(models.Model):
+    """One of a run's synthetic users: the API calls them users, numbered 1..N within the run."""
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="recipients")
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=80)
+    email = models.CharField(max_length=120)
+    phone = models.CharField(max_length=24)
+    device_token = models.CharField(max_length=64)
+    locale = models.CharField(max_length=8)
+    timezone = models.CharField(max_length=48)
+    email_opt_in = models.BooleanField(default=True)
+    sms_opt_in = models.BooleanField(default=True)
+    push_opt_in = models.BooleanField(default=True)
+    inapp_opt_in = models.BooleanField(default=True)
+    quiet_start = models.TimeField(null=True, blank=True)
+    quiet_end = models.TimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="recipient_number_per_run")]
+
+    def opted_in(self, channel: str) -> bool:
+        return getattr(self, f"{channel}_opt_in")
+
+    def address(self, channel: str) -> str:
+        return {"email": self.email, "sms": self.phone, "push": self.device_token, "inapp": f"user-{self.number}"}[
+            channel
+        ]
+
+
+class Template(models.Model):
+    """A versioned message template; creating one with an existing name adds a version."""
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="templates")
+    name = models.CharField(max_length=64)
+    version = models.PositiveIntegerField()
+    category = models.CharField(max_length=16, choices=TemplateCategory.choices)
+    channels = models.JSONField()  # default channels, e.g. ["email", "push"]
+    bodies = models.JSONField()  # {"en": {"subject": "...", "body": "..."}, "fr": {...}}
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "name", "version"], name="template_version_per_run")]
+
+
+class NotificationIntent(models.Model):
+    """What a client asked for: one message to one user, on one or more channels."""
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="intents")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE)
+    template = models.ForeignKey(Template, on_delete=models.PROTECT)
+    priority = models.CharField(max_length=16, choices=Priority.choices)
+    data = models.JSONField(default=dict)
+    idempotency_key = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64)  # sha256 of the request body, to tell a replay from a conflict
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "idempotency_key"], name="one_intent_per_idempotency_key")
+        ]
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Waiting in the outbox"
+    QUEUED = "queued", "On the broker"
+    SENDING = "sending", "With a worker"
+    RETRY_SCHEDULED = "retry_scheduled", "Retry scheduled"
+    DEFERRED = "deferred", "Deferred (quiet hours or ordering)"
+    DELIVERED = "delivered", "Delivered"
+    SUPPRESSED = "suppressed", "Suppressed (opted out)"
+    DEAD_LETTERED = "dead_lettered", "Dead-lettered"
+    DISCARDED = "discarded", "Discarded from the dead-letter queue"
+
+
+TERMINAL = (DeliveryStatus.DELIVERED, DeliveryStatus.SUPPRESSED, DeliveryStatus.DEAD_LETTERED, DeliveryStatus.DISCARDED)
+# A delivery in one of these states may be claimed by the next message for it.
+WAITING = (
+    DeliveryStatus.PENDING,
+    DeliveryStatus.QUEUED,
+    DeliveryStatus.RETRY_SCHEDULED,
+    DeliveryStatus.DEFERRED,
+)
+
+
+class Delivery(models.Model):
+    """One intent on one channel: the unit the pipeline moves, retries and dead-letters."""
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="deliveries")
+    intent = models.ForeignKey(NotificationIntent, on_delete=models.CASCADE, related_name="deliveries")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    queue = models.CharField(max_length=16)
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    provider = models.CharField(max_length=32, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    sequence = models.PositiveIntegerField(null=True, blank=True)  # in-app order per user
+    replays = models.PositiveSmallIntegerField(default=0)
+    duplicates_suppressed = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["intent", "channel"], name="one_delivery_per_channel")]
+        indexes = [
+            models.Index(fields=["run", "status"]),
+            models.Index(fields=["recipient", "channel", "sequence"]),
+        ]
+
+    @property
+    def idempotency_key(self) -> str:
+        """What the worker hands the provider: stable across retries, redeliveries and replays."""
+        return f"run{self.run_id}-intent{self.intent_id}-{self.channel}"
+
+
+class OutboxRow(models.Model):
+    """A message to publish, written in the same transaction as the state change that needs it."""
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="outbox")
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="outbox_rows")
+    queue = models.CharField(max_length=16)
+    expected_attempts = models.PositiveSmallIntegerField()  # the claim only succeeds at this attempt count
+    available_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "labs_outbox"
+        indexes = [
+            models.Index(fields=["available_at"], condition=Q(published_at__isnull=True), name="outbox_unpublished"),
+            models.Index(fields=["run", "published_at"]),
+        ]
+
+
+class AttemptOutcome(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed (temporary)"
+    REJECTED = "rejected", "Rejected (permanent)"
+    TIMEOUT = "timeout", "Timed out"
+    BREAKER_OPEN = "breaker_open", "Not sent: breaker open"
+    CRASHED = "crashed", "Worker lost mid-attempt"
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_rows")
+    number = models.PositiveSmallIntegerField()
+    provider = models.CharField(max_length=32, blank=True)
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
+    error = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    latency_ms = models.PositiveIntegerField(default=0)
+    # The retry this attempt scheduled: the drawn delay and the ceiling it was drawn under.
+    backoff_ms = models.PositiveIntegerField(null=True, blank=True)
+    backoff_cap_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["delivery_id", "number", "id"]
+
+
+class DeadLetter(models.Model):
+    """A delivery that gave up. Replaying it puts the delivery back in the outbox with a fresh budget."""
+
+    class Resolution(models.TextChoices):
+        OPEN = "open", "Waiting for triage"
+        REPLAYED = "replayed", "Replayed"
+        DISCARDED = "discarded", "Discarded"
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="dead_letters")
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="dead_letters")
+    error_group = models.CharField(max_length=64)  # e.g. "template_data_missing", "provider_unavailable"
+    error = models.CharField(max_length=300)
+    attempts = models.PositiveSmallIntegerField()
+    was_replayed = models.BooleanField(default=False)  # the delivery had been replayed before this dead-lettering
+    resolution = models.CharField(max_length=16, choices=Resolution.choices, default=Resolution.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "resolution", "error_group"])]
+
+
+class ProviderSend(models.Model):
+    """The simulated providers' own ledger: what really went out, whatever the pipeline believes.
+
+    A provider honours idempotency keys the way real ones do: a second call with a key
+    it has seen returns the first result instead of sending again (hence the unique key).
+    """
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="provider_sends")
+    provider = models.CharField(max_length=32)
+    idempotency_key = models.CharField(max_length=120)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    intent_id = models.BigIntegerField()  # metadata the caller attached, as providers allow
+    recipient_number = models.PositiveIntegerField()
+    sequence = models.PositiveIntegerField(null=True, blank=True)
+    template = models.CharField(max_length=64)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "idempotency_key"], name="provider_honours_idempotency_key")
+        ]
+        indexes = [models.Index(fields=["run", "intent_id", "channel"])]
+
+
+class RelayLease(models.Model):
+    """On SQLite only one relay may publish at a time: it holds this single row's lease.
+
+    (PostgreSQL needs no lease: relays claim disjoint batches with FOR UPDATE SKIP LOCKED.)
+    """
+
+    holder = models.CharField(max_length=80, blank=True)
+    expires_at = models.DateTimeField(default=timezone.now)

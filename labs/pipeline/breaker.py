@@ -1,0 +1,135 @@
+"""A circuit breaker per provider and run (lesson: circuit-breakers-bulkheads).
+
+closed     calls go through; outcomes are counted in one-second buckets.
+           When the last `window_s` seconds hold at least `min_calls` calls and
+           the share of failures reaches `error_rate`, the breaker opens.
+open       calls are refused at once (no provider call) for `open_for_s` seconds.
+half_open  one trial call goes through; success closes the breaker, failure
+           opens it again. Other calls are refused while the trial runs.
+
+The decisions are pure functions (`admit`, `after_call`) so they are easy to test;
+`ProviderBreaker` keeps the state in Redis, shared by every worker process.
+"""
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+from redis.exceptions import WatchError
+
+from config.redis_client import get_redis, key
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    window_s: int = 10
+    min_calls: int = 5
+    error_rate: float = 0.5
+    open_for_s: float = 5.0
+
+
+@dataclass
+class BreakerState:
+    state: str = CLOSED
+    changed_at: float = 0.0
+    trial_started_at: float = 0.0
+
+
+def admit(current: BreakerState, now: float, policy: BreakerPolicy) -> tuple[bool, BreakerState]:
+    """May a call go through now? Returns the decision and the (possibly changed) state."""
+    if current.state == CLOSED:
+        return True, current
+    if current.state == OPEN:
+        if now - current.changed_at < policy.open_for_s:
+            return False, current
+        return True, BreakerState(HALF_OPEN, changed_at=now, trial_started_at=now)
+    # Half-open: one trial at a time; a trial that never reported back expires.
+    if now - current.trial_started_at < policy.open_for_s:
+        return False, current
+    return True, BreakerState(HALF_OPEN, changed_at=current.changed_at, trial_started_at=now)
+
+
+def after_call(
+    current: BreakerState, ok: bool, successes: int, failures: int, now: float, policy: BreakerPolicy
+) -> BreakerState:
+    """The state after a call ended; `successes`/`failures` count the window, this call included."""
+    if current.state == HALF_OPEN:
+        return BreakerState(CLOSED, changed_at=now) if ok else BreakerState(OPEN, changed_at=now)
+    if current.state == CLOSED and not ok:
+        calls = successes + failures
+        if calls >= policy.min_calls and failures / calls >= policy.error_rate:
+            return BreakerState(OPEN, changed_at=now)
+    return current
+
+
+class ProviderBreaker:
+    def __init__(self, run_id: int, provider: str, policy: BreakerPolicy | None = None):
+        self.provider = provider
+        self.policy = policy or BreakerPolicy()
+        self.state_key = key("run", str(run_id), "breaker", provider)
+        self.calls_key = key("run", str(run_id), "breaker", provider, "calls")
+
+    def state(self) -> BreakerState:
+        raw = get_redis().get(self.state_key)
+        return BreakerState(**json.loads(raw)) if raw else BreakerState()
+
+    def admit(self, now: float | None = None) -> tuple[bool, BreakerState | None]:
+        """Ask to call the provider. Returns (allowed, new state if it changed)."""
+        now = time.time() if now is None else now
+        return self._transition(lambda current: admit(current, now, self.policy))
+
+    def record(self, ok: bool, now: float | None = None) -> BreakerState | None:
+        """Count a finished call; returns the new state if the breaker changed."""
+        now = time.time() if now is None else now
+        second = int(now)
+        redis = get_redis()
+        with redis.pipeline() as pipe:
+            pipe.hincrby(self.calls_key, f"{second}:{'ok' if ok else 'fail'}", 1)
+            pipe.expire(self.calls_key, self.policy.window_s * 3)
+            pipe.get(self.state_key)
+            _, _, raw_state = pipe.execute()
+        if ok and not raw_state:
+            return None  # the common case: a success while closed changes nothing
+        successes, failures = self._window_counts(redis, now)
+        _, changed = self._transition(
+            lambda current: (None, after_call(current, ok, successes, failures, now, self.policy))
+        )
+        return changed
+
+    def _window_counts(self, redis, now: float) -> tuple[int, int]:
+        oldest = int(now) - self.policy.window_s + 1
+        successes = failures = 0
+        for field, count in redis.hgetall(self.calls_key).items():
+            second, outcome = field.decode().split(":")
+            if int(second) >= oldest:
+                if outcome == "ok":
+                    successes += int(count)
+                else:
+                    failures += int(count)
+        return successes, failures
+
+    def _transition(self, decide):
+        """Apply `decide(current) -> (result, new_state)` atomically; returns (result, new state if changed)."""
+        redis = get_redis()
+        with redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(self.state_key)
+                    raw = pipe.get(self.state_key)
+                    current = BreakerState(**json.loads(raw)) if raw else BreakerState()
+                    result, new = decide(current)
+                    if new == current:
+                        pipe.unwatch()
+                        return result, None
+                    pipe.multi()
+                    if new.state == CLOSED:
+                        pipe.delete(self.state_key)
+                        pipe.delete(self.calls_key)  # a fresh start after recovery
+                    else:
+                        pipe.set(self.state_key, json.dumps(asdict(new)), ex=3600)
+                    pipe.execute()
+                    return result, (new if new.state != current.state else None)
+                except WatchError:
+                    continue

@@ -1,0 +1,52 @@
+"""Every state change of a run goes to that run's event stream (a Redis stream).
+
+A stream rather than plain pub/sub: a browser that reconnects asks for what it
+missed since the last event id it saw, and nothing in between is lost. The stream
+is capped, so an old run's history does not grow without bound.
+"""
+
+import json
+import time
+
+from config.redis_client import get_redis, key
+
+STREAM_LENGTH = 5000
+
+
+def stream_key(run_id: int) -> str:
+    return key("run", str(run_id), "events")
+
+
+def emit(run_id: int, kind: str, **fields) -> None:
+    get_redis().xadd(
+        stream_key(run_id),
+        {"kind": kind, "at": f"{time.time():.3f}", "data": json.dumps(fields, default=str)},
+        maxlen=STREAM_LENGTH,
+        approximate=True,
+    )
+
+
+def emit_many(run_id: int, events: list[tuple[str, dict]]) -> None:
+    """Several events in one round trip (the relay publishes batches)."""
+    if not events:
+        return
+    now = f"{time.time():.3f}"
+    with get_redis().pipeline(transaction=False) as pipe:
+        for kind, fields in events:
+            pipe.xadd(
+                stream_key(run_id),
+                {"kind": kind, "at": now, "data": json.dumps(fields, default=str)},
+                maxlen=STREAM_LENGTH,
+                approximate=True,
+            )
+        pipe.execute()
+
+
+def recent(run_id: int, after: str = "-", count: int = 200) -> list[dict]:
+    """Events after the id `after` ("-" for the oldest kept), oldest first."""
+    start = "-" if after == "-" else f"({after}"
+    entries = get_redis().xrange(stream_key(run_id), min=start, count=count)
+    return [
+        {"id": entry_id.decode(), "kind": f[b"kind"].decode(), "at": float(f[b"at"]), **json.loads(f[b"data"])}
+        for entry_id, f in entries
+    ]

@@ -1,0 +1,199 @@
+"""Accept notification requests (lesson: transactional-outbox).
+
+Steps, all inside one database transaction:
+1. Look up every idempotency key: a key seen before with the same body is a replay
+   and returns the first intent; with another body it is a conflict (409).
+2. Check every request against the run: the user, the template, the channels.
+   Any error rejects the whole request and nothing is written.
+3. Write the intents, one delivery per channel, and one outbox row per delivery.
+   The relay publishes the outbox rows later, so a crash after the commit loses
+   nothing and a crash before it leaves nothing half-written.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
+
+from labs.models import (
+    Channel,
+    Delivery,
+    LabRun,
+    NotificationIntent,
+    OutboxRow,
+    Priority,
+    Recipient,
+    Template,
+    TemplateCategory,
+)
+from labs.pipeline import events
+
+URGENT_QUEUE = "urgent"
+
+
+@dataclass
+class IntentRequest:
+    idempotency_key: str
+    user_id: int
+    template: str
+    priority: str | None = None
+    channels: list[str] | None = None
+    data: dict = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        body = {"user_id": self.user_id, "template": self.template, "priority": self.priority,
+                "channels": self.channels, "data": self.data}  # fmt: skip
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class IntakeError(Exception):
+    """A request the run cannot accept; `errors` maps a field (e.g. "notifications[3].user_id") to a message."""
+
+    def __init__(self, status: int, errors: dict[str, str]):
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+        self.status = status
+        self.errors = errors
+
+
+@dataclass
+class Accepted:
+    intent: NotificationIntent
+    replayed: bool
+
+
+def queue_for(priority: str, channel: str) -> str:
+    return URGENT_QUEUE if priority == Priority.TRANSACTIONAL else channel
+
+
+def accept(run: LabRun, requests: list[IntentRequest], field_prefix: str = "") -> list[Accepted]:
+    def name(index: int, attribute: str) -> str:
+        return f"{field_prefix}[{index}].{attribute}" if field_prefix else attribute
+
+    try:
+        with transaction.atomic():
+            return _accept(run, requests, name)
+    except IntegrityError:
+        # Another request with one of these keys committed first (PostgreSQL only;
+        # SQLite's IMMEDIATE transactions queue instead). Its result is now visible.
+        with transaction.atomic():
+            return _accept(run, requests, name)
+
+
+def _accept(run: LabRun, requests: list[IntentRequest], name) -> list[Accepted]:
+    keys = [r.idempotency_key for r in requests]
+    existing = {i.idempotency_key: i for i in NotificationIntent.objects.filter(run=run, idempotency_key__in=keys)}
+    recipients = {r.number: r for r in Recipient.objects.filter(run=run, number__in={r.user_id for r in requests})}
+    templates: dict[str, Template] = {}
+    for template in Template.objects.filter(run=run, name__in={r.template for r in requests}).order_by("name", "version"):
+        templates[template.name] = template  # the latest version wins
+
+    errors: dict[str, str] = {}
+    results: list[Accepted | None] = []
+    new: list[tuple[int, IntentRequest, Recipient, Template, str, list[str]]] = []
+    seen_in_request: dict[str, tuple[int, str]] = {}
+    for index, request in enumerate(requests):
+        fingerprint = request.fingerprint()
+        earlier = existing.get(request.idempotency_key)
+        if earlier is not None:
+            if earlier.fingerprint != fingerprint:
+                raise IntakeError(409, {name(index, "Idempotency-Key"): (
+                    f"key {request.idempotency_key!r} was already used for intent {earlier.pk} with a different body")})
+            results.append(Accepted(earlier, replayed=True))
+            continue
+        if request.idempotency_key in seen_in_request:
+            first_index, first_fingerprint = seen_in_request[request.idempotency_key]
+            if first_fingerprint != fingerprint:
+                raise IntakeError(409, {name(index, "idempotency_key"): (
+                    f"key {request.idempotency_key!r} is used by item {first_index} with a different body")})
+            results.append(None)  # filled with the first item's intent below
+            continue
+        seen_in_request[request.idempotency_key] = (index, fingerprint)
+        recipient = recipients.get(request.user_id)
+        template = templates.get(request.template)
+        if recipient is None:
+            errors[name(index, "user_id")] = f"this run has no user {request.user_id} (GET /api/runs/current lists them)"
+        if template is None:
+            errors[name(index, "template")] = f"this run has no template {request.template!r}"
+        if recipient is None or template is None:
+            results.append(None)
+            continue
+        if request.channels is not None:
+            channels = list(dict.fromkeys(request.channels))
+            unknown = [c for c in channels if c not in Channel.values]
+            if unknown or not channels:
+                errors[name(index, "channels")] = f"choose from {', '.join(Channel.values)}"
+                results.append(None)
+                continue
+        else:
+            preferred = [c for c in template.channels if recipient.opted_in(c)]
+            # Nothing preferred: keep the template's channels, so the opt-out shows as suppressed.
+            channels = preferred or list(template.channels)
+        priority = request.priority or (
+            Priority.MARKETING if template.category == TemplateCategory.MARKETING else Priority.TRANSACTIONAL
+        )
+        new.append((index, request, recipient, template, priority, channels))
+        results.append(None)
+    if errors:
+        raise IntakeError(422, errors)
+
+    created = _write(run, new)
+    for index, intent in created.items():
+        results[index] = Accepted(intent, replayed=False)
+    for index, request in enumerate(requests):
+        if results[index] is None:  # a repeat of an earlier item in this same request
+            first_index = seen_in_request[request.idempotency_key][0]
+            results[index] = Accepted(results[first_index].intent, replayed=True)
+    if created:
+        transaction.on_commit(lambda: _announce(run.pk, list(created.values())))
+    return results
+
+
+def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
+    if not new:
+        return {}
+    intents = NotificationIntent.objects.bulk_create(
+        [
+            NotificationIntent(run=run, recipient=recipient, template=template, priority=priority, data=request.data,
+                               idempotency_key=request.idempotency_key, fingerprint=request.fingerprint())
+            for _, request, recipient, template, priority, _ in new
+        ]  # fmt: skip
+    )
+    next_sequence = _next_inapp_sequences(run, [recipient for _, _, recipient, _, _, channels in new if "inapp" in channels])
+    deliveries = []
+    for intent, (_, _, recipient, _, priority, channels) in zip(intents, new, strict=True):
+        for channel in channels:
+            sequence = None
+            if channel == "inapp":
+                sequence = next_sequence[recipient.pk]
+                next_sequence[recipient.pk] += 1
+            deliveries.append(Delivery(run=run, intent=intent, recipient=recipient, channel=channel,
+                                       queue=queue_for(priority, channel), sequence=sequence))  # fmt: skip
+    Delivery.objects.bulk_create(deliveries)
+    OutboxRow.objects.bulk_create(
+        [OutboxRow(run=run, delivery=d, queue=d.queue, expected_attempts=0) for d in deliveries]
+    )
+    return {index: intent for intent, (index, *_) in zip(intents, new, strict=True)}
+
+
+def _next_inapp_sequences(run: LabRun, recipients: list[Recipient]) -> dict[int, int]:
+    ids = {r.pk for r in recipients}
+    if not ids:
+        return {}
+    if connection.features.has_select_for_update:
+        # Two requests for one user must not hand out the same place in line.
+        list(Recipient.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
+    highest = dict(
+        Delivery.objects.filter(recipient_id__in=ids, channel="inapp")
+        .values("recipient_id")
+        .annotate(top=Max("sequence"))
+        .values_list("recipient_id", "top")
+    )
+    return {pk: (highest.get(pk) or 0) + 1 for pk in ids}
+
+
+def _announce(run_id: int, intents: list[NotificationIntent]) -> None:
+    events.emit_many(
+        run_id, [("accepted", {"intent": i.pk, "user_id": i.recipient.number, "template": i.template.name}) for i in intents]
+    )

@@ -1,0 +1,119 @@
+"""The outbox relay (lesson: transactional-outbox).
+
+`publish_due` steps:
+1. Claim a batch of due, unpublished outbox rows, urgent lane first. On PostgreSQL
+   the rows are locked with FOR UPDATE SKIP LOCKED, so several relays can share the
+   work; on SQLite a single relay holds a lease (see `hold_lease`).
+2. Publish each row's message to its queue.
+3. Mark the rows published and their deliveries queued, in the same transaction.
+   A crash between 2 and 3 publishes those rows again: at-least-once, which is why
+   the worker's claim drops duplicates.
+
+`rescue_stranded` republishes deliveries the broker may have lost: published long ago
+and never claimed (a Redis restart drops what it held), or claimed by a worker that
+has since died without letting go.
+"""
+
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Value, When
+from django.utils import timezone
+
+from config.celery import app
+from labs.models import Delivery, DeliveryStatus, OutboxRow, RelayLease
+from labs.pipeline import events
+from labs.pipeline.intake import URGENT_QUEUE
+
+log = logging.getLogger("faultline.relay")
+
+DELIVER_TASK = "labs.deliver_task"
+LEASE_SECONDS = 10
+RELAY_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def uses_skip_locked() -> bool:
+    return connection.features.has_select_for_update_skip_locked
+
+
+def hold_lease(now=None) -> bool:
+    """Take or renew the single-relay lease (SQLite); always True where SKIP LOCKED is available."""
+    if uses_skip_locked():
+        return True
+    now = now or timezone.now()
+    RelayLease.objects.get_or_create(pk=1)
+    taken = RelayLease.objects.filter(pk=1).filter(Q(holder=RELAY_ID) | Q(expires_at__lt=now)).update(
+        holder=RELAY_ID, expires_at=now + timedelta(seconds=LEASE_SECONDS)
+    )
+    return taken == 1
+
+
+def release_lease() -> None:
+    if not uses_skip_locked():
+        RelayLease.objects.filter(pk=1, holder=RELAY_ID).update(expires_at=timezone.now())
+
+
+def publish_due(limit: int | None = None) -> int:
+    """Publish one batch; returns how many rows were published. Broker errors propagate, rows stay pending."""
+    limit = limit or settings.LAB_RELAY_BATCH
+    now = timezone.now()
+    with transaction.atomic():
+        due = (
+            OutboxRow.objects.filter(published_at__isnull=True, available_at__lte=now)
+            .annotate(lane=Case(When(queue=URGENT_QUEUE, then=Value(0)), default=Value(1), output_field=IntegerField()))
+            .order_by("lane", "id")
+            .values_list("id", "run_id", "delivery_id", "queue", "expected_attempts")
+        )
+        if uses_skip_locked():
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        rows = list(due[:limit])
+        if not rows:
+            return 0
+        with app.producer_or_acquire() as producer:
+            for _, _, delivery_id, queue, expected_attempts in rows:
+                app.send_task(
+                    DELIVER_TASK, args=[delivery_id, expected_attempts], queue=queue, producer=producer, retry=False
+                )
+        OutboxRow.objects.filter(pk__in=[r[0] for r in rows]).update(published_at=now)
+        Delivery.objects.filter(
+            pk__in=[r[2] for r in rows],
+            status__in=[DeliveryStatus.PENDING, DeliveryStatus.QUEUED, DeliveryStatus.RETRY_SCHEDULED, DeliveryStatus.DEFERRED],
+        ).update(status=DeliveryStatus.QUEUED, updated_at=now)
+    by_run: dict[int, list] = {}
+    for _, run_id, delivery_id, queue, expected_attempts in rows:
+        by_run.setdefault(run_id, []).append(("published", {"delivery": delivery_id, "queue": queue, "attempt": expected_attempts + 1}))
+    for run_id, published in by_run.items():
+        events.emit_many(run_id, published)
+    return len(rows)
+
+
+def rescue_stranded(now=None) -> int:
+    """Write a fresh outbox row for each delivery the broker or a dead worker has stranded."""
+    now = now or timezone.now()
+    quiet_since = now - timedelta(seconds=settings.LAB_REDELIVER_AFTER)
+    lease_expired = now - timedelta(seconds=settings.LAB_SENDING_LEASE)
+    rows = OutboxRow.objects.filter(delivery=OuterRef("pk"))
+    # Published a while ago and still not claimed: the broker may have lost the message.
+    never_claimed = Delivery.objects.filter(status=DeliveryStatus.QUEUED, updated_at__lt=quiet_since).exclude(
+        Exists(rows.filter(Q(published_at__isnull=True) | Q(published_at__gt=quiet_since)))
+    )
+    # Claimed by a worker that has not finished within its lease: it died with the message.
+    worker_lost = Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_at__lt=lease_expired).exclude(
+        Exists(rows.filter(Q(published_at__isnull=True) | Q(created_at__gt=OuterRef("claimed_at"))))
+    )
+    fields = ("id", "run_id", "queue", "attempts", "status")
+    stranded = [*never_claimed.values_list(*fields)[: settings.LAB_RELAY_BATCH], *worker_lost.values_list(*fields)[: settings.LAB_RELAY_BATCH]]
+    if not stranded:
+        return 0
+    OutboxRow.objects.bulk_create(
+        [OutboxRow(run_id=run_id, delivery_id=pk, queue=queue, expected_attempts=attempts) for pk, run_id, queue, attempts, _ in stranded]
+    )
+    for pk, run_id, _, attempts, status in stranded:
+        reason = "never claimed" if status == DeliveryStatus.QUEUED else "its worker was lost"
+        events.emit(run_id, "republished", delivery=pk, attempt=attempts + 1, reason=reason)
+    log.info("relay: republished %d stranded deliveries", len(stranded))
+    return len(stranded)

@@ -1,0 +1,317 @@
+"""Deliver one message: the body of the Celery task (lessons: delivery-guarantees-idempotency,
+retries-backoff-jitter, circuit-breakers-bulkheads, dead-letter-queues).
+
+Steps:
+1. Claim the delivery with a conditional update at the attempt count the message
+   expects. A second copy of the message (redelivery, relay republish) finds the
+   count moved on and is dropped as a suppressed duplicate. Attempts are counted
+   here, before the provider call, so a message that crashes its worker cannot
+   loop forever.
+2. Keep per-user order for in-app messages: wait while an earlier one is unfinished.
+3. Respect the user's preferences: opted out → suppressed; quiet hours → deferred
+   (security alerts excepted).
+4. Render the pinned template version; missing data is a poison message → dead letters.
+5. Pick a provider through its circuit breaker (transactional messages fail over to
+   the secondary), call it with a timeout and the delivery's idempotency key.
+6. Record the attempt and the next state in one transaction: delivered, a retry
+   scheduled in the database (an outbox row due later), or a dead letter.
+"""
+
+import logging
+import string
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from labs.models import (
+    TERMINAL,
+    WAITING,
+    AttemptOutcome,
+    DeadLetter,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    OutboxRow,
+    Priority,
+    TemplateCategory,
+)
+from labs.pipeline import budget, events, providers
+from labs.pipeline.backoff import backoff_ceiling_ms, full_jitter_ms
+from labs.pipeline.breaker import ProviderBreaker
+
+log = logging.getLogger(__name__)
+
+ORDER_RECHECK = timedelta(milliseconds=300)
+
+
+class PoisonMessage(Exception):
+    """A message that can never succeed as it is (bad template data)."""
+
+    group = "template_data_missing"
+
+
+@dataclass
+class Outcome:
+    status: str  # AttemptOutcome
+    provider: str = ""
+    error: str = ""
+    group: str = ""
+    temporary: bool = True
+    latency_ms: int = 0
+
+
+def deliver(delivery_id: int, expected_attempts: int) -> None:
+    now = timezone.now()
+    if not claim(delivery_id, expected_attempts, now):
+        _note_duplicate(delivery_id)
+        return
+    delivery = Delivery.objects.select_related("run", "recipient", "intent__template").get(pk=delivery_id)
+    run = delivery.run
+    attempt = delivery.attempts
+    events.emit(run.pk, "attempt_started", delivery=delivery.pk, intent=delivery.intent_id, channel=delivery.channel, attempt=attempt)
+
+    if attempt > run.max_attempts:
+        # Only reachable when earlier attempts never finished (a crashing worker).
+        _dead_letter(delivery, attempt, "attempts_exhausted", f"gave up after {run.max_attempts} attempts")
+        return
+    if delivery.channel == "inapp" and _earlier_inapp_unfinished(delivery):
+        _defer(delivery, attempt, now + ORDER_RECHECK, "waiting for an earlier in-app message to this user")
+        return
+    if not delivery.recipient.opted_in(delivery.channel):
+        _finish(delivery, attempt, DeliveryStatus.SUPPRESSED, last_error=f"user opted out of {delivery.channel}")
+        events.emit(run.pk, "suppressed", delivery=delivery.pk, intent=delivery.intent_id, reason="opt_out")
+        return
+    template = delivery.intent.template
+    if template.category != TemplateCategory.SECURITY:
+        quiet_until = quiet_hours_end(delivery.recipient, now)
+        if quiet_until is not None:
+            _defer(delivery, attempt, quiet_until, "quiet hours")
+            return
+
+    try:
+        subject, body = render(delivery)
+    except PoisonMessage as exc:
+        _record_attempt(delivery, attempt, Outcome(AttemptOutcome.REJECTED, error=str(exc), group=exc.group, temporary=False), now)
+        return
+
+    outcome = call_provider(delivery, subject, body)
+    _record_attempt(delivery, attempt, outcome, now)
+
+
+def claim(delivery_id: int, expected_attempts: int, now: datetime) -> bool:
+    """Take the delivery for one attempt; False if another copy of the message already did."""
+    stale = now - timedelta(seconds=settings.LAB_SENDING_LEASE)
+    takeover = Delivery.objects.filter(
+        pk=delivery_id, attempts=expected_attempts, status=DeliveryStatus.SENDING, claimed_at__lt=stale
+    ).values_list("run_id", "provider").first()
+    claimed = (
+        Delivery.objects.filter(pk=delivery_id, attempts=expected_attempts)
+        .filter(Q(status__in=WAITING) | Q(status=DeliveryStatus.SENDING, claimed_at__lt=stale))
+        .update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now)
+    )
+    if claimed and takeover:
+        # The worker that held it died mid-attempt: the attempt counts, its outcome is unknown.
+        DeliveryAttempt.objects.create(
+            delivery_id=delivery_id,
+            number=expected_attempts,
+            provider=takeover[1],
+            outcome=AttemptOutcome.CRASHED,
+            error="the worker was lost before it recorded the result",
+            started_at=stale,
+            finished_at=now,
+        )
+    return claimed == 1
+
+
+def _note_duplicate(delivery_id: int) -> None:
+    Delivery.objects.filter(pk=delivery_id).update(duplicates_suppressed=F("duplicates_suppressed") + 1)
+    run_id = Delivery.objects.filter(pk=delivery_id).values_list("run_id", flat=True).first()
+    if run_id is not None:
+        events.emit(run_id, "duplicate_suppressed", delivery=delivery_id)
+
+
+def _earlier_inapp_unfinished(delivery: Delivery) -> bool:
+    return (
+        Delivery.objects.filter(recipient_id=delivery.recipient_id, channel="inapp", sequence__lt=delivery.sequence)
+        .exclude(status__in=TERMINAL)
+        .exists()
+    )
+
+
+def quiet_hours_end(recipient, now: datetime) -> datetime | None:
+    """When the recipient's quiet hours end, if `now` falls inside them; else None."""
+    if recipient.quiet_start is None or recipient.quiet_end is None:
+        return None
+    local = now.astimezone(ZoneInfo(recipient.timezone))
+    start, end, clock = recipient.quiet_start, recipient.quiet_end, local.time()
+    inside = (start <= clock < end) if start < end else (clock >= start or clock < end)
+    if not inside:
+        return None
+    end_at = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    if end_at <= local:
+        end_at += timedelta(days=1)
+    return end_at.astimezone(ZoneInfo("UTC"))
+
+
+class _StrictData(dict):
+    def __missing__(self, name):
+        raise PoisonMessage(f"template data has no value for {{{name}}}")
+
+
+def render(delivery: Delivery) -> tuple[str, str]:
+    template = delivery.intent.template
+    bodies = template.bodies.get(delivery.recipient.locale) or template.bodies["en"]
+    data = _StrictData({"name": delivery.recipient.name, **delivery.intent.data})
+    formatter = string.Formatter()
+    try:
+        return formatter.vformat(bodies.get("subject", ""), (), data), formatter.vformat(bodies["body"], (), data)
+    except (ValueError, IndexError, AttributeError, KeyError) as exc:
+        raise PoisonMessage(f"template data does not fit the template: {exc}") from exc
+
+
+def call_provider(delivery: Delivery, subject: str, body: str) -> Outcome:
+    run_id = delivery.run_id
+    primary, secondary = providers.PROVIDERS[delivery.channel]
+    provider = _admitted_provider(delivery, primary, secondary)
+    if provider is None:
+        return Outcome(AttemptOutcome.BREAKER_OPEN, provider=primary, error=f"{primary}'s circuit breaker is open", group="breaker_open")
+    message = providers.OutgoingMessage(
+        run_id=run_id,
+        channel=delivery.channel,
+        address=delivery.recipient.address(delivery.channel),
+        subject=subject,
+        body=body,
+        idempotency_key=delivery.idempotency_key,
+        intent_id=delivery.intent_id,
+        recipient_number=delivery.recipient.number,
+        sequence=delivery.sequence,
+        template=delivery.intent.template.name,
+    )
+    budget.record_attempt(run_id, delivery.channel, delivery.attempts)
+    started = time.monotonic()
+    try:
+        result = providers.send(provider, message, settings.LAB_PROVIDER_TIMEOUT_MS)
+    except providers.ProviderError as exc:
+        latency = int((time.monotonic() - started) * 1000)
+        _record_breaker(run_id, provider, ok=not exc.temporary)  # a rejected address says nothing about health
+        status = AttemptOutcome.TIMEOUT if isinstance(exc, providers.ProviderTimeout) else (
+            AttemptOutcome.FAILED if exc.temporary else AttemptOutcome.REJECTED
+        )
+        return Outcome(status, provider, str(exc), exc.group, exc.temporary, latency)
+    latency = int((time.monotonic() - started) * 1000)
+    _record_breaker(run_id, provider, ok=True)
+    if result.already_sent:
+        events.emit(run_id, "duplicate_suppressed", delivery=delivery.pk, provider=provider, by="provider idempotency key")
+    return Outcome(AttemptOutcome.SUCCEEDED, provider, latency_ms=latency)
+
+
+def _admitted_provider(delivery: Delivery, primary: str, secondary: str) -> str | None:
+    allowed, changed = ProviderBreaker(delivery.run_id, primary).admit()
+    _announce_breaker(delivery.run_id, primary, changed)
+    if allowed:
+        return primary
+    if delivery.intent.priority != Priority.TRANSACTIONAL:
+        return None  # campaigns wait for the primary rather than crowd the backup
+    allowed, changed = ProviderBreaker(delivery.run_id, secondary).admit()
+    _announce_breaker(delivery.run_id, secondary, changed)
+    if allowed:
+        events.emit(delivery.run_id, "failover", delivery=delivery.pk, provider=secondary, instead_of=primary)
+        return secondary
+    return None
+
+
+def _record_breaker(run_id: int, provider: str, ok: bool) -> None:
+    _announce_breaker(run_id, provider, ProviderBreaker(run_id, provider).record(ok))
+
+
+def _announce_breaker(run_id: int, provider: str, changed) -> None:
+    if changed is not None:
+        events.emit(run_id, "breaker_changed", provider=provider, state=changed.state)
+
+
+def _record_attempt(delivery: Delivery, attempt: int, outcome: Outcome, started_at: datetime) -> None:
+    now = timezone.now()
+    row = DeliveryAttempt(
+        delivery=delivery,
+        number=attempt,
+        provider=outcome.provider,
+        outcome=outcome.status,
+        error=outcome.error[:300],
+        started_at=started_at,
+        finished_at=now,
+        latency_ms=outcome.latency_ms,
+    )
+    run = delivery.run
+    fields = {"intent": delivery.intent_id, "delivery": delivery.pk, "channel": delivery.channel, "attempt": attempt}
+    if outcome.status == AttemptOutcome.SUCCEEDED:
+        with transaction.atomic():
+            row.save()
+            _finish(delivery, attempt, DeliveryStatus.DELIVERED, provider=outcome.provider)
+        events.emit(run.pk, "attempt_succeeded", provider=outcome.provider, latency_ms=outcome.latency_ms, **fields)
+        return
+    events.emit(run.pk, "attempt_failed", provider=outcome.provider, error=outcome.error, **fields)
+    if not outcome.temporary or attempt >= run.max_attempts:
+        with transaction.atomic():
+            row.save()
+            _dead_letter(delivery, attempt, outcome.group, outcome.error, provider=outcome.provider)
+        return
+    ceiling = backoff_ceiling_ms(attempt, run.retry_base_ms, run.retry_cap_ms)
+    delay = full_jitter_ms(attempt, run.retry_base_ms, run.retry_cap_ms)
+    if not budget.retry_allowed(run.pk, delivery.channel):
+        delay = ceiling = run.retry_cap_ms
+        events.emit(run.pk, "retry_budget_exhausted", channel=delivery.channel, **fields)
+    row.backoff_ms, row.backoff_cap_ms = delay, ceiling
+    next_at = now + timedelta(milliseconds=delay)
+    with transaction.atomic():
+        row.save()
+        moved = _move(delivery, attempt, status=DeliveryStatus.RETRY_SCHEDULED, next_attempt_at=next_at,
+                      provider=outcome.provider, last_error=outcome.error[:300])
+        if moved:
+            OutboxRow.objects.create(run=run, delivery=delivery, queue=delivery.queue, expected_attempts=attempt, available_at=next_at)
+    events.emit(run.pk, "retry_scheduled", next_at=next_at.isoformat(), delay_ms=delay, ceiling_ms=ceiling,
+                max_attempts=run.max_attempts, **fields)
+
+
+def _move(delivery: Delivery, attempt: int, **changes) -> bool:
+    """Change the delivery only while this worker still holds it (same attempt, still sending)."""
+    moved = Delivery.objects.filter(pk=delivery.pk, attempts=attempt, status=DeliveryStatus.SENDING).update(
+        updated_at=timezone.now(), **changes
+    )
+    if not moved:
+        log.warning("delivery %s: attempt %s lost its claim before it could record the result", delivery.pk, attempt)
+    return bool(moved)
+
+
+def _finish(delivery: Delivery, attempt: int, status: str, **changes) -> bool:
+    return _move(delivery, attempt, status=status, finished_at=timezone.now(), next_attempt_at=None, **changes)
+
+
+def _defer(delivery: Delivery, attempt: int, until: datetime, reason: str) -> None:
+    """Put the delivery back without spending an attempt, to be tried again at `until`."""
+    with transaction.atomic():
+        if _move(delivery, attempt, status=DeliveryStatus.DEFERRED, attempts=attempt - 1, next_attempt_at=until):
+            OutboxRow.objects.create(
+                run_id=delivery.run_id, delivery=delivery, queue=delivery.queue, expected_attempts=attempt - 1, available_at=until
+            )
+    events.emit(delivery.run_id, "deferred", delivery=delivery.pk, intent=delivery.intent_id, until=until.isoformat(), reason=reason)
+
+
+def _dead_letter(delivery: Delivery, attempt: int, group: str, error: str, provider: str = "") -> None:
+    with transaction.atomic():
+        if _finish(delivery, attempt, DeliveryStatus.DEAD_LETTERED, last_error=error[:300], provider=provider or delivery.provider):
+            DeadLetter.objects.create(
+                run_id=delivery.run_id,
+                delivery=delivery,
+                error_group=group,
+                error=error[:300],
+                attempts=attempt,
+                was_replayed=delivery.replays > 0,
+            )
+    events.emit(delivery.run_id, "dead_lettered", delivery=delivery.pk, intent=delivery.intent_id, group=group, error=error,
+                replayed_before=delivery.replays > 0)
