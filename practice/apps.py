@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class PracticeConfig(AppConfig):
     name = "practice"
     verbose_name = "Practice"
+    # Called by `manage.py load_content` and `manage.py check_content` (courseware's commands).
+    content_loader = "practice.loader.load_questions"
+    content_checker = "practice.loader.check_questions"
+
+    def ready(self) -> None:
+        from practice import progress  # noqa: F401  (connects the sign-in signal that keeps a visitor's practice)

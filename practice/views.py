@@ -1,16 +1,387 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+"""Practice pages: the question bank, answering, the review queue, progress, mock interviews, exports."""
+
+from datetime import datetime
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from practice import charts, clock, exports, scheduling, stats
+from practice.mock import phase_seconds, read_phases, timeline
+from practice.models import Attempt, MockInterview, Question, Rating
+from practice.progress import progress_for
+from practice.question_files import TOPICS
+from practice.rubric import match_answer
+
+MAX_ANSWER_CHARS = 20_000
+UPCOMING_DAYS = 14
+HISTORY_DAYS = 30
+
+
+def _get_question(question_id: str) -> Question:
+    return get_object_or_404(Question, pk=question_id, retired=False)
+
+
+def _get_attempt_for_visitor(request: HttpRequest, question_id: str, attempt_id: int) -> Attempt:
+    """The visitor's own attempt at this question (from their account or session), or 404."""
+    attempt = progress_for(request).attempt(attempt_id)
+    if attempt.question_id != question_id:
+        raise Http404("No such attempt at this question.")
+    return attempt
+
+
+# --- The bank --------------------------------------------------------------------------
 
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "practice/index.html")
+    progress = progress_for(request)
+    today = clock.today()
+    cards = {c.question_id: c for c in progress.cards()}
+    scores = {qid: a.score for qid, a in stats.latest_graded(progress.attempts()).items()}
+    filters = {name: request.GET.get(name, "") for name in ("topic", "kind", "difficulty", "status")}
+
+    rows = []
+    for question in Question.objects.filter(retired=False):
+        card = cards.get(question.id)
+        status = "new" if card is None else "due" if scheduling.due_on(card) <= today else "scheduled"
+        if filters["topic"] and filters["topic"] not in question.topics:
+            continue
+        if filters["kind"] and question.kind != filters["kind"]:
+            continue
+        if filters["difficulty"] and str(question.difficulty) != filters["difficulty"]:
+            continue
+        if filters["status"] and status != filters["status"]:
+            continue
+        rows.append({"question": question, "status": status, "card": card, "score": scores.get(question.id)})
+
+    context = {
+        "rows": rows,
+        "filters": filters,
+        "topics": TOPICS.items(),
+        "kinds": Question.Kind.choices,
+        "due_count": len(scheduling.due_cards(list(cards.values()), today)),
+        "total": Question.objects.filter(retired=False).count(),
+        "anonymous": progress.is_anonymous,
+    }
+    template = "practice/index.html#question_list" if request.htmx else "practice/index.html"
+    return render(request, template, context)
+
+
+# --- Answering -----------------------------------------------------------------------------
+
+
+def _question_context(request: HttpRequest, question: Question, **extra) -> dict:
+    progress = progress_for(request)
+    hints_shown = _int(request.GET.get("hints"), 0)
+    card = progress.card(question.id)
+    return {
+        "question": question,
+        "hints_shown": max(0, min(hints_shown, len(question.hints))),
+        "attempts": progress.attempts(question.id),
+        "card": card if card.state else None,
+        "anonymous": progress.is_anonymous,
+        "max_answer_chars": MAX_ANSWER_CHARS,
+        **extra,
+    }
 
 
 @require_GET
 def question(request: HttpRequest, question_id: str) -> HttpResponse:
-    # Placeholder until the question bank is loaded from files; the URL name is stable.
-    from django.http import Http404
+    q = _get_question(question_id)
+    context = _question_context(request, q)
+    if request.htmx and "hints" in request.GET:
+        return render(request, "practice/question.html#hints", context)
+    return render(request, "practice/question.html", context)
 
-    raise Http404("No such question.")
+
+@require_POST
+def preview(request: HttpRequest) -> HttpResponse:
+    """The answer as it will show, Markdown rendered and sanitised (practice/rendering.py)."""
+    return render(request, "practice/question.html#answer_preview", {"preview_text": request.POST.get("answer", "")})
+
+
+@require_POST
+def answer(request: HttpRequest, question_id: str) -> HttpResponse:
+    q = _get_question(question_id)
+    progress = progress_for(request)
+    now = clock.now()
+    if q.is_choice:
+        choice = _int(request.POST.get("choice"), -1)
+        if not 0 <= choice < len(q.options):
+            return _answer_error(request, q, "Pick one of the options first.")
+        correct = choice == q.correct_option
+        point = q.rubric[0]
+        found = {"point": point["point"], "weight": point["weight"], "found": correct, "sentence": "", "term": "",
+                 "terms": [], "explanation": "" if correct else f"Why it matters: {point['why']}"}  # fmt: skip
+        attempt = Attempt(question=q, source=Attempt.Source.CHOICE, created_at=now, choice=choice, matches=[found])
+        _grade(progress, attempt, [1.0 if correct else 0.0], now, Rating.GOOD if correct else Rating.AGAIN)
+    else:
+        text = request.POST.get("answer", "").strip()
+        if not text:
+            return _answer_error(request, q, "Write an answer first, or give up to see the model answer.")
+        if len(text) > MAX_ANSWER_CHARS:
+            return _answer_error(request, q, f"Keep the answer under {MAX_ANSWER_CHARS:,} characters.", text)
+        attempt = _written_attempt(q, text, Attempt.Source.ANSWER, now)
+        progress.save_attempt(attempt)
+    return redirect(_attempt_url(attempt))
+
+
+def _written_attempt(q: Question, text: str, source: str, now: datetime) -> Attempt:
+    matches = [m.as_dict() for m in match_answer(text, q.rubric)]
+    return Attempt(question=q, source=source, created_at=now, answer=text, matches=matches)
+
+
+def _answer_error(request: HttpRequest, q: Question, message: str, text: str = "") -> HttpResponse:
+    context = _question_context(request, q, error=message, draft=text, preview_text=text)
+    return render(request, "practice/question.html", context, status=400)
+
+
+@require_POST
+def give_up(request: HttpRequest, question_id: str) -> HttpResponse:
+    """Show the model answer now; the card comes back soon (rated Again)."""
+    q = _get_question(question_id)
+    progress = progress_for(request)
+    now = clock.now()
+    text = request.POST.get("answer", "").strip()[:MAX_ANSWER_CHARS]
+    attempt = _written_attempt(q, text, Attempt.Source.GAVE_UP, now)
+    _grade(progress, attempt, [0.0] * len(attempt.matches), now, Rating.AGAIN)
+    return redirect(_attempt_url(attempt) + "#model-answer")
+
+
+def _grade(progress, attempt: Attempt, credits: list[float], now: datetime, rating: int | None = None) -> None:
+    """Record the candidate's credits, score and rating on the attempt and schedule the question's card."""
+    q = attempt.question
+    attempt.grades = credits
+    attempt.score = scheduling.score_from_credits(attempt.matches, credits)
+    attempt.rating = rating or scheduling.rating_for_score(attempt.score)
+    attempt.graded_at = now
+    card = scheduling.review(progress.card(q.id), attempt.rating, now)
+    attempt.due_after = card.due
+    progress.save_graded(attempt, card)
+
+
+@require_GET
+def attempt(request: HttpRequest, question_id: str, attempt_id: int) -> HttpResponse:
+    a = _get_attempt_for_visitor(request, question_id, attempt_id)
+    q = a.question
+    # The attempt keeps its own copy of the points it was matched against, so a later
+    # edit of the question's rubric cannot shift grades onto the wrong points.
+    grades = a.grades or [None] * len(a.matches)
+    points = [
+        {"index": i, "match": match, "grade": grade, "why": q.rubric[i]["why"] if i < len(q.rubric) else ""}
+        for i, (match, grade) in enumerate(zip(a.matches, grades, strict=True))
+    ]
+    context = {
+        "question": q,
+        "attempt": a,
+        "points": points,
+        "credits": scheduling.CREDITS,
+        "attempts": progress_for(request).attempts(q.id),
+        "anonymous": progress_for(request).is_anonymous,
+        "due_in_days": (timezone.localdate(a.due_after) - clock.today()).days if a.due_after else None,
+    }
+    return render(request, "practice/attempt.html", context)
+
+
+@require_POST
+def grade(request: HttpRequest, question_id: str, attempt_id: int) -> HttpResponse:
+    a = _get_attempt_for_visitor(request, question_id, attempt_id)
+    if a.graded:
+        return redirect(_attempt_url(a))
+    names = [request.POST.get(f"point-{i}") for i in range(len(a.matches))]
+    if any(name not in scheduling.CREDITS for name in names):
+        return HttpResponseBadRequest("Grade every point: covered, partly or missed.")
+    _grade(progress_for(request), a, [scheduling.CREDITS[name] for name in names], clock.now())
+    return redirect(_attempt_url(a) + "#result")
+
+
+def _attempt_url(a: Attempt) -> str:
+    return reverse("practice:attempt", kwargs={"question_id": a.question_id, "attempt_id": a.pk})
+
+
+# --- Review queue and progress --------------------------------------------------------------
+
+
+@require_GET
+def review(request: HttpRequest) -> HttpResponse:
+    progress = progress_for(request)
+    today = clock.today()
+    cards = progress.cards()
+    attempts = progress.attempts()
+    seen = {c.question_id for c in cards}
+    upcoming = scheduling.due_per_day(cards, today, UPCOMING_DAYS)
+    context = {
+        "today": today,
+        "due": scheduling.due_cards(cards, today),
+        "new_questions": [q for q in Question.objects.filter(retired=False) if q.id not in seen][:5],
+        "streak": scheduling.streak(stats.practice_days(attempts), today),
+        "reviewed_today": sum(1 for a in attempts if a.graded and timezone.localdate(a.graded_at) == today),
+        "upcoming_chart": charts.column_chart([(d.strftime("%a %d"), n) for d, n in upcoming], "due"),
+        "upcoming": upcoming,
+        "anonymous": progress.is_anonymous,
+    }
+    return render(request, "practice/review.html", context)
+
+
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    progress = progress_for(request)
+    today = clock.today()
+    attempts = progress.attempts()
+    per_day = stats.attempts_per_day(attempts, today, HISTORY_DAYS)
+    by_topic = stats.score_by_topic(attempts)
+    graded = [a for a in attempts if a.graded]
+    context = {
+        "attempts": attempts[:20],
+        "attempt_count": len(attempts),
+        "question_count": len({a.question_id for a in attempts}),
+        "average_score": round(sum(a.score for a in graded) / len(graded)) if graded else None,
+        "streak": scheduling.streak(stats.practice_days(attempts), today),
+        "due_count": len(scheduling.due_cards(progress.cards(), today)),
+        "per_day_chart": charts.column_chart([(d.strftime("%d %b"), n) for d, n in per_day], "attempts"),
+        "topic_chart": charts.bar_chart([(TOPICS[t], s) for t, s in by_topic], 100, "%"),
+        "weakest": stats.weakest_topics(attempts),
+        "anonymous": progress.is_anonymous,
+    }
+    return render(request, "practice/dashboard.html", context)
+
+
+# --- Mock interviews -------------------------------------------------------------------------
+
+
+@require_GET
+def mock_index(request: HttpRequest) -> HttpResponse:
+    progress = progress_for(request)
+    context = {
+        "questions": Question.objects.filter(retired=False, kind=Question.Kind.DESIGN),
+        "phases": read_phases(),
+        "mocks": progress.mocks(),
+        "anonymous": progress.is_anonymous,
+    }
+    return render(request, "practice/mock_index.html", context)
+
+
+@require_POST
+def mock_start(request: HttpRequest) -> HttpResponse:
+    q = get_object_or_404(Question, pk=request.POST.get("question", ""), retired=False, kind=Question.Kind.DESIGN)
+    phases = read_phases()
+    mock = MockInterview(
+        question=q,
+        started_at=clock.now(),
+        phase_seconds=phase_seconds(q.minutes, phases),
+        advanced_at=[None] * len(phases),
+        notes=[""] * len(phases),
+    )
+    progress_for(request).save_mock(mock)
+    return redirect("practice:mock", mock_id=mock.pk)
+
+
+def _timeline(mock: MockInterview, now: datetime):
+    advanced = [datetime.fromisoformat(t) if t else None for t in mock.advanced_at]
+    return timeline(mock.started_at, mock.phase_seconds, advanced, now)
+
+
+@require_GET
+def mock(request: HttpRequest, mock_id: int) -> HttpResponse:
+    m = progress_for(request).mock(mock_id)
+    if m.finished_at and m.attempt_id:
+        return redirect("practice:attempt", question_id=m.question_id, attempt_id=m.attempt_id)
+    now = clock.now()
+    line = _timeline(m, now)
+    phases = read_phases()
+    q = m.question
+    sections = []
+    for i, phase in enumerate(phases):
+        extra = q.hints if phase.slug == "deep-dive" else q.follow_ups if phase.slug == "wrap-up" else []
+        sections.append({
+            "index": i, "phase": phase, "prompts": [*phase.prompts, *extra], "notes": m.notes[i],
+            "minutes": m.phase_seconds[i] // 60, "ends_ms": int(line.ends[i].timestamp() * 1000),
+            "state": "done" if i < line.current else "now" if i == line.current else "next",
+        })  # fmt: skip
+    context = {
+        "mock": m,
+        "question": q,
+        "sections": sections,
+        "timeline": line,
+        "server_now_ms": int(now.timestamp() * 1000),
+        "current_title": phases[line.current].title if not line.over else "",
+    }
+    return render(request, "practice/mock.html", context)
+
+
+def _save_notes(request: HttpRequest, m: MockInterview) -> None:
+    for i in range(len(m.notes)):
+        if f"notes-{i}" in request.POST:
+            m.notes[i] = request.POST[f"notes-{i}"][:MAX_ANSWER_CHARS]
+
+
+@require_POST
+def mock_notes(request: HttpRequest, mock_id: int) -> HttpResponse:
+    """Autosave from the page (htmx) while the candidate types."""
+    progress = progress_for(request)
+    m = progress.mock(mock_id)
+    _save_notes(request, m)
+    progress.save_mock(m)
+    return render(request, "practice/mock.html#notes_saved", {"saved_at": clock.now()})
+
+
+@require_POST
+def mock_next(request: HttpRequest, mock_id: int) -> HttpResponse:
+    """Save the notes and start the next phase now, before its time."""
+    progress = progress_for(request)
+    m = progress.mock(mock_id)
+    _save_notes(request, m)
+    now = clock.now()
+    line = _timeline(m, now)
+    if line.current + 1 < len(m.phase_seconds):
+        m.advanced_at[line.current + 1] = now.isoformat()
+    elif not line.over:
+        return mock_finish(request, mock_id)
+    progress.save_mock(m)
+    return redirect("practice:mock", mock_id=m.pk)
+
+
+@require_POST
+def mock_finish(request: HttpRequest, mock_id: int) -> HttpResponse:
+    """End the interview: the notes of all phases become an attempt to review against the rubric."""
+    progress = progress_for(request)
+    m = progress.mock(mock_id)
+    if m.finished_at and m.attempt_id:
+        return redirect("practice:attempt", question_id=m.question_id, attempt_id=m.attempt_id)
+    _save_notes(request, m)
+    now = clock.now()
+    text = "\n\n".join(f"## {p.title}\n\n{notes.strip()}" for p, notes in zip(read_phases(), m.notes) if notes.strip())
+    a = progress.save_attempt(_written_attempt(m.question, text, Attempt.Source.MOCK, now))
+    m.finished_at = now
+    m.attempt_id = a.pk
+    progress.save_mock(m)
+    return redirect(_attempt_url(a))
+
+
+# --- Exports -------------------------------------------------------------------------------------
+
+
+@require_GET
+def export_deck(request: HttpRequest) -> HttpResponse:
+    deck = exports.anki_deck(Question.objects.filter(retired=False), clock.now())
+    response = HttpResponse(deck, content_type="application/apkg")
+    response["Content-Disposition"] = 'attachment; filename="faultline-questions.apkg"'
+    return response
+
+
+@require_GET
+def export_attempts(request: HttpRequest) -> HttpResponse:
+    attempts = progress_for(request).attempts()
+    response = HttpResponse(exports.attempts_csv(attempts), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="faultline-attempts-{clock.today():%Y-%m-%d}.csv"'
+    return response
+
+
+def _int(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default

@@ -1,0 +1,61 @@
+"""`load_content` and `check_content` for the question bank (named in PracticeConfig).
+
+Loading is idempotent: a question whose file did not change is left alone, so a
+second run reports every question unchanged. A question whose file is gone is
+retired, not deleted, so the attempts that name it keep their history.
+"""
+
+from django.db import transaction
+
+from courseware.content_report import ContentReport
+from practice.mock import read_phases
+from practice.models import Question
+from practice.question_files import content_dir, read_questions
+
+FIELDS = (
+    "title", "kind", "difficulty", "topic", "topics", "minutes", "prompt", "hints", "rubric", "options",
+    "model_answer", "follow_ups", "mistakes", "lessons", "labs", "source",
+)  # fmt: skip
+
+
+def check_questions() -> ContentReport:
+    found = read_questions()
+    errors = list(found.errors)
+    try:
+        phases = len(read_phases())
+    except ValueError as exc:
+        errors.append(str(exc))
+        phases = 0
+    kinds = {kind: sum(q["kind"] == kind for q in found.questions) for kind in Question.Kind.values}
+    by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    summary = f"{len(found.questions)} of {found.files} question files valid ({by_kind}); {phases} mock interview phases"
+    return ContentReport(summary, errors, found.warnings)
+
+
+def load_questions() -> str:
+    found = read_questions()
+    if found.errors:
+        more = f" (and {len(found.errors) - 1} more: run check_content)" if len(found.errors) > 1 else ""
+        raise ValueError(found.errors[0] + more)
+    read_phases()  # refuse to load a bank whose mock interviews could not run
+    created = updated = unchanged = 0
+    with transaction.atomic():
+        existing = {q.id: q for q in Question.objects.all()}
+        for data in found.questions:
+            values = {name: data.get(name, []) if name == "options" else data[name] for name in FIELDS}
+            values["retired"] = False
+            question = existing.get(data["id"])
+            if question is None:
+                Question.objects.create(id=data["id"], **values)
+                created += 1
+            elif any(getattr(question, name) != value for name, value in values.items()):
+                Question.objects.filter(pk=question.pk).update(**values)
+                updated += 1
+            else:
+                unchanged += 1
+        gone = set(existing) - {data["id"] for data in found.questions}
+        retired = Question.objects.filter(pk__in=gone, retired=False).update(retired=True)
+    return (
+        f"{len(found.questions)} questions from {content_dir()} "
+        f"({created} new, {updated} updated, {unchanged} unchanged, {retired} retired)"
+    )
