@@ -61,8 +61,12 @@ api = NinjaAPI(
 # --- Errors -----------------------------------------------------------------------------
 
 
+_UNION_TAGS = {"str", "int", "float", "bool", "none", "list", "dict"}
+
+
 def _field_name(loc: tuple) -> str:
-    parts = [p for p in loc if p not in ("body", "payload", "header", "path", "query")]
+    """("body", "payload", "notifications", 3, "user_id") -> "notifications[3].user_id"."""
+    parts = [p for p in loc if p not in ("body", "payload", "header", "path", "query") and p not in _UNION_TAGS]
     name = ""
     for part in parts:
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
@@ -71,11 +75,19 @@ def _field_name(loc: tuple) -> str:
 
 @api.exception_handler(ValidationError)
 def invalid_input(request, exc: ValidationError):
-    errors = {}
+    found: dict[str, list[str]] = {}
     for problem in exc.errors:
-        if problem.get("type") == "json_invalid" or "Cannot parse request body" in str(problem.get("msg", "")):
+        if problem.get("type") == "json_invalid":
             return api.create_response(request, {"error": "the body is not valid JSON", "errors": {"body": "not valid JSON"}}, status=400)
-        errors.setdefault(_field_name(tuple(problem.get("loc", ()))), problem.get("msg", "invalid"))
+        found.setdefault(_field_name(tuple(problem.get("loc", ()))), []).append(problem.get("msg", "invalid"))
+    errors = {}
+    for name, messages in found.items():
+        # A value that fits none of a union's types yields one message per type: say it once.
+        if len(messages) > 1:
+            kinds = [m.removeprefix("Input should be ").removeprefix("a valid ") for m in messages]
+            errors[name] = "Input should be a " + ", ".join(kinds[:-1]) + " or " + kinds[-1]
+        else:
+            errors[name] = messages[0]
     summary = "; ".join(f"{name}: {message}" for name, message in errors.items())
     return api.create_response(request, {"error": f"invalid request: {summary}", "errors": errors}, status=422)
 
