@@ -1,0 +1,68 @@
+"""The relay as a process: it survives a broker outage without losing a row, and SIGTERM stops it cleanly."""
+
+import signal
+import uuid
+
+import pytest
+import redis as redis_lib
+
+from labs.models import OutboxRow
+from labs.pipeline import intake
+from labs.runs import create_run
+from tests.harness import ServiceProcess, free_port, python_argv, redis_server_binary, wait_for
+
+
+@pytest.fixture
+def private_redis(process_logs):
+    """A Redis of this test's own, so it can be stopped without disturbing anything else."""
+    port = free_port()
+    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    servers = []
+
+    def start() -> ServiceProcess:
+        server = ServiceProcess("private-redis", argv, {}, process_logs).start()
+        client = redis_lib.Redis(port=port)
+        wait_for(lambda: _pings(client), 10, "the private Redis")
+        servers.append(server)
+        return server
+
+    start.url = f"redis://127.0.0.1:{port}/0"
+    start.port = port
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except redis_lib.ConnectionError:
+        return False
+
+
+def test_the_relay_keeps_rows_pending_through_a_broker_outage_and_publishes_them_after(
+    transactional_db, django_user_model, process_env, process_logs, private_redis
+):
+    prefix = f"relay-test-{uuid.uuid4().hex[:6]}:"
+    env = {**process_env, "REDIS_URL": private_redis.url, "FAULTLINE_REDIS_PREFIX": prefix}
+    broker = private_redis()
+    relay = ServiceProcess("relay", python_argv("manage.py", "relay"), env, process_logs).start()
+    client = redis_lib.Redis(port=private_redis.port)
+    wait_for(lambda: client.exists(f"{prefix}heartbeat:relay"), 20, "the relay's heartbeat")
+    run = create_run(django_user_model.objects.create_user("outage", password="not-used-1234"))
+
+    broker.kill()  # the broker goes away without warning
+    requests = [intake.IntentRequest(f"k{i}", i, "password_reset", data={"code": "1"}) for i in range(1, 11)]
+    intake.accept(run, requests)
+    wait_for(lambda: "rows stay in the outbox" in relay.output(), 20, "the relay to notice the outage")
+    assert OutboxRow.objects.filter(run=run, published_at=None).count() == 10
+    assert relay.running()
+
+    private_redis()  # the broker comes back on the same port, empty
+    wait_for(lambda: not OutboxRow.objects.filter(run=run, published_at=None).exists(), 30, "the rows to be published")
+    assert client.llen(f"{prefix}urgent") == 10  # every message reached its queue, once
+
+    relay.popen.send_signal(signal.SIGTERM)
+    assert relay.popen.wait(timeout=15) == 0
+    assert "relay: stopped" in relay.output()
+    assert not client.zrange(f"{prefix}heartbeat:relay", 0, -1)  # a clean stop leaves no heartbeat behind
