@@ -1,5 +1,6 @@
 """Question files: `check_content` validates them, `load_content` loads them (practice/loader.py)."""
 
+import re
 import textwrap
 
 import pytest
@@ -91,7 +92,7 @@ def test_an_edited_file_updates_its_question_and_a_removed_file_retires_it(conte
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("difficulty: 1", "difficulty: 5"), "retries-tiny.yaml:4: difficulty must be 1 (easy), 2 (medium) or 3 (hard)"),
+        (("difficulty: 1", "difficulty: 5"), "retries-tiny.yaml:4: difficulty must be 1 "),
         (("kind: concept", "kind: essay"), "retries-tiny.yaml:3: kind 'essay' is not one of"),
         (("weight: 2", "weight: 9"), "retries-tiny.yaml:11: weight must be 1, 2 or 3"),
         (("lessons: [retries-backoff-jitter]", "lessons: [no-such-lesson]"), "retries-tiny.yaml:17: unknown lesson slug 'no-such-lesson'"),
@@ -100,7 +101,8 @@ def test_an_edited_file_updates_its_question_and_a_removed_file_retires_it(conte
         (("topics: [retries]", "topics: [sagas]"), "retries-tiny.yaml:5: topics must include 'retries'"),
         (("minutes: 3\n", "minutes: 3\nauthor: me\n"), "retries-tiny.yaml:7: unknown key 'author'"),
         (("    why: Most network faults are short.\n", ""), "retries-tiny.yaml:10: rubric point is missing 'why'"),
-        (("prompt: Why retry?", "prompt: [Why retry?"), "retries-tiny.yaml:7: not valid YAML"),
+        # libyaml names the line where it noticed (the next key); the pure-Python parser the one before.
+        (("prompt: Why retry?", "prompt: [Why retry?"), r"retries-tiny.yaml:[78]: not valid YAML"),
     ],
 )
 def test_a_bad_question_file_fails_the_checker_and_the_loader_naming_the_file_and_line(content, change, expected):
@@ -110,8 +112,8 @@ def test_a_bad_question_file_fails_the_checker_and_the_loader_naming_the_file_an
     with pytest.raises(ValueError) as raised:
         load_questions()
 
-    assert any(expected in error for error in report.errors), report.errors
-    assert expected in str(raised.value)
+    assert any(re.search(expected, error) for error in report.errors), report.errors
+    assert re.search(expected, str(raised.value))
 
 
 def test_a_choice_question_needs_exactly_one_correct_option(content):
