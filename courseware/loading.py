@@ -12,7 +12,12 @@ from django.db import models, transaction
 from courseware.content_files import WORDS, Course, LessonSource, read_course
 from courseware.content_report import ContentReport
 from courseware.models import GlossaryTerm, InlineCheck, Lesson, Module
-from courseware.rendering import content_hash, render_lesson
+from courseware.rendering import RenderedLesson, content_hash, render_lesson
+
+# Rendering depends only on what the content hash covers, so a process that loads more than once
+# (a test run, a long shell session) renders each version of a lesson once.
+_rendered: dict[str, RenderedLesson] = {}
+MAX_RENDERED = 256
 
 
 def sync(model: type[models.Model], key: str, wanted: dict[str, dict[str, Any]], delete_stale: bool = True) -> tuple[dict[str, Any], int]:
@@ -37,6 +42,14 @@ def sync(model: type[models.Model], key: str, wanted: dict[str, dict[str, Any]],
         model.objects.filter(pk__in=stale).delete()
         changed += len(stale)
     return {name: rows[name] for name in wanted}, changed
+
+
+def render_version(digest: str, lesson: LessonSource, course: Course) -> RenderedLesson:
+    if digest not in _rendered:
+        if len(_rendered) >= MAX_RENDERED:
+            _rendered.clear()
+        _rendered[digest] = render_lesson(lesson, course.glossary)
+    return _rendered[digest]
 
 
 def course_order(course: Course) -> list[LessonSource]:
@@ -84,7 +97,7 @@ def load_content(content_dir: Path | None = None, questions_dir: Path | None = N
             fields = lesson_fields(lesson, course, position, modules[lesson.module])
             digest = content_hash(lesson, course.glossary)
             if lesson.slug not in existing or existing[lesson.slug].content_hash != digest:
-                page = render_lesson(lesson, course.glossary)
+                page = render_version(digest, lesson, course)
                 rendered[lesson.slug] = page.terms_used
                 search = " ".join([lesson.title, lesson.summary, page.code_text, check_search_text(lesson)])
                 fields |= {
@@ -130,7 +143,7 @@ def check_content(content_dir: Path | None = None, questions_dir: Path | None = 
     report = ContentReport(errors=course.errors, warnings=course.warnings)
     if not course.errors:
         for lesson in course.lessons:
-            page = render_lesson(lesson, course.glossary)
+            page = render_version(content_hash(lesson, course.glossary), lesson, course)
             for slug in sorted(set(lesson.glossary) - set(page.terms_used)):
                 report.warnings.append(f"{lesson.name}: lists the glossary term '{slug}' but never uses it")
             if page.word_count not in WORDS:
