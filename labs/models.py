@@ -44,6 +44,8 @@ class LabRun(models.Model):
     retry_base_ms = models.PositiveIntegerField(default=1000)
     retry_cap_ms = models.PositiveIntegerField(default=30_000)
     max_attempts = models.PositiveSmallIntegerField(default=5)
+    # Defences the learner switched off, e.g. {"jitter": false}; a missing name means on.
+    defences = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.owner}"
