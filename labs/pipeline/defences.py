@@ -9,6 +9,7 @@
 """
 
 from labs.models import LabRun
+from labs.pipeline import events
 
 NAMES = ("outbox", "idempotency", "jitter", "circuit_breaker", "dead_letter_queue", "priority_lane")
 
@@ -27,7 +28,5 @@ def set_defences(run: LabRun, **changes: bool) -> dict[str, bool]:
         raise ValueError(f"unknown defence(s): {', '.join(sorted(unknown))}; choose from {', '.join(NAMES)}")
     run.defences = {**run.defences, **{name: bool(on) for name, on in changes.items()}}
     run.save(update_fields=["defences"])
-    from labs.pipeline import events
-
     events.emit(run.pk, "defences_changed", defences=all_defences(run))
     return all_defences(run)

@@ -1,55 +1,123 @@
-"""Faults injected into a run's simulated providers, kept in Redis so every worker sees them at once.
+"""Faults injected into one run, kept in Redis so every process sees a change at once.
 
-A fault is set per provider (e.g. "sms-primary") with any of:
-  down        every call fails with 503
-  error_rate  that share of calls (0..1) fails with 503
-  fail_first  the next N calls fail with 503, then calls succeed
-  reject      every call is refused with a permanent 400 (the address is invalid)
-  latency_ms  each call takes this long (past the client's timeout it times out)
+Toxiproxy's vocabulary (latency with jitter, down, timeout; a share of calls affected)
+plus the application-level faults a TCP proxy cannot express. A fault has a target:
+a provider (e.g. "sms-primary") or "pipeline" for the run's own processes.
+
+Provider faults:
+  down               every call fails with 503
+  error_rate         that share of calls (0..1) fails with 503
+  rate_limited       that share of calls is refused with 429 Too Many Requests
+  latency_ms         each call takes this long ...
+  latency_jitter_ms  ... give or take up to this much; past the client's timeout the call times out
+  fail_first         the next N calls fail with 503, then calls succeed
+  reject             every call is refused with a permanent 400 (the address is invalid)
+  lost_ack           that share of calls delivers, but the response is lost (the client sees a timeout)
+Pipeline faults:
+  worker_crash               that share of deliveries kills the worker process after the provider call, before the ack
+  relay_paused               the relay publishes nothing
+  relay_crash_after_publish  the relay dies after publishing a batch and before marking it (once per setting)
+  duplicate_delivery         that share of messages is published twice
+  publish_crash              with the outbox off: that share of API requests dies between the commit and the publish
+  clock_skew_minutes         the worker's clock for quiet hours is off by this many minutes
 """
 
 import json
 
 from config.redis_client import get_redis, key
 from labs.pipeline import events
+from labs.pipeline.providers import ALL_PROVIDERS
 
-FIELDS = {"down": bool, "error_rate": float, "fail_first": int, "reject": bool, "latency_ms": int}
+PIPELINE = "pipeline"
+SHARE = "share"  # a float between 0 and 1
+
+PROVIDER_FAULTS: dict[str, type | str] = {
+    "down": bool,
+    "error_rate": SHARE,
+    "rate_limited": SHARE,
+    "latency_ms": int,
+    "latency_jitter_ms": int,
+    "fail_first": int,
+    "reject": bool,
+    "lost_ack": SHARE,
+}
+PIPELINE_FAULTS: dict[str, type | str] = {
+    "worker_crash": SHARE,
+    "relay_paused": bool,
+    "relay_crash_after_publish": bool,
+    "duplicate_delivery": SHARE,
+    "publish_crash": SHARE,
+    "clock_skew_minutes": int,
+}
+TARGETS = (*ALL_PROVIDERS, PIPELINE)
 
 
 def _faults_key(run_id: int) -> str:
     return key("run", str(run_id), "faults")
 
 
-def _calls_key(run_id: int, provider: str) -> str:
-    return key("run", str(run_id), "calls", provider)
+def _calls_key(run_id: int, target: str) -> str:
+    return key("run", str(run_id), "calls", target)
 
 
-def set_fault(run_id: int, provider: str, **settings) -> dict:
-    unknown = set(settings) - set(FIELDS)
-    if unknown:
-        raise ValueError(f"unknown fault setting(s): {', '.join(sorted(unknown))}")
-    fault = {name: FIELDS[name](value) for name, value in settings.items()}
+def validate(target: str, settings: dict) -> dict:
+    """The settings as typed values; ValueError naming the target and setting when one is wrong."""
+    if target not in TARGETS:
+        raise ValueError(f"{target!r} is not a fault target; choose a provider ({', '.join(ALL_PROVIDERS)}) or {PIPELINE!r}")
+    allowed = PIPELINE_FAULTS if target == PIPELINE else PROVIDER_FAULTS
+    clean = {}
+    for name, value in settings.items():
+        kind = allowed.get(name)
+        if kind is None:
+            raise ValueError(f"{target}.{name} is not a fault; choose from {', '.join(allowed)}")
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"{target}.{name} must be true or false")
+            clean[name] = value
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{target}.{name} must be a number")
+        elif kind == SHARE:
+            if not 0 <= value <= 1:
+                raise ValueError(f"{target}.{name} is a share of calls: between 0 and 1")
+            clean[name] = float(value)
+        else:
+            if value != int(value) or (name != "clock_skew_minutes" and value < 0):
+                raise ValueError(f"{target}.{name} must be a whole number" + ("" if name == "clock_skew_minutes" else " ≥ 0"))
+            clean[name] = int(value)
+    return clean
+
+
+def set_fault(run_id: int, target: str, **settings) -> dict:
+    """Replace the target's fault with `settings` (none clears it)."""
+    fault = validate(target, settings)
     redis = get_redis()
     with redis.pipeline() as pipe:
-        pipe.hset(_faults_key(run_id), provider, json.dumps(fault))
-        pipe.delete(_calls_key(run_id, provider))  # "fail first N" counts from now
+        if fault:
+            pipe.hset(_faults_key(run_id), target, json.dumps(fault))
+        else:
+            pipe.hdel(_faults_key(run_id), target)
+        pipe.delete(_calls_key(run_id, target))  # "fail first N" counts from now
         pipe.execute()
-    events.emit(run_id, "fault_changed", provider=provider, fault=fault)
+    events.emit(run_id, "fault_changed", target=target, fault=fault)
     return fault
 
 
 def clear_faults(run_id: int) -> None:
+    """Stop every fault of the run at once."""
     redis = get_redis()
-    providers = [p.decode() for p in redis.hkeys(_faults_key(run_id))]
-    redis.delete(_faults_key(run_id), *[_calls_key(run_id, p) for p in providers])
-    events.emit(run_id, "fault_changed", provider="*", fault={})
+    redis.delete(_faults_key(run_id), *[_calls_key(run_id, t) for t in TARGETS])
+    events.emit(run_id, "fault_changed", target="*", fault={})
 
 
-def fault_for(run_id: int, provider: str) -> dict:
-    raw = get_redis().hget(_faults_key(run_id), provider)
+def all_faults(run_id: int) -> dict[str, dict]:
+    return {t.decode(): json.loads(v) for t, v in get_redis().hgetall(_faults_key(run_id)).items()}
+
+
+def fault_for(run_id: int, target: str) -> dict:
+    raw = get_redis().hget(_faults_key(run_id), target)
     return json.loads(raw) if raw else {}
 
 
-def count_call(run_id: int, provider: str) -> int:
-    """Number this call (1-based) since the provider's fault was set."""
-    return get_redis().incr(_calls_key(run_id, provider))
+def count_call(run_id: int, target: str) -> int:
+    """Number this call (1-based) since the target's fault was set."""
+    return get_redis().incr(_calls_key(run_id, target))
