@@ -34,7 +34,7 @@ from labs.models import (
     Template,
 )
 from labs.pipeline import audit, deadletters, events, intake, metrics
-from labs.pipeline.providers import PROVIDERS
+from labs.pipeline.topology import PROVIDERS
 
 MAX_DATA_BYTES = 4096
 ChannelName = Literal["email", "sms", "push", "inapp"]

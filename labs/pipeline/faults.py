@@ -26,7 +26,7 @@ import json
 
 from config.redis_client import get_redis, key
 from labs.pipeline import events
-from labs.pipeline.providers import ALL_PROVIDERS
+from labs.pipeline.topology import ALL_PROVIDERS
 
 PIPELINE = "pipeline"
 SHARE = "share"  # a float between 0 and 1

@@ -14,13 +14,6 @@ from django.db import IntegrityError, transaction
 from labs.models import ProviderSend
 from labs.pipeline import faults
 
-PROVIDERS: dict[str, tuple[str, str]] = {
-    "email": ("email-primary", "email-secondary"),
-    "sms": ("sms-primary", "sms-secondary"),
-    "push": ("push-primary", "push-secondary"),
-    "inapp": ("inapp-primary", "inapp-secondary"),
-}
-ALL_PROVIDERS = [name for pair in PROVIDERS.values() for name in pair]
 
 
 class ProviderError(Exception):

@@ -44,6 +44,7 @@ from labs.models import (
 from labs.pipeline import budget, events, providers
 from labs.pipeline.backoff import backoff_ceiling_ms, full_jitter_ms
 from labs.pipeline.breaker import ProviderBreaker
+from labs.pipeline.topology import PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def render(delivery: Delivery) -> tuple[str, str]:
 
 def call_provider(delivery: Delivery, subject: str, body: str) -> Outcome:
     run_id = delivery.run_id
-    primary, secondary = providers.PROVIDERS[delivery.channel]
+    primary, secondary = PROVIDERS[delivery.channel]
     provider = _admitted_provider(delivery, primary, secondary)
     if provider is None:
         return Outcome(AttemptOutcome.BREAKER_OPEN, provider=primary, error=f"{primary}'s circuit breaker is open", group="breaker_open")
