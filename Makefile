@@ -5,13 +5,17 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check-python clean
+.PHONY: run test bench chaos check-python clean
 
 run: $(VENV)/.installed
 	@exec $(BIN)/python -m config.run
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks print ratios measured in one run; they are not tests and never fail on speed.
+bench: $(VENV)/.installed-test
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 check-python:
 	@test -n "$(PYTHON)" || { echo "make: Python 3.11 or newer is needed (python3.11 or python3 on PATH)."; exit 1; }
