@@ -33,6 +33,12 @@ class GlossaryTerm(models.Model):
         return self.term
 
 
+class LessonQuerySet(models.QuerySet):
+    def outline(self) -> "LessonQuerySet":
+        """Only what a link, a list or progress needs, without the large HTML and text columns."""
+        return self.only("slug", "title", "summary", "module_id", "order", "position", "minutes")
+
+
 class Lesson(models.Model):
     slug = models.SlugField(unique=True)
     title = models.CharField(max_length=200)
@@ -52,6 +58,8 @@ class Lesson(models.Model):
     glossary_terms = models.ManyToManyField(GlossaryTerm, blank=True, related_name="lessons")
     labs = models.JSONField(default=list, help_text="Lab slugs, from front matter and lab: links.")
     practice_questions = models.JSONField(default=list, help_text="[{id, title}] of the practice questions on this lesson.")
+
+    objects = LessonQuerySet.as_manager()
 
     class Meta:
         ordering = ["position"]

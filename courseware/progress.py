@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from courseware.models import Lesson, LessonProgress, Module
@@ -35,12 +36,12 @@ def read_lesson_ids(user: AbstractBaseUser | AnonymousUser) -> set[int]:
 
 def course_map(user: AbstractBaseUser | AnonymousUser) -> list[ModuleProgress]:
     read = read_lesson_ids(user)
-    modules = Module.objects.prefetch_related("lessons")
+    modules = Module.objects.prefetch_related(Prefetch("lessons", queryset=Lesson.objects.outline()))
     return [ModuleProgress(module, list(module.lessons.all()), read) for module in modules]
 
 
 def module_progress(user: AbstractBaseUser | AnonymousUser, module: Module) -> ModuleProgress:
-    return ModuleProgress(module, list(module.lessons.all()), read_lesson_ids(user))
+    return ModuleProgress(module, list(module.lessons.outline()), read_lesson_ids(user))
 
 
 def record_visit(user: AbstractBaseUser, lesson: Lesson) -> LessonProgress:
@@ -62,11 +63,11 @@ def where_to_continue(user: AbstractBaseUser | AnonymousUser) -> Lesson | None:
     """The lesson visited last, or, once that one is read, the next unread lesson after it."""
     if not user.is_authenticated:
         return None
-    last = LessonProgress.objects.filter(user=user, last_visited_at__isnull=False).select_related("lesson")
-    last = last.order_by("-last_visited_at").first()
+    visits = LessonProgress.objects.filter(user=user, last_visited_at__isnull=False).order_by("-last_visited_at")
+    last = visits.first()
     if last is None:
         return None
+    unread = Lesson.objects.outline().select_related("module").exclude(pk__in=read_lesson_ids(user))
     if last.read_at is None:
-        return last.lesson
-    unread = Lesson.objects.exclude(pk__in=read_lesson_ids(user))
+        return unread.get(pk=last.lesson_id)
     return unread.filter(position__gt=last.lesson.position).first() or unread.first()

@@ -60,7 +60,8 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def lesson(request: HttpRequest, slug: str) -> HttpResponse:
-    return _lesson_page(request, get_object_or_404(Lesson.objects.select_related("module"), slug=slug))
+    lessons = Lesson.objects.select_related("module").defer("search_text", "body_text")
+    return _lesson_page(request, get_object_or_404(lessons, slug=slug))
 
 
 def _lesson_page(request: HttpRequest, lesson: Lesson, answered: CheckState | None = None) -> HttpResponse:
@@ -77,7 +78,8 @@ def _lesson_page(request: HttpRequest, lesson: Lesson, answered: CheckState | No
     # The stored HTML has a marker where each check goes: odd pieces of the split are check ids.
     pieces = CHECK_MARKER.split(lesson.html)
     segments = [("check", checks[piece]) if n % 2 else ("html", mark_safe(piece)) for n, piece in enumerate(pieces)]
-    neighbours = {other.position: other for other in Lesson.objects.filter(position__in=[lesson.position - 1, lesson.position + 1])}
+    nearby = Lesson.objects.outline().filter(position__in=[lesson.position - 1, lesson.position + 1])
+    neighbours = {other.position: other for other in nearby}
     context = {
         "lesson": lesson,
         "segments": segments,
@@ -85,7 +87,7 @@ def _lesson_page(request: HttpRequest, lesson: Lesson, answered: CheckState | No
         "module_progress": progress.module_progress(request.user, lesson.module),
         "previous_lesson": neighbours.get(lesson.position - 1),
         "next_lesson": neighbours.get(lesson.position + 1),
-        "prerequisites": lesson.prerequisites.all(),
+        "prerequisites": list(lesson.prerequisites.outline()),
         "labs": [(slug, LABS.get(slug, slug)) for slug in lesson.labs],
         "code_css_version": code_css_version(),
     }
@@ -136,7 +138,7 @@ def mark_read(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 def glossary(request: HttpRequest) -> HttpResponse:
-    lessons = Prefetch("lessons", queryset=Lesson.objects.only("slug", "title", "position").order_by("position"))
+    lessons = Prefetch("lessons", queryset=Lesson.objects.outline())
     terms = sorted(GlossaryTerm.objects.prefetch_related(lessons), key=lambda term: term.term.lower())
     by_letter: dict[str, list[GlossaryTerm]] = {}
     for term in terms:
