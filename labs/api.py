@@ -33,7 +33,7 @@ from labs.models import (
     Recipient,
     Template,
 )
-from labs.pipeline import audit, deadletters, events, intake, metrics
+from labs.pipeline import audit, deadletters, defences, events, faults, intake, metrics
 from labs.pipeline.topology import PROVIDERS
 
 MAX_DATA_BYTES = 4096
@@ -95,6 +95,13 @@ def invalid_input(request, exc: ValidationError):
 @api.exception_handler(intake.IntakeError)
 def rejected_intent(request, exc: intake.IntakeError):
     return api.create_response(request, {"error": str(exc), "errors": exc.errors}, status=exc.status)
+
+
+@api.exception_handler(intake.SimulatedCrash)
+def simulated_crash(request, exc):
+    return api.create_response(
+        request, {"error": f"{exc} (injected fault: the notification is saved but was never published)"}, status=500
+    )
 
 
 @api.exception_handler(RequestDataTooBig)
@@ -184,6 +191,25 @@ class TemplateIn(Schema):
     category: Literal["security", "transactional", "marketing"] | None = None
     channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4)
     bodies: dict[str, TemplateBody] = Field(..., min_length=1, description='Per locale; "en" is required (the fallback).')
+
+
+class FaultsIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    faults: dict[str, dict[str, bool | int | float]] = Field(
+        ..., description='Per target (a provider such as "sms-primary", or "pipeline"), e.g. {"sms-primary": {"error_rate": 0.5}}.'
+    )
+
+
+class DefencesIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    outbox: bool | None = None
+    idempotency: bool | None = None
+    jitter: bool | None = None
+    circuit_breaker: bool | None = None
+    dead_letter_queue: bool | None = None
+    priority_lane: bool | None = None
 
 
 class DeadLetterGroupIn(Schema):
@@ -378,6 +404,50 @@ def current_events(request, after: str = "-", limit: int = Query(200, ge=1, le=1
 def reset_current(request):
     runs.reset_run(request.run)
     return {"run": request.run.pk, "reset": True}
+
+
+@api.get("/runs/current/faults", tags=["faults"], summary="The faults in force, and every fault you can inject")
+def get_faults(request):
+    return {
+        "faults": faults.all_faults(request.run.pk),
+        "available": {
+            "provider": {name: getattr(kind, "__name__", kind) for name, kind in faults.PROVIDER_FAULTS.items()},
+            "pipeline": {name: getattr(kind, "__name__", kind) for name, kind in faults.PIPELINE_FAULTS.items()},
+            "targets": list(faults.TARGETS),
+        },
+    }
+
+
+@api.put("/runs/current/faults", tags=["faults"], summary="Replace every fault of the run")
+def put_faults(request, payload: FaultsIn):
+    """All or nothing: one invalid setting rejects the request and changes nothing."""
+    checked = {}
+    for target, settings in payload.faults.items():
+        try:
+            checked[target] = faults.validate(target, settings)
+        except ValueError as exc:
+            _bad_field(f"faults.{target}", str(exc))
+    faults.clear_faults(request.run.pk)
+    for target, settings in checked.items():
+        if settings:
+            faults.set_fault(request.run.pk, target, **settings)
+    return get_faults(request)
+
+
+@api.delete("/runs/current/faults", tags=["faults"], summary="Stop every fault at once")
+def delete_faults(request):
+    faults.clear_faults(request.run.pk)
+    return get_faults(request)
+
+
+@api.get("/runs/current/defences", tags=["defences"])
+def get_defences(request):
+    return defences.all_defences(request.run)
+
+
+@api.put("/runs/current/defences", tags=["defences"], summary="Switch defences on or off (omitted ones stay as they are)")
+def put_defences(request, payload: DefencesIn):
+    return defences.set_defences(request.run, **payload.model_dump(exclude_none=True))
 
 
 @api.get("/dead-letters", tags=["dead letters"], summary="Open dead letters, grouped by error")

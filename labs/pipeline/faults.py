@@ -56,6 +56,15 @@ def _faults_key(run_id: int) -> str:
     return key("run", str(run_id), "faults")
 
 
+def _paused_key() -> str:
+    return key("relay", "paused-runs")
+
+
+def paused_runs() -> list[int]:
+    """Runs whose relay is paused: the relay skips their outbox rows."""
+    return [int(run_id) for run_id in get_redis().smembers(_paused_key())]
+
+
 def _calls_key(run_id: int, target: str) -> str:
     return key("run", str(run_id), "calls", target)
 
@@ -97,6 +106,8 @@ def set_fault(run_id: int, target: str, **settings) -> dict:
         else:
             pipe.hdel(_faults_key(run_id), target)
         pipe.delete(_calls_key(run_id, target))  # "fail first N" counts from now
+        if target == PIPELINE:
+            (pipe.sadd if fault.get("relay_paused") else pipe.srem)(_paused_key(), run_id)
         pipe.execute()
     events.emit(run_id, "fault_changed", target=target, fault=fault)
     return fault
@@ -105,7 +116,10 @@ def set_fault(run_id: int, target: str, **settings) -> dict:
 def clear_faults(run_id: int) -> None:
     """Stop every fault of the run at once."""
     redis = get_redis()
-    redis.delete(_faults_key(run_id), *[_calls_key(run_id, t) for t in TARGETS])
+    with redis.pipeline() as pipe:
+        pipe.delete(_faults_key(run_id), *[_calls_key(run_id, t) for t in TARGETS])
+        pipe.srem(_paused_key(), run_id)
+        pipe.execute()
     events.emit(run_id, "fault_changed", target="*", fault={})
 
 

@@ -12,6 +12,7 @@ Steps, all inside one database transaction:
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, connection, transaction
@@ -28,7 +29,7 @@ from labs.models import (
     Template,
     TemplateCategory,
 )
-from labs.pipeline import events
+from labs.pipeline import defences, events, faults
 
 URGENT_QUEUE = "urgent"
 
@@ -63,8 +64,12 @@ class Accepted:
     replayed: bool
 
 
-def queue_for(priority: str, channel: str) -> str:
-    return URGENT_QUEUE if priority == Priority.TRANSACTIONAL else channel
+class SimulatedCrash(Exception):
+    """The injected crash between the commit and the publish (outbox defence off)."""
+
+
+def queue_for(priority: str, channel: str, priority_lane: bool = True) -> str:
+    return URGENT_QUEUE if priority_lane and priority == Priority.TRANSACTIONAL else channel
 
 
 def accept(run: LabRun, requests: list[IntentRequest], field_prefix: str = "") -> list[Accepted]:
@@ -73,12 +78,28 @@ def accept(run: LabRun, requests: list[IntentRequest], field_prefix: str = "") -
 
     try:
         with transaction.atomic():
-            return _accept(run, requests, name)
+            results = _accept(run, requests, name)
     except IntegrityError:
         # Another request with one of these keys committed first (PostgreSQL only;
         # SQLite's IMMEDIATE transactions queue instead). Its result is now visible.
         with transaction.atomic():
-            return _accept(run, requests, name)
+            results = _accept(run, requests, name)
+    if not defences.enabled(run, "outbox"):
+        _publish_after_commit(run, [r.intent for r in results if not r.replayed])
+    return results
+
+
+def _publish_after_commit(run: LabRun, intents: list[NotificationIntent]) -> None:
+    """The dual write the outbox exists to avoid: the rows are committed, now publish and hope."""
+    from labs.pipeline.relay import publish_messages  # the relay owns the broker's message format
+
+    deliveries = list(Delivery.objects.filter(intent__in=intents).values_list("id", "queue"))
+    if not deliveries:
+        return
+    if random.random() < faults.fault_for(run.pk, faults.PIPELINE).get("publish_crash", 0.0):
+        raise SimulatedCrash("the API process crashed after its commit and before publishing")
+    publish_messages([(pk, queue, 0) for pk, queue in deliveries])
+    Delivery.objects.filter(pk__in=[pk for pk, _ in deliveries], status="pending").update(status="queued")
 
 
 def _accept(run: LabRun, requests: list[IntentRequest], name) -> list[Accepted]:
@@ -160,6 +181,7 @@ def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
             for _, request, recipient, template, priority, _ in new
         ]  # fmt: skip
     )
+    priority_lane = defences.enabled(run, "priority_lane")
     next_sequence = _next_inapp_sequences(run, [recipient for _, _, recipient, _, _, channels in new if "inapp" in channels])
     deliveries = []
     for intent, (_, _, recipient, _, priority, channels) in zip(intents, new, strict=True):
@@ -169,11 +191,12 @@ def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
                 sequence = next_sequence[recipient.pk]
                 next_sequence[recipient.pk] += 1
             deliveries.append(Delivery(run=run, intent=intent, recipient=recipient, channel=channel,
-                                       queue=queue_for(priority, channel), sequence=sequence))  # fmt: skip
+                                       queue=queue_for(priority, channel, priority_lane), sequence=sequence))  # fmt: skip
     Delivery.objects.bulk_create(deliveries)
-    OutboxRow.objects.bulk_create(
-        [OutboxRow(run=run, delivery=d, queue=d.queue, expected_attempts=0) for d in deliveries]
-    )
+    if defences.enabled(run, "outbox"):
+        OutboxRow.objects.bulk_create(
+            [OutboxRow(run=run, delivery=d, queue=d.queue, expected_attempts=0) for d in deliveries]
+        )
     return {index: intent for intent, (index, *_) in zip(intents, new, strict=True)}
 
 

@@ -31,6 +31,10 @@ class ProviderTimeout(ProviderError):
     group = "provider_timeout"
 
 
+class ProviderRateLimited(ProviderError):
+    group = "provider_rate_limited"
+
+
 class ProviderRejected(ProviderError):
     temporary = False
     group = "provider_rejected"
@@ -58,22 +62,30 @@ class SendResult:
 
 def send(provider: str, message: OutgoingMessage, timeout_ms: int) -> SendResult:
     fault = faults.fault_for(message.run_id, provider)
-    if fault:
-        call_number = faults.count_call(message.run_id, provider)
-        latency_ms = fault.get("latency_ms", 0)
-        if latency_ms:
-            time.sleep(min(latency_ms, timeout_ms) / 1000)
-            if latency_ms > timeout_ms:
-                raise ProviderTimeout(f"{provider} did not answer within {timeout_ms} ms")
-        if fault.get("reject"):
-            raise ProviderRejected(f"{provider} rejected the address {message.address!r} (400)")
-        if (
-            fault.get("down")
-            or call_number <= fault.get("fail_first", 0)
-            or random.random() < fault.get("error_rate", 0.0)
-        ):
-            raise ProviderUnavailable(f"{provider} answered 503 Service Unavailable")
-    return _record_send(provider, message)
+    if not fault:
+        return _record_send(provider, message)
+    call_number = faults.count_call(message.run_id, provider)
+    jitter = fault.get("latency_jitter_ms", 0)
+    latency_ms = max(0, fault.get("latency_ms", 0) + (random.randint(-jitter, jitter) if jitter else 0))
+    if latency_ms:
+        time.sleep(min(latency_ms, timeout_ms) / 1000)
+        if latency_ms > timeout_ms:
+            raise ProviderTimeout(f"{provider} did not answer within {timeout_ms} ms")
+    if fault.get("reject"):
+        raise ProviderRejected(f"{provider} rejected the address {message.address!r} (400)")
+    if random.random() < fault.get("rate_limited", 0.0):
+        raise ProviderRateLimited(f"{provider} answered 429 Too Many Requests")
+    if (
+        fault.get("down")
+        or call_number <= fault.get("fail_first", 0)
+        or random.random() < fault.get("error_rate", 0.0)
+    ):
+        raise ProviderUnavailable(f"{provider} answered 503 Service Unavailable")
+    result = _record_send(provider, message)
+    if random.random() < fault.get("lost_ack", 0.0):
+        # The provider did its job; only the answer went missing on the way back.
+        raise ProviderTimeout(f"{provider} accepted the message but its response was lost")
+    return result
 
 
 def _record_send(provider: str, message: OutgoingMessage) -> SendResult:

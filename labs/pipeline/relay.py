@@ -16,6 +16,7 @@ has since died without letting go.
 
 import logging
 import os
+import random
 import socket
 from datetime import timedelta
 
@@ -26,7 +27,7 @@ from django.utils import timezone
 
 from config.celery import app
 from labs.models import Delivery, DeliveryStatus, OutboxRow, RelayLease
-from labs.pipeline import events
+from labs.pipeline import events, faults
 from labs.pipeline.intake import URGENT_QUEUE
 
 log = logging.getLogger("faultline.relay")
@@ -57,6 +58,13 @@ def release_lease() -> None:
         RelayLease.objects.filter(pk=1, holder=RELAY_ID).update(expires_at=timezone.now())
 
 
+def publish_messages(messages: list[tuple[int, str, int]]) -> None:
+    """Send one deliver task per (delivery id, queue, expected attempts), on one broker connection."""
+    with app.producer_or_acquire() as producer:
+        for delivery_id, queue, expected_attempts in messages:
+            app.send_task(DELIVER_TASK, args=[delivery_id, expected_attempts], queue=queue, producer=producer, retry=False)
+
+
 def publish_due(limit: int | None = None) -> int:
     """Publish one batch; returns how many rows were published. Broker errors propagate, rows stay pending."""
     limit = limit or settings.LAB_RELAY_BATCH
@@ -64,6 +72,7 @@ def publish_due(limit: int | None = None) -> int:
     with transaction.atomic():
         due = (
             OutboxRow.objects.filter(published_at__isnull=True, available_at__lte=now)
+            .exclude(run_id__in=faults.paused_runs())
             .annotate(lane=Case(When(queue=URGENT_QUEUE, then=Value(0)), default=Value(1), output_field=IntegerField()))
             .order_by("lane", "id")
             .values_list("id", "run_id", "delivery_id", "queue", "expected_attempts")
@@ -73,11 +82,20 @@ def publish_due(limit: int | None = None) -> int:
         rows = list(due[:limit])
         if not rows:
             return 0
-        with app.producer_or_acquire() as producer:
-            for _, _, delivery_id, queue, expected_attempts in rows:
-                app.send_task(
-                    DELIVER_TASK, args=[delivery_id, expected_attempts], queue=queue, producer=producer, retry=False
-                )
+        chaos = {run_id: faults.fault_for(run_id, faults.PIPELINE) for run_id in {r[1] for r in rows}}
+        messages = []
+        for _, run_id, delivery_id, queue, expected_attempts in rows:
+            messages.append((delivery_id, queue, expected_attempts))
+            if random.random() < chaos[run_id].get("duplicate_delivery", 0.0):
+                messages.append((delivery_id, queue, expected_attempts))  # the broker hands it over twice
+        publish_messages(messages)
+        for run_id, fault in chaos.items():
+            if fault.get("relay_crash_after_publish"):
+                # Once per setting: switch it off first, so the restarted relay does not crash again.
+                faults.set_fault(run_id, faults.PIPELINE, **{k: v for k, v in fault.items() if k != "relay_crash_after_publish"})
+                events.emit(run_id, "relay_crashed", published=len(rows), marked=0)
+                log.warning("relay: injected crash after publishing %d rows, before marking them", len(rows))
+                os._exit(1)
         OutboxRow.objects.filter(pk__in=[r[0] for r in rows]).update(published_at=now)
         Delivery.objects.filter(
             pk__in=[r[2] for r in rows],

@@ -18,8 +18,11 @@ Steps:
 """
 
 import logging
+import os
+import random
 import string
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -37,11 +40,12 @@ from labs.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    LabRun,
     OutboxRow,
     Priority,
     TemplateCategory,
 )
-from labs.pipeline import budget, events, providers
+from labs.pipeline import budget, defences, events, faults, providers
 from labs.pipeline.backoff import backoff_ceiling_ms, full_jitter_ms
 from labs.pipeline.breaker import ProviderBreaker
 from labs.pipeline.topology import PROVIDERS
@@ -69,15 +73,20 @@ class Outcome:
 
 def deliver(delivery_id: int, expected_attempts: int) -> None:
     now = timezone.now()
-    if not claim(delivery_id, expected_attempts, now):
+    run = LabRun.objects.filter(deliveries=delivery_id).first()
+    if run is None:
+        return  # the run was reset or deleted while the message waited
+    idempotent = defences.enabled(run, "idempotency")
+    if not claim(delivery_id, expected_attempts, now, check_attempt=idempotent):
         _note_duplicate(delivery_id)
         return
-    delivery = Delivery.objects.select_related("run", "recipient", "intent__template").get(pk=delivery_id)
-    run = delivery.run
+    delivery = Delivery.objects.select_related("recipient", "intent__template").get(pk=delivery_id)
+    delivery.run = run
     attempt = delivery.attempts
+    chaos = faults.fault_for(run.pk, faults.PIPELINE)
     events.emit(run.pk, "attempt_started", delivery=delivery.pk, intent=delivery.intent_id, channel=delivery.channel, attempt=attempt)
 
-    if attempt > run.max_attempts:
+    if attempt > run.max_attempts and defences.enabled(run, "dead_letter_queue"):
         # Only reachable when earlier attempts never finished (a crashing worker).
         _dead_letter(delivery, attempt, "attempts_exhausted", f"gave up after {run.max_attempts} attempts")
         return
@@ -90,9 +99,10 @@ def deliver(delivery_id: int, expected_attempts: int) -> None:
         return
     template = delivery.intent.template
     if template.category != TemplateCategory.SECURITY:
-        quiet_until = quiet_hours_end(delivery.recipient, now)
+        skewed_now = now + timedelta(minutes=chaos.get("clock_skew_minutes", 0))
+        quiet_until = quiet_hours_end(delivery.recipient, skewed_now)
         if quiet_until is not None:
-            _defer(delivery, attempt, quiet_until, "quiet hours")
+            _defer(delivery, attempt, quiet_until - (skewed_now - now), "quiet hours")
             return
 
     try:
@@ -101,12 +111,23 @@ def deliver(delivery_id: int, expected_attempts: int) -> None:
         _record_attempt(delivery, attempt, Outcome(AttemptOutcome.REJECTED, error=str(exc), group=exc.group, temporary=False), now)
         return
 
-    outcome = call_provider(delivery, subject, body)
+    outcome = call_provider(delivery, subject, body, idempotent)
+    if random.random() < chaos.get("worker_crash", 0.0):
+        log.warning("delivery %s: injected worker crash after the provider call, before the ack", delivery.pk)
+        os._exit(1)  # the process dies here: no attempt recorded, no ack sent
     _record_attempt(delivery, attempt, outcome, now)
 
 
-def claim(delivery_id: int, expected_attempts: int, now: datetime) -> bool:
-    """Take the delivery for one attempt; False if another copy of the message already did."""
+def claim(delivery_id: int, expected_attempts: int, now: datetime, check_attempt: bool = True) -> bool:
+    """Take the delivery for one attempt; False if another copy of the message already did.
+
+    Without the idempotency defence any copy of the message takes the delivery,
+    whatever state it is in: that is how a redelivery turns into a second send.
+    """
+    if not check_attempt:
+        return Delivery.objects.filter(pk=delivery_id).update(
+            status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now
+        ) == 1
     stale = now - timedelta(seconds=settings.LAB_SENDING_LEASE)
     takeover = Delivery.objects.filter(
         pk=delivery_id, attempts=expected_attempts, status=DeliveryStatus.SENDING, claimed_at__lt=stale
@@ -176,10 +197,11 @@ def render(delivery: Delivery) -> tuple[str, str]:
         raise PoisonMessage(f"template data does not fit the template: {exc}") from exc
 
 
-def call_provider(delivery: Delivery, subject: str, body: str) -> Outcome:
+def call_provider(delivery: Delivery, subject: str, body: str, idempotent: bool = True) -> Outcome:
     run_id = delivery.run_id
     primary, secondary = PROVIDERS[delivery.channel]
-    provider = _admitted_provider(delivery, primary, secondary)
+    use_breaker = defences.enabled(delivery.run, "circuit_breaker")
+    provider = _admitted_provider(delivery, primary, secondary) if use_breaker else primary
     if provider is None:
         return Outcome(AttemptOutcome.BREAKER_OPEN, provider=primary, error=f"{primary}'s circuit breaker is open", group="breaker_open")
     message = providers.OutgoingMessage(
@@ -188,7 +210,8 @@ def call_provider(delivery: Delivery, subject: str, body: str) -> Outcome:
         address=delivery.recipient.address(delivery.channel),
         subject=subject,
         body=body,
-        idempotency_key=delivery.idempotency_key,
+        # Without the idempotency defence every attempt looks new to the provider.
+        idempotency_key=delivery.idempotency_key if idempotent else f"{delivery.idempotency_key}-{uuid.uuid4().hex}",
         intent_id=delivery.intent_id,
         recipient_number=delivery.recipient.number,
         sequence=delivery.sequence,
@@ -200,13 +223,15 @@ def call_provider(delivery: Delivery, subject: str, body: str) -> Outcome:
         result = providers.send(provider, message, settings.LAB_PROVIDER_TIMEOUT_MS)
     except providers.ProviderError as exc:
         latency = int((time.monotonic() - started) * 1000)
-        _record_breaker(run_id, provider, ok=not exc.temporary)  # a rejected address says nothing about health
+        if use_breaker:
+            _record_breaker(run_id, provider, ok=not exc.temporary)  # a rejected address says nothing about health
         status = AttemptOutcome.TIMEOUT if isinstance(exc, providers.ProviderTimeout) else (
             AttemptOutcome.FAILED if exc.temporary else AttemptOutcome.REJECTED
         )
         return Outcome(status, provider, str(exc), exc.group, exc.temporary, latency)
     latency = int((time.monotonic() - started) * 1000)
-    _record_breaker(run_id, provider, ok=True)
+    if use_breaker:
+        _record_breaker(run_id, provider, ok=True)
     if result.already_sent:
         events.emit(run_id, "duplicate_suppressed", delivery=delivery.pk, provider=provider, by="provider idempotency key")
     return Outcome(AttemptOutcome.SUCCEEDED, provider, latency_ms=latency)
@@ -257,13 +282,15 @@ def _record_attempt(delivery: Delivery, attempt: int, outcome: Outcome, started_
         events.emit(run.pk, "attempt_succeeded", provider=outcome.provider, latency_ms=outcome.latency_ms, **fields)
         return
     events.emit(run.pk, "attempt_failed", provider=outcome.provider, error=outcome.error, **fields)
-    if not outcome.temporary or attempt >= run.max_attempts:
+    # Without the dead-letter queue nothing is ever given up on: it retries for ever.
+    if defences.enabled(run, "dead_letter_queue") and (not outcome.temporary or attempt >= run.max_attempts):
         with transaction.atomic():
             row.save()
             _dead_letter(delivery, attempt, outcome.group, outcome.error, provider=outcome.provider)
         return
     ceiling = backoff_ceiling_ms(attempt, run.retry_base_ms, run.retry_cap_ms)
-    delay = full_jitter_ms(attempt, run.retry_base_ms, run.retry_cap_ms)
+    jitter = defences.enabled(run, "jitter")
+    delay = full_jitter_ms(attempt, run.retry_base_ms, run.retry_cap_ms) if jitter else ceiling
     if not budget.retry_allowed(run.pk, delivery.channel):
         delay = ceiling = run.retry_cap_ms
         events.emit(run.pk, "retry_budget_exhausted", channel=delivery.channel, **fields)

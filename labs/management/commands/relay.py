@@ -5,18 +5,24 @@ Each pass publishes a batch of due outbox rows (see labs/pipeline/relay.py); eve
 few seconds it also republishes stranded deliveries and deletes idle lab runs.
 When the broker or the database is unreachable it backs off and keeps the rows
 pending. SIGTERM or Ctrl-C finishes the current batch and exits cleanly.
+
+The loop runs in a child process that this command restarts if it dies, the way
+a process supervisor would: the "relay crash" fault kills the child, and the
+learner watches the restarted relay publish the unmarked batch a second time.
 """
 
 import logging
+import multiprocessing
 import os
 import random
 import signal
+import socket
 import threading
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
@@ -44,52 +50,77 @@ class Command(BaseCommand):
             self.stderr.write("--interval must be a positive number of seconds.")
             raise SystemExit(2)
         stopping = threading.Event()
+        child: multiprocessing.Process | None = None
 
         def request_stop(signum, frame):
-            log.info("relay: %s received, finishing the current batch", signal.Signals(signum).name)
             stopping.set()
+            if child is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         self.stdout.write(f"relay: started (pid {os.getpid()})")
-
-        last_beat = last_rescue = last_housekeeping = 0.0
-        failures = 0
+        instance = f"{socket.gethostname()}:{os.getpid()}"
         while not stopping.is_set():
-            now = time.monotonic()
-            if now - last_beat >= settings.HEARTBEAT_INTERVAL:
-                try:
-                    heartbeat.beat("relay")
-                    last_beat = now
-                except RedisError:
-                    pass  # reported below when publishing fails too
-            try:
-                published = 0
-                if relay.hold_lease():
-                    published = relay.publish_due()
-                    if now - last_rescue >= RESCUE_EVERY:
-                        relay.rescue_stranded()
-                        last_rescue = now
-                    if now - last_housekeeping >= HOUSEKEEPING_EVERY:
-                        runs.delete_idle_runs()
-                        last_housekeeping = now
-                if failures:
-                    log.info("relay: connected again after %d failed passes", failures)
-                    failures = 0
-            except OUTAGE_ERRORS as exc:
-                failures += 1
-                delay = random.uniform(0, min(10.0, 0.25 * 2**failures))  # full jitter, capped at 10 s
-                if failures == 1 or failures % 10 == 0:
-                    log.warning("relay: %s (%s); rows stay in the outbox, retrying in %.1f s", type(exc).__name__, exc, delay)
-                close_old_connections()
-                stopping.wait(delay)
-                continue
-            if published < settings.LAB_RELAY_BATCH:
-                stopping.wait(interval)
-
+            connections.close_all()  # the child must open its own
+            child = multiprocessing.get_context("fork").Process(target=serve, args=(interval, instance), daemon=False)
+            child.start()
+            child.join()
+            if stopping.is_set() or child.exitcode == 0:
+                break
+            self.stdout.write(f"relay: the relay process died (exit {child.exitcode}); restarting it in 1 s")
+            stopping.wait(1)
         try:
-            relay.release_lease()
-            heartbeat.clear("relay")
-        except (RedisError, DatabaseError):
+            heartbeat.clear("relay", instance)
+        except RedisError:
             pass
         self.stdout.write("relay: stopped")
+
+
+def serve(interval: float, instance: str) -> None:
+    """The relay loop, in the supervised child process."""
+    stopping = threading.Event()
+
+    def request_stop(signum, frame):
+        log.info("relay: %s received, finishing the current batch", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    last_beat = last_rescue = last_housekeeping = 0.0
+    failures = 0
+    while not stopping.is_set():
+        now = time.monotonic()
+        if now - last_beat >= settings.HEARTBEAT_INTERVAL:
+            try:
+                heartbeat.beat("relay", instance)
+                last_beat = now
+            except RedisError:
+                pass  # reported below when publishing fails too
+        try:
+            published = 0
+            if relay.hold_lease():
+                published = relay.publish_due()
+                if now - last_rescue >= RESCUE_EVERY:
+                    relay.rescue_stranded()
+                    last_rescue = now
+                if now - last_housekeeping >= HOUSEKEEPING_EVERY:
+                    runs.delete_idle_runs()
+                    last_housekeeping = now
+            if failures:
+                log.info("relay: connected again after %d failed passes", failures)
+                failures = 0
+        except OUTAGE_ERRORS as exc:
+            failures += 1
+            delay = random.uniform(0, min(10.0, 0.25 * 2**failures))  # full jitter, capped at 10 s
+            if failures == 1 or failures % 10 == 0:
+                log.warning("relay: %s (%s); rows stay in the outbox, retrying in %.1f s", type(exc).__name__, exc, delay)
+            close_old_connections()
+            stopping.wait(delay)
+            continue
+        if published < settings.LAB_RELAY_BATCH:
+            stopping.wait(interval)
+    try:
+        relay.release_lease()
+    except DatabaseError:
+        pass
