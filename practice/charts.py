@@ -6,10 +6,10 @@ and bar_chart.html); the numbers are also listed in a table for screen readers.
 
 from dataclasses import dataclass
 
-WIDTH = 640
+WIDTH = 480
 COLUMN_HEIGHT = 160
 BAR_ROW = 26
-LABEL_WIDTH = 170
+LABEL_WIDTH = 160
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ the point's `terms` appears in a sentence of the answer, quotes that sentence,
 and for a miss explains what the point is and which words would have shown it.
 
 Steps:
-1. Split the answer into lines, drop Markdown list markers, heading marks and
-   emphasis, then split each line into sentences (after . ! ? or ; and a space), keeping each sentence's original text to quote.
+1. Split the answer into blocks (paragraphs, even when wrapped over several lines,
+   list items and headings), drop Markdown list markers, heading marks and
+   emphasis, then split each block into sentences (after . ! ? or ; and a space), keeping each sentence's original text to quote.
 2. Normalise each sentence and each term the same way: lowercase, hyphens and
    punctuation become spaces, then every word is lightly stemmed ("retries",
    "retried" and "retrying" all become "retry"; "randomise" and "randomize" meet).
@@ -24,7 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
-_MARKDOWN_NOISE = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|#{1,6}\s+|>\s*)|[*`]+")
+_BLOCK_START = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|#{1,6}\s+|>\s*)")
+_EMPHASIS = re.compile(r"[*`]+")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _DOUBLE_CONSONANT = re.compile(r"([b-df-hj-km-np-rtv-y])\1$")
 
@@ -68,11 +70,31 @@ def words(text: str) -> list[str]:
     return [stem(w) for w in _NON_WORD.split(text.lower()) if w]
 
 
+def _blocks(answer: str) -> list[str]:
+    """Paragraphs, list items and headings, each as one line: a paragraph wrapped over
+    several lines (as a textarea wraps it) is one block, as Markdown shows it."""
+    blocks: list[str] = []
+    continues = False
+    for line in answer.splitlines():
+        if not line.strip():
+            continues = False
+            continue
+        starts_block = _BLOCK_START.match(line)
+        text = _EMPHASIS.sub("", _BLOCK_START.sub("", line)).strip()
+        if continues and not starts_block:
+            blocks[-1] += " " + text
+        else:
+            blocks.append(text)
+        # A heading ends at its line; a paragraph or a list item runs on.
+        continues = not line.lstrip().startswith("#")
+    return blocks
+
+
 def sentences(answer: str) -> list[str]:
     """Split an answer into sentences, without list markers and emphasis, for quoting."""
     found = []
-    for line in answer.splitlines():
-        for piece in _SENTENCE_END.split(_MARKDOWN_NOISE.sub("", line)):
+    for block in _blocks(answer):
+        for piece in _SENTENCE_END.split(block):
             text = piece.strip()
             if any(ch.isalnum() for ch in text):
                 found.append(text)

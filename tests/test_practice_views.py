@@ -273,3 +273,17 @@ def test_the_dashboard_charts_attempts_and_scores_and_names_the_weakest_topics(s
     assert "<th scope=\"row\">Circuit breakers</th><td>50%</td>" in html  # 0% design question, 100% quick check
     weak = html[html.index('data-testid="weak-topics"'):]
     assert "Transactional outbox" in weak and "Lesson: <a" in weak and "Lab: <a" in weak
+
+
+def test_a_visitors_mock_interview_lives_in_their_session_and_resumes_on_reload(client, moved_clock):
+    url = client.post(reverse("practice:mock_start"), {"question": DESIGN})["Location"]
+    mock_id = int(url.rstrip("/").rsplit("/", 1)[1])
+    client.post(reverse("practice:mock_next", args=[mock_id]), {"notes-0": "Scale: 50M a day."})
+    moved_clock.advance(minutes=3)
+
+    html = client.get(url).content.decode()
+
+    assert not MockInterview.objects.exists()
+    assert "Scale: 50M a day." in html
+    assert "<strong data-phase-title>High-level design</strong>" in html
+    assert 'data-clock>11:00</p>' in html  # the 14-minute phase began early, 3 minutes ago
