@@ -98,21 +98,26 @@ class LessonSource:
     path: Path
     name: str  # the path shown in messages
     text: str
-    meta: dict[str, Any]
     front_matter: "YamlDocument"
     body: str
     body_line: int  # file line of the body's first line
+    # The front matter (LESSON_KEYS):
+    title: str
+    slug: str
+    summary: str
+    module: str
+    order: int
+    minutes: int
+    prerequisites: list[str]
+    glossary: list[str]
+    labs: list[str]
+    questions: list[str]
+    # Found in the body by scan_body:
     checks: list[InlineCheckSource] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     headings: list[str] = field(default_factory=list)
     code_languages: list[tuple[str, int]] = field(default_factory=list)
     diagrams: int = 0
-
-    def __getattr__(self, name: str) -> Any:
-        # Front-matter fields read as attributes: lesson.slug, lesson.module, ...
-        if name in LESSON_KEYS:
-            return self.meta.get(name, [] if LESSON_KEYS[name] == STRINGS else None)
-        raise AttributeError(name)
 
 
 @dataclass
@@ -366,13 +371,13 @@ def read_lesson(path: Path, errors: list[str]) -> LessonSource | None:
         return None
     if not check_fields(doc, doc.data, (), LESSON_KEYS, OPTIONAL_LESSON_KEYS, name, errors):
         return None
-    lesson = LessonSource(path, name, text, doc.data, doc, body, body_line)
+    lesson = LessonSource(path, name, text, doc, body, body_line, **{"questions": [], **doc.data})
     if not SLUG.match(lesson.slug):
         errors.append(f"{name}:{doc.line('slug')}: slug '{lesson.slug}' must be lowercase words joined by hyphens")
     elif lesson.slug in RESERVED_SLUGS:
         errors.append(f"{name}:{doc.line('slug')}: slug '{lesson.slug}' is taken by a courseware page")
     for key in ("order", "minutes"):
-        if lesson.meta[key] < 1:
+        if getattr(lesson, key) < 1:
             errors.append(f"{name}:{doc.line(key)}: '{key}' must be 1 or more")
     scan_body(lesson, errors)
     return lesson
