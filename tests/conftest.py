@@ -178,6 +178,20 @@ def relay(start_relay, transactional_db) -> ServiceProcess:
     return start_relay()
 
 
+def start_pipeline(env: dict[str, str], logs: Path, concurrency: int = 2) -> tuple[ServiceProcess, ServiceProcess]:
+    """A worker and a relay, for a module-scoped fixture; the caller stops them."""
+    worker = ServiceProcess(
+        "worker",
+        python_argv("-m", "celery", "-A", "config", "worker", "-l", "INFO", "-c", str(concurrency),
+                    "--without-mingle", "--without-gossip", "--hostname", f"pipeline-{uuid.uuid4().hex[:6]}@%h"),
+        env, logs,
+    ).start()  # fmt: skip
+    relay = ServiceProcess("relay", python_argv("manage.py", "relay"), env, logs).start()
+    _wait_for_heartbeat(worker, "worker")
+    _wait_for_heartbeat(relay, "relay")
+    return worker, relay
+
+
 # --- Browser ---------------------------------------------------------------------------
 
 

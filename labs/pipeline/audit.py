@@ -7,8 +7,9 @@ providers' own ledger, never from the pipeline's bookkeeping, so a bug that reco
   accepted        deliveries written by the API (intents: the requests behind them)
   delivered / suppressed / dead_lettered / in_flight   where each delivery is now
   provider_sends  ledger rows; duplicate_sends: ledger rows beyond one per delivery
-  lost            unfinished deliveries with no progress for LOST_AFTER and nothing
-                  in the outbox that could move them: they will never finish
+  lost            unfinished deliveries nothing can move any more: still pending with
+                  no outbox row after ORPHAN_AFTER (the publish after the commit never
+                  happened), or with no progress at all for LOST_AFTER
   order_violations  in-app messages the provider received out of per-user order
   quiet_hours_violations  non-security messages sent inside the user's quiet hours
 """
@@ -31,6 +32,7 @@ from labs.models import (
 from labs.pipeline.worker import quiet_hours_end
 
 LOST_AFTER = timedelta(minutes=5)
+ORPHAN_AFTER = timedelta(seconds=10)
 
 
 def audit(run: LabRun, now=None) -> dict:
@@ -46,12 +48,10 @@ def audit(run: LabRun, now=None) -> dict:
     provider_sends = sends.count()
     distinct_sent = sends.values("intent_id", "channel").distinct().count()
     pending_message = OutboxRow.objects.filter(delivery=OuterRef("pk"), published_at__isnull=True)
-    lost = (
-        Delivery.objects.filter(run=run, updated_at__lt=now - LOST_AFTER)
-        .exclude(status__in=TERMINAL)
-        .exclude(Q(status__in=[DeliveryStatus.DEFERRED, DeliveryStatus.RETRY_SCHEDULED]) & Exists(pending_message))
-        .count()
-    )
+    unfinished = Delivery.objects.filter(run=run).exclude(status__in=TERMINAL)
+    orphaned = Q(status=DeliveryStatus.PENDING, created_at__lt=now - ORPHAN_AFTER) & ~Exists(pending_message)
+    stalled = Q(updated_at__lt=now - LOST_AFTER) & ~Exists(pending_message)
+    lost = unfinished.filter(orphaned | stalled).count()
     return {
         "intents": NotificationIntent.objects.filter(run=run).count(),
         "accepted": accepted,

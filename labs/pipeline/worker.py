@@ -244,6 +244,12 @@ def _admitted_provider(delivery: Delivery, primary: str, secondary: str) -> str 
         return primary
     if delivery.intent.priority != Priority.TRANSACTIONAL:
         return None  # campaigns wait for the primary rather than crowd the backup
+    if DeliveryAttempt.objects.filter(
+        delivery=delivery, provider=primary, outcome__in=[AttemptOutcome.TIMEOUT, AttemptOutcome.CRASHED]
+    ).exists():
+        # The primary may already have sent it (the answer was lost). Idempotency keys do not
+        # span providers, so failing over could send it twice: wait for the primary instead.
+        return None
     allowed, changed = ProviderBreaker(delivery.run_id, secondary).admit()
     _announce_breaker(delivery.run_id, secondary, changed)
     if allowed:
