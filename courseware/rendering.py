@@ -31,7 +31,7 @@ from pygments.formatters import HtmlFormatter
 from courseware.content_files import GlossaryEntry, LessonSource
 
 # Bump when the renderer's output changes, so every lesson is rendered again on the next load.
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"
 CHECK_MARKER = re.compile(r"<!--check:([a-z0-9-]+)-->")
 LIGHT_CODE_STYLE = "default"
 DARK_CODE_STYLE = "github-dark"
@@ -235,6 +235,9 @@ class TextExtractor(HTMLParser):
     SKIPPED_TAGS = {"svg", "figure", "script", "style"}
     SKIPPED_CLASSES = {"headerlink", "term-tip"}
     VOID = {"br", "hr", "img", "input", "meta", "link", "wbr"}
+    # Text runs on across inline elements ("<code>x</code>, y"); blocks end a run.
+    BLOCKS = {"p", "li", "ul", "ol", "div", "pre", "table", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
+              "blockquote", "dt", "dd", "figure", "figcaption", "section", "br"}  # fmt: skip
 
     def __init__(self, include_code: bool):
         super().__init__(convert_charrefs=True)
@@ -251,7 +254,8 @@ class TextExtractor(HTMLParser):
     def handle_endtag(self, tag):
         if tag not in self.VOID and self.stack:
             self.stack.pop()
-        self.parts.append(" ")
+        if tag in self.BLOCKS:
+            self.parts.append(" ")
 
     def handle_data(self, data):
         if not any(self.stack):
