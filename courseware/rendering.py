@@ -143,8 +143,7 @@ class GlossaryTreeprocessor(Treeprocessor):
         self.pattern = re.compile(rf"(?<![\w-])(?:{pattern})(?![\w-])") if alternatives else None
 
     def run(self, root: etree.Element) -> None:
-        if self.pattern is not None or any(True for _ in root.iter("a")):
-            self.visit(root)
+        self.visit(root)
 
     def slug_for(self, spelling: str) -> str | None:
         return self.exact.get(spelling) or self.spellings.get(spelling.lower())
