@@ -38,7 +38,8 @@ def column_chart(points: list[tuple[str, int]], unit: str) -> dict:
     marks = []
     for i, (label, value) in enumerate(points):
         height = COLUMN_HEIGHT * value / top
-        marks.append(Mark(i * slot + slot * 0.15, COLUMN_HEIGHT - height, slot * 0.7, height, label, value, f"{label}: {value} {unit}"))
+        x = i * slot + slot * 0.15
+        marks.append(Mark(x, COLUMN_HEIGHT - height, slot * 0.7, height, label, value, f"{label}: {value} {unit}"))
     # Label every column when they fit, else about seven of them.
     step = max(1, round(len(points) / 7))
     ticks = [(m.center, m.label) for i, m in enumerate(marks) if i % step == 0]
@@ -48,9 +49,9 @@ def column_chart(points: list[tuple[str, int]], unit: str) -> dict:
 def bar_chart(rows: list[tuple[str, float]], maximum: float, unit: str) -> dict:
     """Horizontal bars, one per row (label, value), on a fixed scale (0 to `maximum`)."""
     span = WIDTH - LABEL_WIDTH - 50
-    marks = [
-        Mark(LABEL_WIDTH, i * BAR_ROW + 4, span * min(value, maximum) / maximum, BAR_ROW - 8, label, value, f"{label}: {value:g}{unit}")
-        for i, (label, value) in enumerate(rows)
-    ]
-    return {"marks": marks, "width": WIDTH, "height": max(len(rows), 1) * BAR_ROW, "unit": unit, "label_width": LABEL_WIDTH,
-            "span": span}  # fmt: skip
+    marks = []
+    for i, (label, value) in enumerate(rows):
+        length = span * min(value, maximum) / maximum
+        marks.append(Mark(LABEL_WIDTH, i * BAR_ROW + 4, length, BAR_ROW - 8, label, value, f"{label}: {value:g}{unit}"))
+    height = max(len(rows), 1) * BAR_ROW
+    return {"marks": marks, "width": WIDTH, "height": height, "unit": unit, "label_width": LABEL_WIDTH, "span": span}

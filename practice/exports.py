@@ -29,7 +29,8 @@ MODEL_ID = 1_733_870_415_208
 DECK_NAME = "Faultline interview questions"
 
 CARD_CSS = """
-.card { font-family: system-ui, sans-serif; font-size: 18px; line-height: 1.5; text-align: left; max-width: 42em; margin: 0 auto; }
+.card { font-family: system-ui, sans-serif; font-size: 18px; line-height: 1.5; text-align: left;
+        max-width: 42em; margin: 0 auto; }
 .meta { color: #57606a; font-size: 14px; }
 code, pre { font-family: ui-monospace, monospace; font-size: 15px; }
 """
@@ -62,13 +63,15 @@ def _back(question: Question) -> str:
     correct = ""
     if question.is_choice:
         letter = "ABCDEFGH"[question.correct_option]
-        correct = f"<p><strong>Answer: {letter}.</strong> {escape(question.options[question.correct_option]['text'])}</p>"
+        text = escape(question.options[question.correct_option]["text"])
+        correct = f"<p><strong>Answer: {letter}.</strong> {text}</p>"
     return correct + str(render_markdown(question.model_answer))
 
 
 def tags_for(question: Question) -> list[str]:
     # Anki tags cannot hold spaces; "::" makes a tag hierarchy in Anki's browser.
-    return ["faultline", *(f"topic::{t}" for t in question.topics), f"kind::{question.kind}", f"difficulty::{question.difficulty}"]
+    topics = [f"topic::{t}" for t in question.topics]
+    return ["faultline", *topics, f"kind::{question.kind}", f"difficulty::{question.difficulty}"]
 
 
 def anki_deck(questions: Iterable[Question], now: datetime) -> bytes:

@@ -28,7 +28,10 @@ def check_questions() -> ContentReport:
         phases = 0
     kinds = {kind: sum(q["kind"] == kind for q in found.questions) for kind in Question.Kind.values}
     by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
-    summary = f"{len(found.questions)} of {found.files} question files valid ({by_kind}); {phases} mock interview phases"
+    summary = (
+        f"{len(found.questions)} of {found.files} question files valid ({by_kind}); "
+        f"{phases} mock interview phases"
+    )
     return ContentReport(summary, errors, found.warnings)
 
 

@@ -7,8 +7,11 @@ question files are trusted, but rendering them the same way costs nothing and
 keeps one rule: no Markdown reaches a page without nh3.
 """
 
+import html
+
 import markdown
 import nh3
+from django.utils.html import strip_tags
 from django.utils.safestring import SafeString, mark_safe
 
 EXTENSIONS = ["fenced_code", "tables", "sane_lists", "toc"]
@@ -19,5 +22,13 @@ TAGS = nh3.ALLOWED_TAGS - {"img"}
 
 
 def render_markdown(text: str) -> SafeString:
-    html = markdown.markdown(text or "", extensions=EXTENSIONS, extension_configs=EXTENSION_CONFIGS, output_format="html")
-    return mark_safe(nh3.clean(html, tags=TAGS, link_rel="nofollow noopener noreferrer"))
+    rendered = markdown.markdown(text or "", extensions=EXTENSIONS, extension_configs=EXTENSION_CONFIGS)
+    return mark_safe(nh3.clean(rendered, tags=TAGS, link_rel="nofollow noopener noreferrer"))
+
+
+def plain_text(text: str) -> str:
+    """A candidate's text as plain text, for a quote: through nh3 first, then without any tag.
+
+    The template escapes the result again, so nothing in it can be markup.
+    """
+    return html.unescape(strip_tags(nh3.clean(text or "", tags=set())))

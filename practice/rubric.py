@@ -8,7 +8,8 @@ and for a miss explains what the point is and which words would have shown it.
 Steps:
 1. Split the answer into blocks (paragraphs, even when wrapped over several lines,
    list items and headings), drop Markdown list markers, heading marks and
-   emphasis, then split each block into sentences (after . ! ? or ; and a space), keeping each sentence's original text to quote.
+   emphasis, then split each block into sentences (after . ! ? or ; and a space),
+   keeping each sentence's original text to quote.
 2. Normalise each sentence and each term the same way: lowercase, hyphens and
    punctuation become spaces, then every word is lightly stemmed ("retries",
    "retried" and "retrying" all become "retry"; "randomise" and "randomize" meet).

@@ -100,7 +100,8 @@ def question(request: HttpRequest, question_id: str) -> HttpResponse:
 @require_POST
 def preview(request: HttpRequest) -> HttpResponse:
     """The answer as it will show, Markdown rendered and sanitised (practice/rendering.py)."""
-    return render(request, "practice/question.html#answer_preview", {"preview_text": request.POST.get("answer", "")})
+    text = request.POST.get("answer", "")[:MAX_ANSWER_CHARS]
+    return render(request, "practice/question.html#answer_preview", {"preview_text": text})
 
 
 @require_POST

@@ -67,6 +67,15 @@ def test_a_candidate_answers_a_design_question_grades_it_and_finds_it_due_again_
     expect(points.nth(2)).to_contain_text("Why it matters: Rules checked only at creation time go stale")
     expect(page.get_by_role("heading", name="Model answer")).to_have_count(0)
     screenshot("practice-rubric")
+    page.emulate_media(color_scheme="dark")
+    page.set_viewport_size({"width": 375, "height": 740})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.evaluate(
+        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
+        ".slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
+    )
+    screenshot("practice-rubric-dark-phone")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     points.nth(3).get_by_label("Partly").check()  # the candidate is stricter than the matcher
     page.get_by_role("button", name="Save my grades and show the model answer").click()

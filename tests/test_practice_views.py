@@ -147,7 +147,8 @@ def test_a_quick_check_is_marked_at_once_with_every_option_explained(signed_in, 
 
 
 def test_a_script_in_an_answer_never_reaches_a_page(signed_in):
-    hostile = 'Outbox in one transaction. <script>alert("x")</script> <img src=x onerror="alert(1)"> [a](javascript:alert(2))'
+    # One sentence, so the rubric quotes it: the quote is sanitised too.
+    hostile = 'Outbox in one transaction <script>alert("x")</script> <img src=x onerror="alert(1)"> [a](javascript:alert(2))'
 
     preview = signed_in.post(reverse("practice:preview"), {"answer": hostile}).content.decode()
     page = signed_in.get(answer(signed_in, hostile)).content.decode()
@@ -155,8 +156,9 @@ def test_a_script_in_an_answer_never_reaches_a_page(signed_in):
     for html in (preview, page):
         assert "<script>alert" not in html
         assert "onerror" not in html
-        assert "javascript:" not in html
-    assert "<p>Outbox in one transaction." in page
+        assert "href=\"javascript:" not in html
+    assert "<p>Outbox in one transaction" in page
+    assert "<blockquote class=\"quote\">“Outbox in one transaction" in page
 
 
 def test_a_candidate_cannot_open_another_candidates_attempt(client, signed_in, django_user_model):

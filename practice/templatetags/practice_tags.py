@@ -1,8 +1,12 @@
+import html
+
 from django import template
+from django.utils.html import strip_tags
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
 
 from practice.question_files import TOPICS
-from practice.rendering import render_markdown
+from practice.rendering import plain_text, render_markdown
 
 register = template.Library()
 
@@ -32,3 +36,15 @@ def clock(seconds: float) -> str:
     """Seconds as a countdown: 754 → "12:34"."""
     whole = max(0, int(seconds))
     return f"{whole // 60}:{whole % 60:02d}"
+
+
+@register.filter
+def answer_excerpt(text: str, length: int = 90) -> str:
+    """The start of an answer as plain text: rendered and sanitised first, like everything a candidate wrote."""
+    return Truncator(html.unescape(strip_tags(render_markdown(text)))).chars(length)
+
+
+@register.filter(name="plain_text")
+def plain_text_filter(text: str) -> str:
+    """A sentence a candidate wrote, sanitised to plain text (practice/rendering.py)."""
+    return plain_text(text)
