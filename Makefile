@@ -17,6 +17,10 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+# The long chaos run: thousands of intents while workers, the relay and Redis are killed; prints the audit.
+chaos: $(VENV)/.installed-test
+	$(BIN)/python -m tests.chaos --intents $${INTENTS:-5000} --seconds $${SECONDS_OF_CHAOS:-40}
+
 check-python:
 	@test -n "$(PYTHON)" || { echo "make: Python 3.11 or newer is needed (python3.11 or python3 on PATH)."; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \

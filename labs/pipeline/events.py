@@ -3,12 +3,20 @@
 A stream rather than plain pub/sub: a browser that reconnects asks for what it
 missed since the last event id it saw, and nothing in between is lost. The stream
 is capped, so an old run's history does not grow without bound.
+
+Events are best-effort: when Redis is unreachable they are dropped with a warning,
+and the pipeline carries on (its state lives in the database).
 """
 
 import json
+import logging
 import time
 
+from redis.exceptions import RedisError
+
 from config.redis_client import get_redis, key
+
+log = logging.getLogger(__name__)
 
 STREAM_LENGTH = 5000
 
@@ -18,28 +26,26 @@ def stream_key(run_id: int) -> str:
 
 
 def emit(run_id: int, kind: str, **fields) -> None:
-    get_redis().xadd(
-        stream_key(run_id),
-        {"kind": kind, "at": f"{time.time():.3f}", "data": json.dumps(fields, default=str)},
-        maxlen=STREAM_LENGTH,
-        approximate=True,
-    )
+    emit_many(run_id, [(kind, fields)])
 
 
 def emit_many(run_id: int, events: list[tuple[str, dict]]) -> None:
-    """Several events in one round trip (the relay publishes batches)."""
+    """Append events to the run's stream in one round trip."""
     if not events:
         return
     now = f"{time.time():.3f}"
-    with get_redis().pipeline(transaction=False) as pipe:
-        for kind, fields in events:
-            pipe.xadd(
-                stream_key(run_id),
-                {"kind": kind, "at": now, "data": json.dumps(fields, default=str)},
-                maxlen=STREAM_LENGTH,
-                approximate=True,
-            )
-        pipe.execute()
+    try:
+        with get_redis().pipeline(transaction=False) as pipe:
+            for kind, fields in events:
+                pipe.xadd(
+                    stream_key(run_id),
+                    {"kind": kind, "at": now, "data": json.dumps(fields, default=str)},
+                    maxlen=STREAM_LENGTH,
+                    approximate=True,
+                )
+            pipe.execute()
+    except RedisError as exc:
+        log.warning("run %s: %d event(s) dropped, Redis is unreachable (%s)", run_id, len(events), exc)
 
 
 def recent(run_id: int, after: str = "-", count: int = 200) -> list[dict]:
