@@ -9,6 +9,12 @@ Steps:
 4. Wait until every delivery is finished and print the audit: it must show 0 lost,
    0 duplicate provider sends and nothing in flight.
 
+Throughout, the harness supervises the worker the way systemd or Kubernetes would:
+a worker process that exits, or that stops refreshing its heartbeat (a liveness
+probe), is started again. A Celery worker can lose its broker connection in ways it
+does not recover from by itself (kombu's Redis transport has had several such bugs),
+so production needs that supervision too; the pipeline's job is to lose nothing meanwhile.
+
 `make chaos` runs the long version on a fresh SQLite file; tests/test_chaos.py runs a
 short one on the test database.
 """
@@ -71,12 +77,35 @@ class Chaos:
         self.say = say
         self.worker: ServiceProcess | None = None
         self.relay: ServiceProcess | None = None
-        self.stats = {"children_killed": 0, "worker_killed": 0, "relay_killed": 0, "redis_restarted": 0}
+        self.worker_started_at = 0.0
+        self.stats = {"children_killed": 0, "worker_killed": 0, "relay_killed": 0, "redis_restarted": 0,
+                      "worker_restarted_by_supervisor": 0}  # fmt: skip
+
+    def supervise(self) -> None:
+        """Restart a worker that exited or whose heartbeat stopped (a liveness probe)."""
+        import redis
+
+        if self.worker is None or time.monotonic() - self.worker_started_at < 15:
+            return
+        alive = False
+        if self.worker.running():
+            try:
+                client = redis.Redis.from_url(self.env["REDIS_URL"], socket_timeout=1)
+                name = f"{self.env['FAULTLINE_REDIS_PREFIX']}heartbeat:worker"
+                alive = bool(client.zrangebyscore(name, time.time() - 10, "+inf"))
+            except redis.RedisError:
+                return  # Redis itself is down: nothing to judge the worker by
+        if not alive:
+            self.say("supervisor: the worker is gone or its heartbeat stopped; starting a new one")
+            self.worker.kill()
+            self.start_worker()
+            self.stats["worker_restarted_by_supervisor"] += 1
 
     def start_worker(self) -> None:
         argv = python_argv("-m", "celery", "-A", "config", "worker", "-l", "WARNING", "-c", "2",
                            "--without-mingle", "--without-gossip", "--hostname", f"chaos-{uuid.uuid4().hex[:6]}@%h")  # fmt: skip
         self.worker = ServiceProcess("chaos-worker", argv, self.env, self.logs).start()
+        self.worker_started_at = time.monotonic()
 
     def start_relay(self) -> None:
         self.relay = ServiceProcess("chaos-relay", python_argv("manage.py", "relay"), self.env, self.logs).start()
@@ -95,6 +124,7 @@ class Chaos:
             for at in sorted(plan):
                 if elapsed >= at:
                     plan.pop(at)()
+            self.supervise()
             children = worker_children(self.worker)
             if children:
                 os.kill(random.choice(children), signal.SIGKILL)
@@ -169,7 +199,12 @@ def run_chaos(run, env: dict, logs: Path, intents: int, chaos_seconds: float, se
         send_traffic(run, intents)
         breaker.join()
         say(f"chaos: done breaking after {time.monotonic() - started:.0f} s; waiting for the pipeline to settle")
-        wait_for(lambda: audit(run)["in_flight"] == 0, settle_timeout, "every delivery to finish", interval=1)
+
+        def settled() -> bool:
+            chaos.supervise()
+            return audit(run)["in_flight"] == 0
+
+        wait_for(settled, settle_timeout, "every delivery to finish", interval=1)
         result = audit(run)
         result["seconds"] = round(time.monotonic() - started, 1)
         return {**result, **chaos.stats}

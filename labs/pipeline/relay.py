@@ -120,8 +120,9 @@ def rescue_stranded(now=None) -> int:
         Exists(rows.filter(Q(published_at__isnull=True) | Q(published_at__gt=quiet_since)))
     )
     # Claimed by a worker that has not finished within its lease: it died with the message.
+    # (A rescue already on its way is given the same grace as any published message.)
     worker_lost = Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_at__lt=lease_expired).exclude(
-        Exists(rows.filter(Q(published_at__isnull=True) | Q(created_at__gt=OuterRef("claimed_at"))))
+        Exists(rows.filter(Q(published_at__isnull=True) | Q(published_at__gt=quiet_since)))
     )
     fields = ("id", "run_id", "queue", "attempts", "status")
     stranded = [*never_claimed.values_list(*fields)[: settings.LAB_RELAY_BATCH], *worker_lost.values_list(*fields)[: settings.LAB_RELAY_BATCH]]

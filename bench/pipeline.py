@@ -1,0 +1,135 @@
+"""Campaign throughput: batch API → outbox → relay → workers → provider → attempt recorded.
+
+Steps:
+1. A fresh database (a SQLite file, or DATABASE_URL), a Redis of its own, gunicorn,
+   one Celery worker (2 processes) and the relay, as `make run` starts them.
+2. Baseline: how fast the same worker drains no-op Celery tasks from the same Redis.
+3. For DURATION seconds, post campaign batches of 1,000 to the API whenever fewer
+   than BACKLOG deliveries are unfinished, with no provider latency.
+4. Print delivered intents/s over the window, end-to-end latency (accepted → delivered)
+   p50/p95, and the ratio to the no-op drain rate.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.chaos import Redis  # noqa: E402
+from tests.harness import BASE_DIR, ServiceProcess, free_port, python_argv, wait_for  # noqa: E402
+
+DURATION = float(os.environ.get("BENCH_SECONDS", 60))
+BACKLOG = 4000
+NOOP_TASKS = 10_000
+
+
+def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="faultline-bench-"))
+    database = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.sqlite3'}"
+    redis = Redis(workdir)
+    redis.start()
+    env = {**os.environ, "DATABASE_URL": database, "REDIS_URL": redis.url, "FAULTLINE_REDIS_PREFIX": "bench:",
+           "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "FAULTLINE_REDIS_PREFIX", "DJANGO_SETTINGS_MODULE")})
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    from config.celery import app
+    from labs.models import Delivery, Recipient
+    from labs.pipeline.metrics import percentile
+    from labs.runs import create_run
+
+    port = free_port()
+    web = ServiceProcess("web", python_argv("-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                                            "--no-control-socket"), env, workdir).start()  # fmt: skip
+    worker = ServiceProcess("worker", python_argv("-m", "celery", "-A", "config", "worker", "-l", "WARNING", "-c", "2",
+                                                  "--without-mingle", "--without-gossip", "-I", "tests.probe_tasks"),
+                            env, workdir).start()  # fmt: skip
+    processes = [web, worker]
+    try:
+        time.sleep(3)
+        # 2. The baseline: one no-op Celery task per message, same worker, same Redis.
+        started = time.monotonic()
+        with app.producer_or_acquire() as producer:
+            for _ in range(NOOP_TASKS):
+                app.send_task("tests.noop_task", queue="email", producer=producer)
+        queue = f"bench:email"
+        import redis as redis_lib
+
+        client = redis_lib.Redis.from_url(redis.url)
+        wait_for(lambda: client.llen(queue) == 0, 300, "the no-op drain", interval=0.05)
+        noop_rate = NOOP_TASKS / (time.monotonic() - started)
+        print(f"baseline: bare Celery drained {NOOP_TASKS} no-op tasks at {noop_rate:,.0f} tasks/s")
+
+        relay = ServiceProcess("relay", python_argv("manage.py", "relay"), env, workdir).start()
+        processes.append(relay)
+        owner = get_user_model().objects.create(username=f"bench-{uuid.uuid4().hex[:6]}")
+        run = create_run(owner)
+        Recipient.objects.filter(run=run).update(quiet_start=None, quiet_end=None, email_opt_in=True)
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz") == 200, 30, "the web process", interval=0.2)
+
+        # 3. The campaign, sustained.
+        posted = 0
+        window_start = time.time()
+        deadline = time.monotonic() + DURATION
+        while time.monotonic() < deadline:
+            unfinished = Delivery.objects.filter(run=run, finished_at=None).count()
+            if unfinished < BACKLOG:
+                batch = [{"idempotency_key": f"b{posted + i}", "user_id": (posted + i) % 50 + 1,
+                          "template": "weekly_digest", "channels": ["email"], "data": {"count": 3}} for i in range(1000)]  # fmt: skip
+                _post(f"http://127.0.0.1:{port}/api/notifications/batch", {"notifications": batch}, run.api_key)
+                posted += 1000
+            else:
+                time.sleep(0.05)
+        window_end = time.time()
+
+        # 4. What came out the other end within the window.
+        from datetime import datetime, timezone
+
+        start_dt = datetime.fromtimestamp(window_start, timezone.utc)
+        end_dt = datetime.fromtimestamp(window_end, timezone.utc)
+        done = list(
+            Delivery.objects.filter(run=run, status="delivered", finished_at__gte=start_dt, finished_at__lt=end_dt)
+            .values_list("created_at", "finished_at")
+        )
+        rate = len(done) / (window_end - window_start)
+        latencies = [int((f - c).total_seconds() * 1000) for c, f in done]
+        print(f"campaign: posted {posted:,} intents in {DURATION:.0f} s; delivered {len(done):,} in the window")
+        print(f"campaign: {rate:,.0f} delivered intents/s; end-to-end p50 {percentile(latencies, 0.5)} ms, "
+              f"p95 {percentile(latencies, 0.95)} ms (accepted → provider ledger → attempt recorded)")  # fmt: skip
+        print(f"ratio: pipeline / bare Celery no-op drain = {rate / noop_rate:.2f} "
+              f"(target 1,200/s would be {1200 / noop_rate:.2f})")  # fmt: skip
+        print(f"database: {Delivery.objects.db}, {django.db.connection.vendor}")
+    finally:
+        for proc in reversed(processes):
+            proc.stop()
+        redis.kill()
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except Exception:
+        return 0
+
+
+def _post(url: str, body: dict, key: str) -> None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 202, response.read()
+
+
+if __name__ == "__main__":
+    main()
