@@ -1,14 +1,10 @@
-"""The labs that lessons and questions may link to.
+"""The lab catalogue: the lab files under labs/content/, in lab order.
 
-Until the lab files exist (labs/content/, with the browser labs issue) this table is
-the list of lab slugs that content checks accept.
+`LABS` (slug → title) is what lessons and questions may link to; their content checks
+import it, so it stays a plain dict.
 """
 
-LABS: dict[str, str] = {
-    "outbox-and-relay": "Outbox and relay",
-    "retries-backoff-jitter": "Retries, backoff and jitter",
-    "dead-letters-poison": "Dead letters and poison messages",
-    "idempotent-consumers": "Idempotent consumers",
-    "circuit-breaker-failover": "Circuit breaker and failover",
-    "priority-lanes-ordering": "Priority lanes and ordering",
-}
+from labs.lab_files import Lab, load_labs
+
+CATALOGUE: dict[str, Lab] = load_labs()
+LABS: dict[str, str] = {slug: lab.title for slug, lab in CATALOGUE.items()}

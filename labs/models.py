@@ -269,3 +269,44 @@ class RelayLease(models.Model):
 
     holder = models.CharField(max_length=80, blank=True)
     expires_at = models.DateTimeField(default=timezone.now)
+
+
+# --- The lab pages: which lab a run belongs to, and the learner's experiments ---------------
+
+
+class RunLab(models.Model):
+    """The lab a run was started for. A learner has one run per lab."""
+
+    run = models.OneToOneField(LabRun, on_delete=models.CASCADE, related_name="lab")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_pages")
+    lab = models.CharField(max_length=64)  # a slug from labs.catalogue
+    # When the run was started or last reset: experiments before it belong to an earlier go.
+    started_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "lab"], name="one_run_per_lab_and_learner")]
+
+
+class Experiment(models.Model):
+    """One lab step as the learner ran it: a prediction, the faults injected, what happened.
+
+    Kept in the learner's history after the run is reset or deleted; `before` and `after`
+    are the run's facts (labs.checks) when the first fault went in and when the learner
+    recorded the outcome.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_experiments")
+    run = models.ForeignKey(LabRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="experiments")
+    lab = models.CharField(max_length=64)
+    step = models.PositiveSmallIntegerField()
+    prediction = models.TextField()
+    actions = models.JSONField(default=list, blank=True)  # [{"label": ..., "at": ISO time, "result": ...}]
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    acted_at = models.DateTimeField(null=True, blank=True)
+    recorded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "lab", "step"])]

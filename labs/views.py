@@ -1,10 +1,525 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+"""Lab pages: the catalogue, a lab with its live run, the controls, the lineage of a message, the history.
 
-from labs.catalogue import LABS
+Only a run's owner sees or changes it: every run URL goes through `_get_run_for_user`,
+which answers 404 for anybody else. Each control answers an htmx request with the
+fragment it changed (and asks the page to refresh its live panels); without htmx it
+redirects back to the lab page.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError, transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
+
+from courseware.models import Lesson
+from labs import checks, live, runs, steps
+from labs.catalogue import CATALOGUE
+from labs.forms import (
+    BurstForm,
+    DefencesForm,
+    PoisonForm,
+    PolicyForm,
+    PredictionForm,
+    SendForm,
+    StreamForm,
+    fault_form,
+    fault_settings,
+)
+from labs.lab_files import Lab
+from labs.models import Delivery, Experiment, LabRun, NotificationIntent, Recipient, RunLab
+from labs.pipeline import deadletters, defences, faults, intake, traffic
+
+# The retry policy of a run started from a lab page; tests make it faster with LAB_PAGE_RUN_POLICY.
+DEFAULT_POLICY: dict = {}
+CHANGED = "lab:changed"  # the client event that makes the page refresh its live panels
+
+
+def _policy() -> dict:
+    return getattr(settings, "LAB_PAGE_RUN_POLICY", DEFAULT_POLICY)
+
+
+def _get_lab(slug: str) -> Lab:
+    lab = CATALOGUE.get(slug)
+    if lab is None:
+        raise Http404("No such lab")
+    return lab
+
+
+def _get_run_for_user(request: HttpRequest, run_id: int) -> LabRun:
+    """The run, if it is the signed-in user's; 404 for anyone else (the run's existence stays private)."""
+    if not request.user.is_authenticated:
+        raise Http404("No such run")
+    run = LabRun.objects.filter(pk=run_id, owner=request.user).select_related("lab").first()
+    if run is None:
+        raise Http404("No such run")
+    return run
+
+
+def _run_lab(run: LabRun) -> RunLab:
+    try:
+        return run.lab
+    except RunLab.DoesNotExist:
+        raise Http404("This run was not started from a lab page") from None
+
+
+def _back(run: LabRun) -> HttpResponse:
+    return redirect("labs:lab", _run_lab(run).lab)
+
+
+def _changed(response: HttpResponse) -> HttpResponse:
+    return trigger_client_event(response, CHANGED)
+
+
+def _open_preferences(run: LabRun, lab: Lab) -> None:
+    """Everyone accepts every channel, nobody has quiet hours: counts in the lab add up exactly."""
+    # Opt-outs and quiet hours would skip or defer some messages (until the morning) and
+    # blur what the lab is about; a lab about preferences keeps them.
+    if not lab.keep_preferences:
+        Recipient.objects.filter(run=run).update(
+            quiet_start=None, quiet_end=None, email_opt_in=True, sms_opt_in=True, push_opt_in=True, inapp_opt_in=True
+        )
+
+
+# --- Pages --------------------------------------------------------------------------------------
 
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "labs/index.html", {"labs": LABS.items()})
+    started = {}
+    if request.user.is_authenticated:
+        started = dict(RunLab.objects.filter(owner=request.user).values_list("lab", "run_id"))
+    return render(request, "labs/index.html", {"labs": CATALOGUE.values(), "started": started})
+
+
+@require_GET
+def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
+    lab = _get_lab(slug)
+    titles = dict(Lesson.objects.filter(slug__in=lab.lessons).values_list("slug", "title"))
+    lessons = [(lesson, titles.get(lesson, lesson.replace("-", " "))) for lesson in lab.lessons]
+    context = {"lab": lab, "run": None, "lessons": lessons}
+    if request.user.is_authenticated:
+        run_lab = RunLab.objects.filter(owner=request.user, lab=slug).select_related("run").first()
+        if run_lab is not None:
+            context.update(_run_context(request, lab, run_lab))
+    return render(request, "labs/lab.html", context)
+
+
+def _run_context(request: HttpRequest, lab: Lab, run_lab: RunLab) -> dict:
+    run = run_lab.run
+    runs.touch(run)
+    state = live.run_state(run, lab)
+    feed, last_event = live.opening_feed(run)
+    return {
+        "run": run,
+        "run_lab": run_lab,
+        "state": state,
+        "feed": feed,
+        "last_event": last_event,
+        "cards": _step_cards(lab, run_lab, state),
+        "send_form": SendForm(run),
+        "burst_form": BurstForm(run),
+        "stream_form": StreamForm(run, prefix="stream"),
+        "poison_form": PoisonForm(),
+        **_control_context(run, state.faults),
+        "curl": _curl(request, run),
+    }
+
+
+def _control_context(run: LabRun, current_faults: dict, forms_with_errors: dict | None = None) -> dict:
+    given = forms_with_errors or {}
+    return {
+        "fault_forms": [given.get(t) or fault_form(t, current=current_faults.get(t)) for t in faults.TARGETS],
+        "active_faults": current_faults,
+        "defences_form": given.get("defences") or DefencesForm(initial=defences.all_defences(run)),
+        "policy_form": given.get("policy") or PolicyForm(instance=run),
+    }
+
+
+def _step_cards(lab: Lab, run_lab: RunLab, state: live.RunState) -> list[dict]:
+    cards = []
+    for step in lab.steps:
+        experiment = steps.current_experiment(run_lab, step)
+        cards.append(_card(lab, step, experiment, state.facts, state.checks))
+    return cards
+
+
+def _card(lab: Lab, step, experiment: Experiment | None, found: dict, results: dict, form=None) -> dict:
+    observed = experiment.after if experiment and experiment.after else found
+    return {
+        "step": step,
+        "experiment": experiment,
+        "form": form or PredictionForm(initial={"prediction": experiment.prediction if experiment else ""}),
+        "changes": checks.changes(experiment.before, observed, step.observe) if experiment and experiment.before else [],
+        "checks": [results[check.id] for check in lab.checks_of(step) if check.id in results],
+    }
+
+
+def _curl(request: HttpRequest, run: LabRun) -> str:
+    origin = request.build_absolute_uri("/").rstrip("/")
+    return (
+        f"curl -s -X POST {origin}/api/notifications \\\n"
+        f'  -H "Authorization: Bearer {run.api_key}" \\\n'
+        '  -H "Idempotency-Key: reset-42" -H "Content-Type: application/json" \\\n'
+        """  -d '{"user_id": 7, "template": "password_reset", "data": {"code": "271828"}}'"""
+    )
+
+
+@login_required
+@require_GET
+def history(request: HttpRequest) -> HttpResponse:
+    experiments = Experiment.objects.filter(owner=request.user).order_by("-created_at", "-id")[:200]
+    cards = []
+    for experiment in experiments:
+        lab = CATALOGUE.get(experiment.lab)
+        step = lab.step(experiment.step) if lab else None
+        observe = step.observe if step else sorted((experiment.after or {}).keys())[:6]
+        changes = checks.changes(experiment.before, experiment.after, observe) if experiment.before and experiment.after else []
+        cards.append({"experiment": experiment, "lab": lab, "step": step, "changes": changes})
+    return render(request, "labs/history.html", {"cards": cards})
+
+
+# --- The run ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def start(request: HttpRequest, slug: str) -> HttpResponse:
+    lab = _get_lab(slug)
+    if not RunLab.objects.filter(owner=request.user, lab=slug).exists():
+        try:
+            with transaction.atomic():
+                run = runs.create_run(request.user, **_policy())
+                RunLab.objects.create(run=run, owner=request.user, lab=slug)
+                _open_preferences(run, lab)
+        except IntegrityError:
+            pass  # a second click raced the first: that run is the learner's
+    return redirect("labs:lab", slug)
+
+
+@require_POST
+def reset(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    run_lab = _run_lab(run)
+    runs.reset_run(run)
+    _open_preferences(run, _get_lab(run_lab.lab))
+    run_lab.started_at = run.last_activity_at
+    run_lab.save(update_fields=["started_at"])
+    messages.success(request, "The run starts again from its seed: no traffic, no faults. Your experiment history is kept.")
+    return _back(run)
+
+
+@require_POST
+def end(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    slug = _run_lab(run).lab
+    runs.delete_run(run)
+    messages.success(request, "Run deleted. Your experiment history is kept.")
+    return redirect("labs:lab", slug)
+
+
+@require_POST
+def rotate_key(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    runs.rotate_api_key(run)
+    messages.success(request, "New API key: the old one no longer works.")
+    return _back(run)
+
+
+# --- Live view ----------------------------------------------------------------------------------
+
+
+@never_cache
+@require_GET
+def events_after(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The page's poll: events after `after`, or 204 when nothing happened. Reads only the Redis stream."""
+    run = _get_run_for_user(request, run_id)
+    payload = live.feed_payload(run, request.GET.get("after") or "-")
+    if payload is None:
+        return HttpResponse(status=204)
+    return JsonResponse(payload)
+
+
+@never_cache
+@require_GET
+def panels(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    run_lab = _run_lab(run)
+    lab = _get_lab(run_lab.lab)
+    state = live.run_state(run, lab)
+    context = {"run": run, "lab": lab, "state": state, "cards": _step_cards(lab, run_lab, state), "oob": True}
+    return render(request, "labs/live_panels.html", context)
+
+
+# --- Traffic ------------------------------------------------------------------------------------
+
+
+def _traffic_response(request: HttpRequest, run: LabRun, result: str | None, **forms) -> HttpResponse:
+    if not request.htmx:
+        if result:
+            messages.success(request, result)
+        else:
+            for form in forms.values():
+                for errors in form.errors.values():
+                    messages.error(request, " ".join(errors))
+        return _back(run)
+    context = {"run": run, "result": result, "send_form": SendForm(run), "burst_form": BurstForm(run),
+               "stream_form": StreamForm(run, prefix="stream"), "poison_form": PoisonForm(), **forms}  # fmt: skip
+    response = render(request, "labs/controls.html#traffic_response", context)
+    return _changed(response) if result else response
+
+
+@require_POST
+def send(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    form = SendForm(run, request.POST)
+    result = None
+    if form.is_valid():
+        data = form.cleaned_data
+        key = data["idempotency_key"] or f"ui-{uuid.uuid4().hex}"
+        template_data = data["data"] if data["data"] is not None else traffic.SAMPLE_DATA.get(data["template"], {})
+        request_ = intake.IntentRequest(key, data["user_id"], data["template"], None, data["channels"] or None, template_data)
+        try:
+            [accepted] = intake.accept(run, [request_])
+        except intake.IntakeError as exc:
+            for name, message in exc.errors.items():
+                form.add_error(name if name in form.fields else None, message)
+        else:
+            intent = accepted.intent
+            result = (f"Key {key!r} was used before: the API returned notification {intent.pk} again and wrote nothing."
+                      if accepted.replayed else f"Accepted notification {intent.pk}: {intent.template.name} to user {data['user_id']}.")  # fmt: skip
+    return _traffic_response(request, run, result, send_form=form)
+
+
+@require_POST
+def burst(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    stream = request.POST.get("stream") == "1"
+    form = (StreamForm(run, request.POST, prefix="stream") if stream else BurstForm(run, request.POST))
+    result = None
+    if form.is_valid():
+        try:
+            count = traffic.send_burst(run, form.cleaned_data["count"], form.cleaned_data["template"])
+        except (ValueError, intake.IntakeError) as exc:
+            form.add_error(None, str(exc))
+        else:
+            result = f"Sent {count} × {form.cleaned_data['template']}" + (" (stream)" if stream else " as a campaign.")
+    if stream:
+        # The page's script ticks the stream once a second: answer small, and say what went wrong.
+        return JsonResponse({"sent": form.cleaned_data["count"]} if result else {"error": form.errors.get_json_data()},
+                            status=200 if result else 422)  # fmt: skip
+    return _traffic_response(request, run, result, **{"stream_form" if stream else "burst_form": form})
+
+
+@require_POST
+def poison(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    form = PoisonForm(request.POST)
+    result = None
+    if form.is_valid():
+        try:
+            count = traffic.send_poison(run, form.cleaned_data["count"])
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            result = f"Sent {count} poison message(s): order updates without their order id."
+    return _traffic_response(request, run, result, poison_form=form)
+
+
+# --- Faults, defences, retry policy ----------------------------------------------------------------
+
+
+def _controls_response(request: HttpRequest, run: LabRun, note: str | None, **forms_with_errors) -> HttpResponse:
+    if not request.htmx:
+        if note:
+            messages.success(request, note)
+        for form in forms_with_errors.values():
+            for errors in form.errors.values():
+                messages.error(request, " ".join(errors))
+        return _back(run)
+    context = {"run": run, "note": note, **_control_context(run, faults.all_faults(run.pk), forms_with_errors)}
+    response = render(request, "labs/controls.html#fault_response", context)
+    return response if forms_with_errors else _changed(response)
+
+
+@require_http_methods(["GET", "POST"])
+def fault(request: HttpRequest, run_id: int) -> HttpResponse:
+    """GET: the fault panel as it is now (the page fetches it when a fault changed elsewhere). POST: set one target's fault."""
+    run = _get_run_for_user(request, run_id)
+    if request.method == "GET":
+        context = {"run": run, **_control_context(run, faults.all_faults(run.pk))}
+        return render(request, "labs/controls.html#fault_controls", context)
+    target = request.POST.get("target", "")
+    if target not in faults.TARGETS:
+        raise Http404("No such fault target")
+    form = fault_form(target, request.POST)
+    if request.POST.get("clear"):
+        faults.set_fault(run.pk, target)
+        return _controls_response(request, run, f"Fault on {target} cleared.")
+    if form.is_valid():
+        try:
+            chosen = faults.set_fault(run.pk, target, **fault_settings(form))
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            shown = ", ".join(f"{k} {v}" for k, v in chosen.items()) or "no fault"
+            return _controls_response(request, run, f"{target}: {shown}.")
+    return _controls_response(request, run, None, **{target: form})
+
+
+@require_POST
+def stop_faults(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    faults.clear_faults(run.pk)
+    return _controls_response(request, run, "Every fault stopped.")
+
+
+@require_POST
+def set_defences(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    form = DefencesForm(request.POST)
+    form.is_valid()  # checkboxes only: always valid
+    chosen = defences.set_defences(run, **form.cleaned_data)
+    off = [name.replace("_", " ") for name, on in chosen.items() if not on]
+    return _controls_response(request, run, f"Defences off: {', '.join(off)}." if off else "Every defence is on.")
+
+
+@require_POST
+def policy(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    form = PolicyForm(request.POST, instance=run)
+    if form.is_valid():
+        form.save()
+        return _controls_response(request, run, "Retry policy saved: it applies to the next failures.")
+    return _controls_response(request, run, None, policy=form)
+
+
+# --- Dead-letter workbench ---------------------------------------------------------------------
+
+
+def _letter_ids(request: HttpRequest) -> list[int]:
+    return [int(value) for value in request.POST.getlist("dead_letter") if value.isdigit()]
+
+
+def _workbench_response(request: HttpRequest, run: LabRun, note: str) -> HttpResponse:
+    if not request.htmx:
+        messages.success(request, note)
+        return _back(run)
+    state = live.run_state(run)
+    response = render(request, "labs/dead_letter_workbench.html#workbench_response", {"run": run, "state": state, "note": note})
+    return _changed(response)
+
+
+@require_POST
+def replay(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    group = request.POST.get("group")
+    count = deadletters.replay_group(run, group) if group else deadletters.replay(run, _letter_ids(request))
+    return _workbench_response(request, run, f"Replayed {count} dead letter(s)" + (f" of {group}." if group else "."))
+
+
+@require_POST
+def discard(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    group = request.POST.get("group")
+    ids = _letter_ids(request)
+    if group:
+        ids = list(run.dead_letters.filter(error_group=group, resolution="open").values_list("pk", flat=True))
+    count = deadletters.discard(run, ids)
+    return _workbench_response(request, run, f"Discarded {count} dead letter(s)" + (f" of {group}." if group else "."))
+
+
+# --- A message's lineage -------------------------------------------------------------------------
+
+
+@require_GET
+def notification(request: HttpRequest, run_id: int, intent_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    intent = get_object_or_404(NotificationIntent.objects.select_related("template", "recipient"), run=run, pk=intent_id)
+    context = {"run": run, "intent": intent, "lineage": live.lineage(run, intent), "lab": _get_lab(_run_lab(run).lab)}
+    template = "labs/lineage.html#lineage" if request.htmx else "labs/lineage.html"
+    return render(request, template, context)
+
+
+@require_GET
+def delivery(request: HttpRequest, run_id: int, delivery_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    intent_id = get_object_or_404(Delivery, run=run, pk=delivery_id).intent_id
+    if request.htmx:
+        return notification(request, run_id, intent_id)
+    return redirect("labs:notification", run.pk, intent_id)
+
+
+# --- Experiment cards ----------------------------------------------------------------------------
+
+
+def _step_of(run: LabRun, number: int):
+    run_lab = _run_lab(run)
+    lab = _get_lab(run_lab.lab)
+    step = lab.step(number)
+    if step is None:
+        raise Http404("No such step")
+    return run_lab, lab, step
+
+
+def _card_response(request: HttpRequest, run: LabRun, lab: Lab, step, note: str = "", form=None, error: str = ""):
+    """The step's card again (htmx), or the lab page at the step; `form` and `error` say what was wrong."""
+    problems = [error] if error else [" ".join(e) for e in form.errors.values()] if form is not None else []
+    if not request.htmx:
+        if note and not problems:
+            messages.success(request, note)
+        for problem in problems:
+            messages.error(request, problem)
+        return redirect(f"{reverse('labs:lab', args=[lab.slug])}#step-{step.number}")
+    found = checks.facts(run)
+    experiment = steps.current_experiment(run.lab, step)
+    card = _card(lab, step, experiment, found, checks.evaluate(lab, found), form)
+    context = {"run": run, "lab": lab, "card": card, "note": "" if problems else note, "error": error,
+               "note_id": f"step-{step.number}-note"}  # fmt: skip
+    response = render(request, "labs/step_card.html#step_response", context)
+    return response if problems else _changed(response)
+
+
+@require_POST
+def prediction(request: HttpRequest, run_id: int, step: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    run_lab, lab, lab_step = _step_of(run, step)
+    form = PredictionForm(request.POST)
+    if not form.is_valid():
+        return _card_response(request, run, lab, lab_step, form=form)
+    steps.save_prediction(run_lab, lab_step, form.cleaned_data["prediction"].strip())
+    return _card_response(request, run, lab, lab_step, "Prediction saved. Now run the step.")
+
+
+@require_POST
+def act(request: HttpRequest, run_id: int, step: int, action: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    run_lab, lab, lab_step = _step_of(run, step)
+    if not 1 <= action <= len(lab_step.actions):
+        raise Http404("No such action")
+    experiment = steps.current_experiment(run_lab, lab_step)
+    if experiment is None:
+        return _card_response(request, run, lab, lab_step, error="Write your prediction before you run this step.")
+    try:
+        done = steps.act(experiment, lab_step.actions[action - 1], run)
+    except (ValueError, intake.IntakeError) as exc:
+        return _card_response(request, run, lab, lab_step, error=str(exc))
+    return _card_response(request, run, lab, lab_step, " ".join(done))
+
+
+@require_POST
+def record(request: HttpRequest, run_id: int, step: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    run_lab, lab, lab_step = _step_of(run, step)
+    experiment = steps.current_experiment(run_lab, lab_step)
+    if experiment is None or experiment.acted_at is None:
+        raise Http404("Nothing to record yet")
+    steps.record(experiment, checks.facts(run))
+    return _card_response(request, run, lab, lab_step, "Recorded in your lab history.")

@@ -1,0 +1,259 @@
+"""The facts a lab's checks read, taken from the run's real state, and the checks' results.
+
+Every fact is a number computed from the rows (the source of truth), the providers' own
+ledger (through the auditor) or Redis (breakers, faults). A lab file names facts in its
+checks ("dead_letters == 0") and in each step's `observe` list; FACTS says what each means,
+and the experiment card shows how a step changed them.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Count, DurationField, Exists, ExpressionWrapper, F, Max, Min, OuterRef, Q
+from django.utils import timezone
+
+from labs.lab_files import Check, Lab
+from labs.models import (
+    TERMINAL,
+    AttemptOutcome,
+    DeadLetter,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    LabRun,
+    OutboxRow,
+    Priority,
+    ProviderSend,
+)
+from labs.pipeline import audit, faults, metrics
+from labs.pipeline.breaker import CLOSED, ProviderBreaker
+from labs.pipeline.topology import ALL_PROVIDERS
+from labs.pipeline.worker import PoisonMessage
+
+# How long a delivery may sit "pending" with nothing to publish it before it counts as stranded.
+STRANDED_AFTER = timedelta(seconds=5)
+# An alert "overtook" a campaign when it arrived this fast while this many campaign messages waited.
+ALERT_WITHIN = timedelta(seconds=2)
+CAMPAIGN_WAITING = 50
+# The retry herd looks at the last minute of retries, rounds of at least this many.
+HERD_WINDOW = timedelta(seconds=60)
+HERD_MIN_ROUND = 8
+
+FACTS: dict[str, str] = {
+    # From the auditor (labs.pipeline.audit), which reads the providers' ledger.
+    "intents": "notifications accepted by the API",
+    "accepted": "deliveries accepted (one per notification and channel)",
+    "delivered": "deliveries delivered",
+    "suppressed": "deliveries suppressed (the user opted out)",
+    "dead_lettered": "deliveries dead-lettered or discarded",
+    "in_flight": "deliveries not finished yet",
+    "provider_sends": "messages the providers really sent",
+    "duplicate_sends": "provider sends beyond one per delivery",
+    "lost": "deliveries stuck for 5 minutes with nothing to move them",
+    "order_violations": "in-app messages received out of per-user order",
+    "quiet_hours_violations": "messages sent inside the user's quiet hours",
+    # From the run's metrics (labs.pipeline.metrics).
+    "sent": "provider calls made",
+    "bounced": "provider calls rejected for good (400)",
+    "failed_attempts": "attempts that failed or timed out",
+    "breaker_refusals": "attempts refused by an open circuit breaker",
+    "latency_p50_ms": "provider latency, median (ms)",
+    "latency_p95_ms": "provider latency, 95th percentile (ms)",
+    "queue_age_s": "age of the oldest message on the broker (s)",
+    "duplicates_suppressed": "second copies of a message the workers dropped",
+    "opt_outs": "deliveries skipped because the user opted out",
+    "dead_letters": "open dead letters",
+    # Read here.
+    "outbox_pending": "outbox rows due and not yet published",
+    "outbox_oldest_s": "age of the oldest due outbox row (s)",
+    "outbox_scheduled": "outbox rows waiting for their time (retries, deferrals)",
+    "max_publish_wait_s": "longest a due outbox row waited for the relay (s)",
+    "queued": "deliveries on the broker",
+    "sending": "deliveries a worker holds",
+    "retries_scheduled": "deliveries waiting to retry",
+    "retries_total": "retries scheduled so far",
+    "retry_herd_pct": "largest share of one round of retries due within a fifth of its ceiling (%)",
+    "crashed_attempts": "attempts lost with their worker",
+    "dead_letters_total": "dead letters ever written, open or not",
+    "replayed": "dead letters replayed",
+    "replayed_delivered": "replayed deliveries that were then delivered",
+    "redead_lettered": "dead letters of deliveries that had been replayed before",
+    "poison_dead_lettered": "dead letters of poison messages (template data missing)",
+    "discarded": "deliveries discarded from the dead letters",
+    "failovers": "messages sent by a secondary provider",
+    "breakers_open": "providers whose breaker is open or half-open",
+    "faults_active": "fault targets with a fault set",
+    "stranded": "deliveries accepted that nothing will ever publish",
+    "transactional_in_flight": "transactional deliveries not finished yet",
+    "transactional_dead_lettered": "transactional deliveries dead-lettered",
+    "last_alert_ms": "how long the latest transactional message took to deliver, or has waited so far (ms)",
+    "alerts_past_campaign": "transactional messages delivered within 2 s while 50+ campaign messages waited",
+    "campaign_in_flight": "campaign deliveries not finished yet",
+    "inapp_delivered": "in-app deliveries delivered",
+}
+
+
+def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: dict | None = None) -> dict:
+    """Every fact in FACTS for `run`; pass breaker states and faults when you already have them."""
+    now = timezone.now()
+    found = {**audit.audit(run, now), **metrics.run_metrics(run)}
+    deliveries = Delivery.objects.filter(run=run)
+    by_status = dict(deliveries.values("status").annotate(n=Count("id")).values_list("status", "n"))
+
+    unpublished = OutboxRow.objects.filter(run=run, published_at__isnull=True)
+    due = unpublished.filter(available_at__lte=now).aggregate(n=Count("id"), oldest=Min("available_at"))
+    oldest_s = (now - due["oldest"]).total_seconds() if due["oldest"] else 0.0
+    longest = OutboxRow.objects.filter(run=run, published_at__isnull=False).aggregate(
+        wait=Max(ExpressionWrapper(F("published_at") - F("available_at"), output_field=DurationField()))
+    )["wait"]
+
+    attempts = DeliveryAttempt.objects.filter(delivery__run=run)
+    letters = DeadLetter.objects.filter(run=run).aggregate(
+        total=Count("id"),
+        replayed=Count("id", filter=Q(resolution=DeadLetter.Resolution.REPLAYED)),
+        again=Count("id", filter=Q(was_replayed=True)),
+        poison=Count("id", filter=Q(error_group=PoisonMessage.group)),
+    )
+    transactional = deliveries.filter(intent__priority=Priority.TRANSACTIONAL).aggregate(
+        in_flight=Count("id", filter=~Q(status__in=TERMINAL)),
+        dead=Count("id", filter=Q(status=DeliveryStatus.DEAD_LETTERED)),
+    )
+    if breakers is None:
+        breakers = breaker_states(run)
+    if fault_settings is None:
+        fault_settings = faults.all_faults(run.pk)
+    found.update(
+        outbox_pending=due["n"],
+        outbox_oldest_s=round(oldest_s, 1),
+        outbox_scheduled=unpublished.filter(available_at__gt=now).count(),
+        max_publish_wait_s=round(max(oldest_s, longest.total_seconds() if longest else 0.0), 1),
+        queued=by_status.get(DeliveryStatus.QUEUED, 0),
+        sending=by_status.get(DeliveryStatus.SENDING, 0),
+        retries_scheduled=by_status.get(DeliveryStatus.RETRY_SCHEDULED, 0),
+        retries_total=attempts.filter(backoff_ms__isnull=False).count(),
+        retry_herd_pct=retry_herd_pct(run, now),
+        crashed_attempts=attempts.filter(outcome=AttemptOutcome.CRASHED).count(),
+        dead_letters_total=letters["total"],
+        replayed=letters["replayed"],
+        replayed_delivered=deliveries.filter(replays__gt=0, status=DeliveryStatus.DELIVERED).count(),
+        redead_lettered=letters["again"],
+        poison_dead_lettered=letters["poison"],
+        discarded=by_status.get(DeliveryStatus.DISCARDED, 0),
+        failovers=ProviderSend.objects.filter(run=run, provider__endswith="-secondary").count(),
+        breakers_open=sum(1 for state in breakers.values() if state != CLOSED),
+        faults_active=len(fault_settings),
+        stranded=_stranded(run, now),
+        transactional_in_flight=transactional["in_flight"],
+        transactional_dead_lettered=transactional["dead"],
+        last_alert_ms=_last_alert_ms(run, now),
+        alerts_past_campaign=_alerts_past_campaign(run),
+        campaign_in_flight=deliveries.filter(intent__priority=Priority.MARKETING).exclude(status__in=TERMINAL).count(),
+        inapp_delivered=deliveries.filter(channel="inapp", status=DeliveryStatus.DELIVERED).count(),
+    )
+    return found
+
+
+def breaker_states(run: LabRun) -> dict[str, str]:
+    return {provider: ProviderBreaker(run.pk, provider).state().state for provider in ALL_PROVIDERS}
+
+
+def _stranded(run: LabRun, now) -> int:
+    """Pending deliveries with no unpublished outbox row: accepted, and nothing will publish them."""
+    unpublished = OutboxRow.objects.filter(delivery=OuterRef("pk"), published_at__isnull=True)
+    return (
+        Delivery.objects.filter(run=run, status=DeliveryStatus.PENDING, updated_at__lt=now - STRANDED_AFTER)
+        .exclude(Exists(unpublished))
+        .count()
+    )
+
+
+def _last_alert_ms(run: LabRun, now) -> int | None:
+    latest = (
+        Delivery.objects.filter(run=run, intent__priority=Priority.TRANSACTIONAL)
+        .exclude(status__in=[DeliveryStatus.SUPPRESSED, DeliveryStatus.DISCARDED])
+        .order_by("-created_at", "-id")
+        .only("created_at", "finished_at")
+        .first()
+    )
+    if latest is None:
+        return None
+    return int(((latest.finished_at or now) - latest.created_at).total_seconds() * 1000)
+
+
+def _alerts_past_campaign(run: LabRun) -> int:
+    alerts = (
+        Delivery.objects.filter(run=run, intent__priority=Priority.TRANSACTIONAL, status=DeliveryStatus.DELIVERED)
+        .order_by("-id")
+        .only("created_at", "finished_at")[:10]
+    )
+    campaign = Delivery.objects.filter(run=run, intent__priority=Priority.MARKETING)
+    overtaking = 0
+    for alert in alerts:
+        if alert.finished_at - alert.created_at > ALERT_WITHIN:
+            continue
+        waiting = campaign.filter(created_at__lte=alert.created_at).filter(
+            Q(finished_at__isnull=True) | Q(finished_at__gt=alert.finished_at)
+        )
+        if waiting.count() >= CAMPAIGN_WAITING:
+            overtaking += 1
+    return overtaking
+
+
+def retry_due_times(run: LabRun, since) -> list[tuple[int, float, int]]:
+    """(attempt number, when the retry was due as a timestamp, ceiling ms) of retries scheduled since `since`."""
+    rows = (
+        DeliveryAttempt.objects.filter(delivery__run=run, backoff_ms__isnull=False, finished_at__gte=since)
+        .order_by("-id")
+        .values_list("number", "finished_at", "backoff_ms", "backoff_cap_ms")[:2000]
+    )
+    return [(number, finished.timestamp() + delay / 1000, ceiling or delay) for number, finished, delay, ceiling in rows]
+
+
+def retry_herd_pct(run: LabRun, now) -> int:
+    """The largest share of one round of retries (same attempt number) due within a fifth of its ceiling."""
+    rounds: dict[int, list[tuple[float, int]]] = {}
+    for number, due, ceiling in retry_due_times(run, now - HERD_WINDOW):
+        rounds.setdefault(number, []).append((due, ceiling))
+    best = 0
+    for retries in rounds.values():
+        if len(retries) < HERD_MIN_ROUND:
+            continue
+        window = max(0.1, max(ceiling for _, ceiling in retries) / 5000)
+        times = sorted(due for due, _ in retries)
+        start = 0
+        for end, due in enumerate(times):
+            while due - times[start] > window:
+                start += 1
+            best = max(best, round(100 * (end - start + 1) / len(times)))
+    return best
+
+
+@dataclass
+class CheckResult:
+    check: Check
+    passed: bool
+    failing: list[str]  # the conditions that do not hold, with the current value
+
+
+def evaluate(lab: Lab, found: dict) -> dict[str, CheckResult]:
+    results = {}
+    for check in lab.checks:
+        failing = [f"{c} (now {_shown(found.get(c.fact))})" for c in check.require if not c.holds(found)]
+        results[check.id] = CheckResult(check, not failing, failing)
+    return results
+
+
+def _shown(value) -> str:
+    return "—" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def changes(before: dict | None, after: dict, names) -> list[tuple[str, object, object]]:
+    """(fact, value before, value after) for each name: what a step did to the run."""
+    before = before or {}
+    return [(name, before.get(name), after.get(name)) for name in names]
+
+
+def snapshot_for_history(found: dict) -> dict:
+    """The facts as stored on an experiment card (JSON-safe numbers only)."""
+    return {name: value for name, value in found.items() if isinstance(value, (int, float)) or value is None}
+

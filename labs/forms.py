@@ -1,0 +1,143 @@
+"""The lab page's forms: traffic, faults, defences, the retry policy, predictions.
+
+The fault and defence forms are built from the pipeline's own tables (PROVIDER_FAULTS,
+PIPELINE_FAULTS, defences.NAMES) and their modules' docstrings, so a fault or defence
+added there appears on the page without a change here.
+"""
+
+import json
+import re
+
+from django import forms
+
+from labs.models import LabRun
+from labs.pipeline import defences, faults
+from labs.seeding import USERS_PER_RUN
+
+
+def docstring_table(module) -> dict[str, str]:
+    """`  name   what it does` lines of a module docstring, as {name: what it does}."""
+    found = {}
+    for line in (module.__doc__ or "").splitlines():
+        match = re.match(r"^\s{2,}([a-z_]+)\s{2,}(\S.*)$", line)
+        if match:
+            found[match[1]] = match[2].strip()
+    return found
+
+
+FAULT_HELP = docstring_table(faults)
+DEFENCE_HELP = docstring_table(defences)
+
+
+def fault_kinds(target: str) -> dict:
+    return faults.PIPELINE_FAULTS if target == faults.PIPELINE else faults.PROVIDER_FAULTS
+
+
+def fault_form(target: str, data=None, current: dict | None = None) -> forms.Form:
+    """A form with one field per fault the target can have, showing its current settings."""
+    fields = {}
+    for name, kind in fault_kinds(target).items():
+        label = name.replace("_", " ")
+        help_text = FAULT_HELP.get(name, "")
+        if kind is bool:
+            fields[name] = forms.BooleanField(required=False, label=label, help_text=help_text)
+        elif kind == faults.SHARE:
+            fields[name] = forms.FloatField(required=False, min_value=0, max_value=1, label=f"{label} (0–1)", help_text=help_text,
+                                            widget=forms.NumberInput(attrs={"step": "0.05", "min": 0, "max": 1}))  # fmt: skip
+        else:
+            minimum = None if name == "clock_skew_minutes" else 0
+            fields[name] = forms.IntegerField(required=False, min_value=minimum, label=label, help_text=help_text,
+                                              widget=forms.NumberInput(attrs={"min": minimum} if minimum is not None else {}))  # fmt: skip
+    form_class = type("FaultForm", (forms.Form,), fields)
+    form = form_class(data, initial=current or {}, prefix=target)
+    form.target = target
+    form.current = current or {}
+    return form
+
+
+def fault_settings(form: forms.Form) -> dict:
+    """The settings a valid fault form asks for: checked boxes and filled-in numbers."""
+    return {name: value for name, value in form.cleaned_data.items() if value not in (None, False)}
+
+
+class DefencesForm(forms.Form):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in defences.NAMES:
+            self.fields[name] = forms.BooleanField(required=False, label=name.replace("_", " "), help_text=DEFENCE_HELP.get(name, ""))
+
+
+def template_choices(run: LabRun) -> list[tuple[str, str]]:
+    names = sorted(set(run.templates.values_list("name", flat=True)))
+    return [(name, name.replace("_", " ")) for name in names]
+
+
+class SendForm(forms.Form):
+    user_id = forms.IntegerField(min_value=1, initial=7, label="User")
+    template = forms.ChoiceField(initial="password_reset")
+    channels = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: the user's preferred channels.",
+        choices=[("email", "email"), ("sms", "SMS"), ("push", "push"), ("inapp", "in-app")],
+    )
+    data = forms.CharField(required=False, label="Template data (JSON)", help_text="Empty: sample data for the template.",
+                           widget=forms.TextInput(attrs={"placeholder": '{"code": "271828"}', "spellcheck": "false"}))  # fmt: skip
+    idempotency_key = forms.CharField(required=False, max_length=200, help_text="Empty: a fresh key. Repeat one to see a replay.")
+
+    def __init__(self, run: LabRun, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["template"].choices = template_choices(run)
+        self.fields["user_id"].max_value = USERS_PER_RUN
+        self.fields["user_id"].widget.attrs["max"] = USERS_PER_RUN
+
+    def clean_data(self):
+        raw = self.cleaned_data["data"].strip()
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise forms.ValidationError('Write a JSON object, e.g. {"code": "271828"}.') from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Write a JSON object, e.g. {"code": "271828"}.')
+        return value
+
+
+class BurstForm(forms.Form):
+    count = forms.IntegerField(min_value=1, max_value=1000, initial=200, label="Messages")
+    template = forms.ChoiceField(initial="weekly_digest")
+
+    def __init__(self, run: LabRun, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["template"].choices = template_choices(run)
+
+
+class StreamForm(BurstForm):
+    """A steady stream: the page sends `count` messages every second while the stream runs."""
+
+    count = forms.IntegerField(min_value=1, max_value=50, initial=5, label="Messages per second")
+
+
+class PoisonForm(forms.Form):
+    count = forms.IntegerField(min_value=1, max_value=100, initial=3, label="Poison messages")
+
+
+class PolicyForm(forms.ModelForm):
+    class Meta:
+        model = LabRun
+        fields = ["retry_base_ms", "retry_cap_ms", "max_attempts"]
+        labels = {"retry_base_ms": "Base delay (ms)", "retry_cap_ms": "Cap (ms)", "max_attempts": "Max attempts"}
+
+    def clean(self):
+        cleaned = super().clean()
+        base, cap, attempts = cleaned.get("retry_base_ms"), cleaned.get("retry_cap_ms"), cleaned.get("max_attempts")
+        if base is not None and not 10 <= base <= 60_000:
+            self.add_error("retry_base_ms", "Between 10 ms and 60,000 ms.")
+        if cap is not None and base is not None and not base <= cap <= 600_000:
+            self.add_error("retry_cap_ms", "At least the base delay, and at most 600,000 ms.")
+        if attempts is not None and not 1 <= attempts <= 20:
+            self.add_error("max_attempts", "Between 1 and 20.")
+        return cleaned
+
+
+class PredictionForm(forms.Form):
+    prediction = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="Your prediction")

@@ -1,0 +1,102 @@
+"""A lab step as the learner runs it: a prediction first, then the step's buttons, then what happened.
+
+The experiment card keeps all three. The run's facts (labs.checks) are stored when the
+first button is pressed (`before`) and when the learner records the outcome (`after`),
+so the card can say what the fault did even after the run is reset or deleted.
+"""
+
+import uuid
+
+from django.utils import timezone
+
+from labs import checks
+from labs.lab_files import Action, Step
+from labs.models import Experiment, LabRun, RunLab
+from labs.pipeline import defences, faults, intake, traffic
+
+
+def _send(run: LabRun, argument: dict) -> str:
+    """`send` in a lab file: `count` messages to users 1..count, or all to `user_id`; a fixed key repeats one request."""
+    count = argument.get("count", 1)
+    template = argument["template"]
+    data = argument.get("data", traffic.SAMPLE_DATA.get(template, {}))
+    key = argument.get("idempotency_key")
+    intents, replays = [], 0
+    for n in range(count):
+        request = intake.IntentRequest(key or f"step-{uuid.uuid4().hex}", argument.get("user_id", n + 1), template, None,
+                                       argument.get("channels"), data)  # fmt: skip
+        [accepted] = intake.accept(run, [request])
+        intents.append(accepted.intent.pk)
+        replays += accepted.replayed
+    described = f"{count} × {template}" + (f" to user {argument['user_id']}" if "user_id" in argument else "")
+    if replays:
+        return f"Sent {described}: {replays} request(s) returned intent {intents[-1]} again (replayed, nothing new written)"
+    return f"Sent {described} (notification {intents[0]}" + (f"–{intents[-1]})" if count > 1 else ")")
+
+
+def perform(run: LabRun, action: Action) -> list[str]:
+    """Do what a step's button says, in order; returns a line per operation for the card and the page."""
+    done = []
+    for operation, argument in action.operations:
+        if operation == "fault":
+            settings = dict(argument)
+            target = settings.pop("target")
+            faults.set_fault(run.pk, target, **settings)
+            done.append(f"Fault on {target}: {', '.join(f'{k}={v}' for k, v in settings.items())}")
+        elif operation == "clear_fault":
+            faults.set_fault(run.pk, argument)
+            done.append(f"Fault on {argument} cleared")
+        elif operation == "clear_faults":
+            faults.clear_faults(run.pk)
+            done.append("Every fault stopped")
+        elif operation == "defences":
+            defences.set_defences(run, **argument)
+            done.append("Defences: " + ", ".join(f"{name.replace('_', ' ')} {'on' if on else 'off'}" for name, on in argument.items()))
+        elif operation == "burst":
+            count = traffic.send_burst(run, argument.get("count", 100), argument.get("template", "weekly_digest"))
+            done.append(f"Sent a campaign of {count} × {argument.get('template', 'weekly_digest')}")
+        elif operation == "poison":
+            count = traffic.send_poison(run, argument.get("count", 1))
+            done.append(f"Sent {count} poison message(s): order updates without an order id")
+        elif operation == "send":
+            done.append(_send(run, argument))
+    return done
+
+
+def current_experiment(run_lab: RunLab, step: Step) -> Experiment | None:
+    """The card of this go at the step: the latest since the run was started or reset."""
+    return (
+        Experiment.objects.filter(run=run_lab.run, lab=run_lab.lab, step=step.number, created_at__gte=run_lab.started_at)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def save_prediction(run_lab: RunLab, step: Step, prediction: str) -> Experiment:
+    """Write the prediction; once a button has been pressed it is kept as written, and a new one starts a new card."""
+    experiment = current_experiment(run_lab, step)
+    if experiment is None or experiment.acted_at is not None:
+        return Experiment.objects.create(owner=run_lab.owner, run=run_lab.run, lab=run_lab.lab, step=step.number, prediction=prediction)
+    experiment.prediction = prediction
+    experiment.save(update_fields=["prediction"])
+    return experiment
+
+
+def act(experiment: Experiment, action: Action, run: LabRun) -> list[str]:
+    now = timezone.now()
+    if experiment.before is None:
+        experiment.before = checks.snapshot_for_history(checks.facts(run))
+        experiment.acted_at = now
+    done = perform(run, action)
+    experiment.actions = [*experiment.actions, {"label": action.label, "at": now.isoformat(), "result": done}]
+    experiment.after = None  # a new fault: the recorded outcome, if any, is out of date
+    experiment.recorded_at = None
+    experiment.save(update_fields=["before", "acted_at", "actions", "after", "recorded_at"])
+    return done
+
+
+def record(experiment: Experiment, found: dict) -> Experiment:
+    experiment.after = checks.snapshot_for_history(found)
+    experiment.recorded_at = timezone.now()
+    experiment.save(update_fields=["after", "recorded_at"])
+    return experiment

@@ -1,0 +1,34 @@
+"""Filters for the lab pages: lab prose as HTML, fact names in words, times of the experiment log."""
+
+from datetime import datetime
+
+from django import template
+
+from labs.checks import FACTS
+from labs.lab_files import render_inline, render_markdown
+
+register = template.Library()
+
+
+@register.filter
+def lab_markdown(text: str):
+    return render_markdown(text)
+
+
+@register.filter
+def lab_inline(text: str):
+    return render_inline(text)
+
+
+@register.filter
+def fact_help(name: str) -> str:
+    return FACTS.get(name, name.replace("_", " "))
+
+
+@register.filter
+def iso_time(value: str) -> str:
+    """An ISO timestamp from an experiment's log as HH:MM:SS."""
+    try:
+        return datetime.fromisoformat(value).strftime("%H:%M:%S")
+    except (TypeError, ValueError):
+        return ""

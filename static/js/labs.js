@@ -1,0 +1,318 @@
+/* The lab page's live view (see labs/live.py for the design and bench/live_view.py for the numbers).
+ *
+ * 1. Poll the run's events after the last id seen, every 200 ms while the page is visible;
+ *    the server answers 204 when nothing happened. New rows go to the top of the feed at once.
+ * 2. Events ask for a fresh copy of the heavy panels, at most once a second; while something
+ *    is moving (data-busy) the panels also refresh every few seconds on their own.
+ * 3. A hidden page stops; a failed poll retries after a growing, jittered delay and resumes
+ *    from the last id, so nothing is missed.
+ * Also here: the steady traffic stream, copy buttons, and closing the lineage panel.
+ */
+(function () {
+  "use strict";
+
+  var page = document.querySelector("[data-lab-run]");
+  if (!page) return;
+
+  var POLL_MS = 200;
+  var PANELS_MIN_MS = 1000;
+  var BUSY_TICK_MS = 3000;
+  var FEED_ROWS = 150;
+  var ANNOUNCE_EVERY_MS = 5000;
+
+  var eventsUrl = page.dataset.eventsUrl;
+  var panelsUrl = page.dataset.panelsUrl;
+  var faultsUrl = page.dataset.faultsUrl;
+  var lastId = page.dataset.lastEvent || "0-0";
+  var feed = document.getElementById("event-feed");
+  var statusBox = page.querySelector("[data-live-status]");
+  var statusText = page.querySelector("[data-live-text]");
+  var announcer = page.querySelector("[data-live-announcer]");
+
+  // Seconds between an event and its row in this page, for the status line and the benchmark.
+  var live = (window.faultlineLive = { lags: [], events: 0, panels: 0 });
+
+  var pollTimer = null;
+  var polling = null;
+  var failures = 0;
+
+  function hidden() {
+    return document.visibilityState === "hidden";
+  }
+
+  function setStatus(state, text) {
+    statusBox.dataset.state = state;
+    statusText.textContent = text;
+  }
+
+  function schedulePoll(delay) {
+    clearTimeout(pollTimer);
+    pollTimer = hidden() ? null : setTimeout(poll, delay);
+  }
+
+  function retryDelay() {
+    // Full jitter, capped: a server that comes back is not hit by every page at once.
+    return 250 + Math.random() * Math.min(15000, 500 * Math.pow(2, failures));
+  }
+
+  function poll() {
+    pollTimer = null;
+    if (hidden() || polling) return;
+    polling = new AbortController();
+    fetch(eventsUrl + "?after=" + encodeURIComponent(lastId), {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+      signal: polling.signal,
+    })
+      .then(function (response) {
+        if (response.status === 204) return null;
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (payload) {
+        polling = null;
+        if (failures) requestPanels();
+        failures = 0;
+        if (payload) apply(payload);
+        else if (statusBox.dataset.state !== "live") setStatus("live", "Live");
+        schedulePoll(POLL_MS);
+      })
+      .catch(function (error) {
+        polling = null;
+        if (error.name === "AbortError") return;
+        failures += 1;
+        var delay = retryDelay();
+        setStatus("offline", "Connection lost: trying again in " + Math.ceil(delay / 1000) + " s");
+        schedulePoll(delay);
+      });
+  }
+
+  function apply(payload) {
+    lastId = payload.last;
+    feed.insertAdjacentHTML("afterbegin", payload.html);
+    var arrived = Date.now() / 1000;
+    payload.at.forEach(function (at) {
+      live.lags.push(arrived - at);
+    });
+    if (live.lags.length > 2000) live.lags.splice(0, live.lags.length - 2000);
+    live.events += payload.count;
+    while (feed.children.length > FEED_ROWS) feed.removeChild(feed.lastElementChild);
+    if (window.htmx) window.htmx.process(feed);
+    var lag = Math.max(0, Math.round((arrived - payload.at[payload.at.length - 1]) * 1000));
+    setStatus("live", "Live · last event " + lag + " ms ago" + (payload.skipped ? " · " + payload.skipped + " not shown" : ""));
+    announce(payload.announce);
+    requestPanels();
+    if (payload.kinds.indexOf("fault_changed") >= 0 || payload.kinds.indexOf("defences_changed") >= 0) refreshFaultPanel();
+  }
+
+  // --- Screen readers hear the events a learner acts on, summarised, not every row ---
+  var lastAnnounced = 0;
+  var pendingAnnouncements = [];
+  function announce(lines) {
+    if (!lines || !lines.length) return;
+    pendingAnnouncements = pendingAnnouncements.concat(lines).slice(-3);
+    var wait = lastAnnounced + ANNOUNCE_EVERY_MS - Date.now();
+    setTimeout(function () {
+      if (!pendingAnnouncements.length) return;
+      announcer.textContent = pendingAnnouncements.join(". ");
+      pendingAnnouncements = [];
+      lastAnnounced = Date.now();
+    }, Math.max(0, wait));
+  }
+
+  // --- The heavy panels: at most one request at a time and about one a second ---
+  var panelsBusy = false;
+  var panelsWanted = false;
+  var panelsTimer = null;
+  var lastPanels = 0;
+
+  function requestPanels() {
+    if (hidden()) return;
+    panelsWanted = true;
+    if (panelsBusy || panelsTimer) return;
+    var wait = lastPanels + PANELS_MIN_MS - Date.now();
+    if (wait > 0) {
+      panelsTimer = setTimeout(function () {
+        panelsTimer = null;
+        requestPanels();
+      }, wait);
+      return;
+    }
+    panelsWanted = false;
+    panelsBusy = true;
+    lastPanels = Date.now();
+    window.htmx
+      .ajax("GET", panelsUrl, { target: "#live-panels", swap: "innerHTML" })
+      .catch(function () {})
+      .then(function () {
+        panelsBusy = false;
+        live.panels += 1;
+        if (panelsWanted) requestPanels();
+      });
+  }
+
+  setInterval(function () {
+    var panels = document.querySelector("#live-panels > .live-panels");
+    if (panels && panels.dataset.busy === "true" && Date.now() - lastPanels >= BUSY_TICK_MS) requestPanels();
+  }, 1000);
+
+  // The fault panel holds forms: refresh it only when nobody is typing in it.
+  function refreshFaultPanel() {
+    var panel = document.getElementById("fault-panel");
+    if (!panel || panel.contains(document.activeElement)) return;
+    window.htmx.ajax("GET", faultsUrl, { target: "#fault-panel", swap: "outerHTML" });
+  }
+
+  // Fault targets the learner opened stay open when the panel is drawn again.
+  var openTargets = {};
+  document.addEventListener("toggle", function (event) {
+    var details = event.target;
+    if (details.matches && details.matches("#fault-panel details[data-target]")) openTargets[details.dataset.target] = details.open;
+  }, true);
+  function reopenFaultTargets() {
+    Object.keys(openTargets).forEach(function (target) {
+      var details = document.querySelector('#fault-panel details[data-target="' + target + '"]');
+      if (details && openTargets[target]) details.open = true;
+    });
+  }
+
+  // A control answered with HX-Trigger "lab:changed": look now rather than at the next tick.
+  document.body.addEventListener("lab:changed", function () {
+    requestPanels();
+    schedulePoll(0);
+  });
+
+  document.addEventListener("visibilitychange", function () {
+    if (hidden()) {
+      clearTimeout(pollTimer);
+      pollTimer = null;
+      if (polling) polling.abort();
+      polling = null;
+      setStatus("paused", "Paused while this tab is hidden");
+      stopStream();
+    } else {
+      setStatus("connecting", "Catching up…");
+      schedulePoll(0);
+      requestPanels();
+    }
+  });
+
+  // --- The lineage panel ---
+  document.addEventListener("click", function (event) {
+    var close = event.target.closest("[data-close-lineage]");
+    if (close) {
+      document.getElementById("lineage").innerHTML = '<p class="muted">Click a notification to see its lineage.</p>';
+    }
+  });
+  document.body.addEventListener("htmx:afterSwap", function (event) {
+    reopenFaultTargets();
+    var target = event.detail.target;
+    if (target && target.id === "lineage") {
+      var heading = document.getElementById("lineage-heading");
+      if (heading) heading.focus({ preventScroll: true });
+    }
+    if (stream && streamParts()) {
+      // The traffic panel was swapped while the stream runs: show it running.
+      var parts = streamParts();
+      parts.start.hidden = true;
+      parts.stop.hidden = false;
+      parts.status.textContent = "Streaming: " + stream.sent + " sent.";
+    }
+  });
+
+  // --- Copy buttons ---
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var source = document.querySelector(button.dataset.copy);
+    var text = source ? source.textContent : "";
+    var done = function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done);
+    } else {
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      if (document.execCommand("copy")) done();
+    }
+  });
+
+  // --- The steady stream: this page sends a small batch every second while it runs ---
+  var stream = null;
+
+  function csrfToken() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
+    } catch (error) {
+      return "";
+    }
+  }
+
+  function streamParts() {
+    var form = document.querySelector("[data-traffic-stream]");
+    return form && {
+      form: form,
+      start: form.querySelector("[data-stream-start]"),
+      stop: form.querySelector("[data-stream-stop]"),
+      status: form.querySelector("[data-stream-status]"),
+    };
+  }
+
+  function stopStream(reason) {
+    if (!stream) return;
+    clearInterval(stream.timer);
+    var parts = streamParts();
+    if (parts) {
+      parts.start.hidden = false;
+      parts.stop.hidden = true;
+      parts.status.textContent = (reason || "Stream stopped") + ": " + stream.sent + " sent.";
+    }
+    stream = null;
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest("[data-traffic-stream]");
+    if (!form) return;
+    event.preventDefault();
+    if (stream) return;
+    var body = new FormData(form);
+    stream = { sent: 0, timer: null };
+    var parts = streamParts();
+    parts.start.hidden = true;
+    parts.stop.hidden = false;
+    var tick = function () {
+      if (!stream) return;
+      fetch(form.action, { method: "POST", body: body, credentials: "same-origin", headers: { "X-CSRFToken": csrfToken() } })
+        .then(function (response) {
+          return response.json().then(function (answer) {
+            if (!response.ok) throw new Error(JSON.stringify(answer.error || answer));
+            return answer;
+          });
+        })
+        .then(function (answer) {
+          if (!stream) return;
+          stream.sent += answer.sent;
+          var current = streamParts();
+          if (current) current.status.textContent = "Streaming: " + stream.sent + " sent.";
+        })
+        .catch(function (error) {
+          stopStream("Stream stopped (" + error.message + ")");
+        });
+    };
+    tick();
+    stream.timer = setInterval(tick, 1000);
+  });
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-stream-stop]")) stopStream();
+  });
+
+  setStatus("connecting", "Connecting…");
+  poll();
+})();
