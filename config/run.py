@@ -229,6 +229,15 @@ def run_processes(env: dict, host: str, port: int, url: str) -> int:
         env=env,
         cwd=str(BASE_DIR),
     )
+    # A bulkhead: one worker process that takes only the urgent lane, so a security
+    # alert never waits for a free process while a campaign keeps the others busy.
+    manager.add_process(
+        "urgent",
+        f"exec '{PYTHON}' -m celery -A config worker --loglevel INFO --concurrency 1 --queues urgent"
+        " --hostname urgent@%h --without-mingle --without-gossip",
+        env=env,
+        cwd=str(BASE_DIR),
+    )
     manager.add_process("relay", f"exec '{PYTHON}' manage.py relay", env=env, cwd=str(BASE_DIR))
     say(f"starting web, worker and relay; the site will be at {url}")
     threading.Thread(target=announce_when_ready, args=(url,), daemon=True).start()

@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from labs.pipeline.campaign import deliver_batch
 from labs.pipeline.worker import deliver
 
 
@@ -7,3 +8,9 @@ from labs.pipeline.worker import deliver
 def deliver_task(delivery_id: int, expected_attempts: int) -> None:
     """Deliver one message; the id and attempt count are all it carries (the rest is in the database)."""
     deliver(delivery_id, expected_attempts)
+
+
+@shared_task(name="labs.deliver_batch_task", ignore_result=True)
+def deliver_batch_task(run_id: int, items: list[list[int]]) -> None:
+    """Deliver a batch of campaign messages: [[delivery id, expected attempts], ...]."""
+    deliver_batch(run_id, [tuple(item) for item in items])

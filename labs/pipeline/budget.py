@@ -19,11 +19,11 @@ def _key(run_id: int, channel: str) -> str:
     return key("run", str(run_id), "budget", channel)
 
 
-def record_attempt(run_id: int, channel: str, attempt: int) -> None:
+def record_attempt(run_id: int, channel: str, attempt: int, count: int = 1) -> None:
     second = int(time.time())
     redis = get_redis()
     with redis.pipeline(transaction=False) as pipe:
-        pipe.hincrby(_key(run_id, channel), f"{second}:{'first' if attempt == 1 else 'retry'}", 1)
+        pipe.hincrby(_key(run_id, channel), f"{second}:{'first' if attempt == 1 else 'retry'}", count)
         pipe.expire(_key(run_id, channel), WINDOW_S * 3)
         pipe.execute()
 

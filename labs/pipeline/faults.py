@@ -134,4 +134,9 @@ def fault_for(run_id: int, target: str) -> dict:
 
 def count_call(run_id: int, target: str) -> int:
     """Number this call (1-based) since the target's fault was set."""
-    return get_redis().incr(_calls_key(run_id, target))
+    return count_calls(run_id, target, 1)
+
+
+def count_calls(run_id: int, target: str, calls: int) -> int:
+    """Count `calls` more calls; returns the number of the last one."""
+    return get_redis().incrby(_calls_key(run_id, target), calls)

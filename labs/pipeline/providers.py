@@ -88,6 +88,57 @@ def send(provider: str, message: OutgoingMessage, timeout_ms: int) -> SendResult
     return result
 
 
+def send_batch(provider: str, messages: list[OutgoingMessage], timeout_ms: int) -> list[SendResult | ProviderError]:
+    """A bulk send (as email and SMS providers offer for campaigns): one result per message, in order.
+
+    One call, so latency and a timeout apply to the batch as a whole; the share-based
+    faults are drawn for each message.
+    """
+    if not messages:
+        return []
+    run_id = messages[0].run_id
+    fault = faults.fault_for(run_id, provider)
+    results: list[SendResult | ProviderError | None] = [None] * len(messages)
+    if fault:
+        first_call = faults.count_calls(run_id, provider, len(messages)) - len(messages) + 1
+        jitter = fault.get("latency_jitter_ms", 0)
+        latency_ms = max(0, fault.get("latency_ms", 0) + (random.randint(-jitter, jitter) if jitter else 0))
+        if latency_ms:
+            time.sleep(min(latency_ms, timeout_ms) / 1000)
+            if latency_ms > timeout_ms:
+                return [ProviderTimeout(f"{provider} did not answer within {timeout_ms} ms") for _ in messages]
+        for index, message in enumerate(messages):
+            if fault.get("reject"):
+                results[index] = ProviderRejected(f"{provider} rejected the address {message.address!r} (400)")
+            elif random.random() < fault.get("rate_limited", 0.0):
+                results[index] = ProviderRateLimited(f"{provider} answered 429 Too Many Requests")
+            elif (
+                fault.get("down")
+                or first_call + index <= fault.get("fail_first", 0)
+                or random.random() < fault.get("error_rate", 0.0)
+            ):
+                results[index] = ProviderUnavailable(f"{provider} answered 503 Service Unavailable")
+    accepted = [(i, m) for i, m in enumerate(messages) if results[i] is None]
+    for (index, _), sent in zip(accepted, _record_sends(provider, [m for _, m in accepted]), strict=True):
+        results[index] = sent
+        if fault and random.random() < fault.get("lost_ack", 0.0):
+            results[index] = ProviderTimeout(f"{provider} accepted the message but its response was lost")
+    return results
+
+
+def _record_sends(provider: str, messages: list[OutgoingMessage]) -> list[SendResult]:
+    """The ledger rows for a bulk send, honouring idempotency keys like `_record_send`."""
+    keys = [m.idempotency_key for m in messages]
+    seen = dict(ProviderSend.objects.filter(provider=provider, idempotency_key__in=keys).values_list("idempotency_key", "pk"))
+    new = [
+        ProviderSend(run_id=m.run_id, provider=provider, idempotency_key=m.idempotency_key, channel=m.channel,
+                     intent_id=m.intent_id, recipient_number=m.recipient_number, sequence=m.sequence, template=m.template)
+        for m in messages if m.idempotency_key not in seen
+    ]  # fmt: skip
+    ProviderSend.objects.bulk_create(new, ignore_conflicts=True)
+    return [SendResult(f"{provider}-{m.idempotency_key}", already_sent=m.idempotency_key in seen) for m in messages]
+
+
 def _record_send(provider: str, message: OutgoingMessage) -> SendResult:
     # The ledger is the provider's, not the pipeline's: it commits on its own,
     # whatever happens to the worker's bookkeeping afterwards.

@@ -33,6 +33,8 @@ from labs.pipeline.intake import URGENT_QUEUE
 log = logging.getLogger("faultline.relay")
 
 DELIVER_TASK = "labs.deliver_task"
+DELIVER_BATCH_TASK = "labs.deliver_batch_task"
+CAMPAIGN_QUEUES = ("email", "sms", "push")  # in-app keeps per-message tasks for its per-user order
 LEASE_SECONDS = 10
 RELAY_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -58,11 +60,34 @@ def release_lease() -> None:
         RelayLease.objects.filter(pk=1, holder=RELAY_ID).update(expires_at=timezone.now())
 
 
-def publish_messages(messages: list[tuple[int, str, int]]) -> None:
-    """Send one deliver task per (delivery id, queue, expected attempts), on one broker connection."""
+def publish_messages(messages: list[tuple[int, str, int]], batches=()) -> None:
+    """Send one deliver task per (delivery id, queue, expected attempts), and one batch task per
+    (run id, queue, [[delivery id, expected attempts], ...]), on one broker connection."""
     with app.producer_or_acquire() as producer:
         for delivery_id, queue, expected_attempts in messages:
             app.send_task(DELIVER_TASK, args=[delivery_id, expected_attempts], queue=queue, producer=producer, retry=False)
+        for run_id, queue, items in batches:
+            app.send_task(DELIVER_BATCH_TASK, args=[run_id, items], queue=queue, producer=producer, retry=False)
+
+
+def _group(rows, chaos) -> tuple[list, list]:
+    """First attempts on the campaign lanes travel in batches; everything else one by one."""
+    from labs.pipeline.campaign import BATCH_SIZE
+
+    singles, grouped = [], {}
+    for _, run_id, delivery_id, queue, expected_attempts in rows:
+        copies = 2 if random.random() < chaos[run_id].get("duplicate_delivery", 0.0) else 1  # the broker hands it over twice
+        for _ in range(copies):
+            if queue in CAMPAIGN_QUEUES and expected_attempts == 0:
+                grouped.setdefault((run_id, queue), []).append([delivery_id, expected_attempts])
+            else:
+                singles.append((delivery_id, queue, expected_attempts))
+    batches = [
+        (run_id, queue, items[start : start + BATCH_SIZE])
+        for (run_id, queue), items in grouped.items()
+        for start in range(0, len(items), BATCH_SIZE)
+    ]
+    return singles, batches
 
 
 def publish_due(limit: int | None = None) -> int:
@@ -83,12 +108,7 @@ def publish_due(limit: int | None = None) -> int:
         if not rows:
             return 0
         chaos = {run_id: faults.fault_for(run_id, faults.PIPELINE) for run_id in {r[1] for r in rows}}
-        messages = []
-        for _, run_id, delivery_id, queue, expected_attempts in rows:
-            messages.append((delivery_id, queue, expected_attempts))
-            if random.random() < chaos[run_id].get("duplicate_delivery", 0.0):
-                messages.append((delivery_id, queue, expected_attempts))  # the broker hands it over twice
-        publish_messages(messages)
+        publish_messages(*_group(rows, chaos))
         for run_id, fault in chaos.items():
             if fault.get("relay_crash_after_publish"):
                 # Once per setting: switch it off first, so the restarted relay does not crash again.

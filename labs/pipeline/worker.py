@@ -78,44 +78,53 @@ def deliver(delivery_id: int, expected_attempts: int) -> None:
         return  # the run was reset or deleted while the message waited
     idempotent = defences.enabled(run, "idempotency")
     if not claim(delivery_id, expected_attempts, now, check_attempt=idempotent):
-        _note_duplicate(delivery_id)
+        note_duplicate(delivery_id)
         return
     delivery = Delivery.objects.select_related("recipient", "intent__template").get(pk=delivery_id)
     delivery.run = run
-    attempt = delivery.attempts
     chaos = faults.fault_for(run.pk, faults.PIPELINE)
-    events.emit(run.pk, "attempt_started", delivery=delivery.pk, intent=delivery.intent_id, channel=delivery.channel, attempt=attempt)
+    events.emit(run.pk, "attempt_started", delivery=delivery.pk, intent=delivery.intent_id, channel=delivery.channel, attempt=delivery.attempts)
+    prepared = prepare(delivery, now, chaos)
+    if prepared is None:
+        return
+    outcome = call_provider(delivery, *prepared, idempotent)
+    if random.random() < chaos.get("worker_crash", 0.0):
+        crash(delivery.pk)
+    record_attempt(delivery, delivery.attempts, outcome, now)
 
+
+def prepare(delivery: Delivery, now: datetime, chaos: dict) -> tuple[str, str] | None:
+    """Everything before the provider call; returns (subject, body), or None when the delivery
+    was settled here (exhausted, deferred, suppressed, poison)."""
+    run = delivery.run
+    attempt = delivery.attempts
     if attempt > run.max_attempts and defences.enabled(run, "dead_letter_queue"):
         # Only reachable when earlier attempts never finished (a crashing worker).
         _dead_letter(delivery, attempt, "attempts_exhausted", f"gave up after {run.max_attempts} attempts")
-        return
+        return None
     if delivery.channel == "inapp" and _earlier_inapp_unfinished(delivery):
         _defer(delivery, attempt, now + ORDER_RECHECK, "waiting for an earlier in-app message to this user")
-        return
+        return None
     if not delivery.recipient.opted_in(delivery.channel):
         _finish(delivery, attempt, DeliveryStatus.SUPPRESSED, last_error=f"user opted out of {delivery.channel}")
         events.emit(run.pk, "suppressed", delivery=delivery.pk, intent=delivery.intent_id, reason="opt_out")
-        return
-    template = delivery.intent.template
-    if template.category != TemplateCategory.SECURITY:
+        return None
+    if delivery.intent.template.category != TemplateCategory.SECURITY:
         skewed_now = now + timedelta(minutes=chaos.get("clock_skew_minutes", 0))
         quiet_until = quiet_hours_end(delivery.recipient, skewed_now)
         if quiet_until is not None:
             _defer(delivery, attempt, quiet_until - (skewed_now - now), "quiet hours")
-            return
-
+            return None
     try:
-        subject, body = render(delivery)
+        return render(delivery)
     except PoisonMessage as exc:
-        _record_attempt(delivery, attempt, Outcome(AttemptOutcome.REJECTED, error=str(exc), group=exc.group, temporary=False), now)
-        return
+        record_attempt(delivery, attempt, Outcome(AttemptOutcome.REJECTED, error=str(exc), group=exc.group, temporary=False), now)
+        return None
 
-    outcome = call_provider(delivery, subject, body, idempotent)
-    if random.random() < chaos.get("worker_crash", 0.0):
-        log.warning("delivery %s: injected worker crash after the provider call, before the ack", delivery.pk)
-        os._exit(1)  # the process dies here: no attempt recorded, no ack sent
-    _record_attempt(delivery, attempt, outcome, now)
+
+def crash(delivery_id: int) -> None:
+    log.warning("delivery %s: injected worker crash after the provider call, before the ack", delivery_id)
+    os._exit(1)  # the process dies here: no attempt recorded, no ack sent
 
 
 def claim(delivery_id: int, expected_attempts: int, now: datetime, check_attempt: bool = True) -> bool:
@@ -151,7 +160,7 @@ def claim(delivery_id: int, expected_attempts: int, now: datetime, check_attempt
     return claimed == 1
 
 
-def _note_duplicate(delivery_id: int) -> None:
+def note_duplicate(delivery_id: int) -> None:
     Delivery.objects.filter(pk=delivery_id).update(duplicates_suppressed=F("duplicates_suppressed") + 1)
     run_id = Delivery.objects.filter(pk=delivery_id).values_list("run_id", flat=True).first()
     if run_id is not None:
@@ -267,7 +276,8 @@ def _announce_breaker(run_id: int, provider: str, changed) -> None:
         events.emit(run_id, "breaker_changed", provider=provider, state=changed.state)
 
 
-def _record_attempt(delivery: Delivery, attempt: int, outcome: Outcome, started_at: datetime) -> None:
+def record_attempt(delivery: Delivery, attempt: int, outcome: Outcome, started_at: datetime) -> None:
+    """Record one attempt and move the delivery on: delivered, retry scheduled, or dead-lettered."""
     now = timezone.now()
     row = DeliveryAttempt(
         delivery=delivery,
