@@ -118,6 +118,14 @@ def process_env(redis_service, django_db_setup) -> dict[str, str]:
     }
 
 
+def worker_argv(concurrency: int = 2, *extra_args: str) -> list[str]:
+    """A Celery worker on every queue in settings, with a unique name."""
+    return python_argv(
+        "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", str(concurrency),
+        "--without-mingle", "--without-gossip", "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h", *extra_args,
+    )  # fmt: skip
+
+
 def _wait_for_heartbeat(proc: ServiceProcess, process: str, timeout: float = 30) -> None:
     from config.heartbeat import alive
 
@@ -138,11 +146,7 @@ def start_worker(process_env, process_logs):
     started: list[ServiceProcess] = []
 
     def start(*extra_args: str, concurrency: int = 2) -> ServiceProcess:
-        argv = python_argv(
-            "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-            "--concurrency", str(concurrency), "--without-mingle", "--without-gossip",
-            "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h", "-I", "tests.probe_tasks", *extra_args,
-        )  # fmt: skip
+        argv = worker_argv(concurrency, "-I", "tests.probe_tasks", *extra_args)
         proc = ServiceProcess("worker", argv, process_env, process_logs).start()
         started.append(proc)
         _wait_for_heartbeat(proc, "worker")
@@ -180,12 +184,7 @@ def relay(start_relay, transactional_db) -> ServiceProcess:
 
 def start_pipeline(env: dict[str, str], logs: Path, concurrency: int = 2) -> tuple[ServiceProcess, ServiceProcess]:
     """A worker and a relay, for a module-scoped fixture; the caller stops them."""
-    worker = ServiceProcess(
-        "worker",
-        python_argv("-m", "celery", "-A", "config", "worker", "-l", "INFO", "-c", str(concurrency),
-                    "--without-mingle", "--without-gossip", "--hostname", f"pipeline-{uuid.uuid4().hex[:6]}@%h"),
-        env, logs,
-    ).start()  # fmt: skip
+    worker = ServiceProcess("worker", worker_argv(concurrency), env, logs).start()
     relay = ServiceProcess("relay", python_argv("manage.py", "relay"), env, logs).start()
     _wait_for_heartbeat(worker, "worker")
     _wait_for_heartbeat(relay, "relay")

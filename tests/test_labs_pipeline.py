@@ -21,23 +21,14 @@ from labs.models import (
 from labs.pipeline import audit, events, faults
 from labs.pipeline.breaker import ProviderBreaker
 from labs.runs import create_run
-from tests.harness import ServiceProcess, python_argv, wait_for
+from tests.conftest import start_pipeline
+from tests.harness import wait_for
 
 
 @pytest.fixture(scope="module")
 def pipeline(process_env, process_logs):
     """One relay and one worker for the whole module; each test's rows are its own."""
-    worker = ServiceProcess(
-        "worker",
-        python_argv("-m", "celery", "-A", "config", "worker", "-l", "INFO", "-c", "2", "--without-mingle",
-                    "--without-gossip", "--hostname", f"pipeline-{uuid.uuid4().hex[:6]}@%h"),
-        process_env, process_logs,
-    ).start()  # fmt: skip
-    relay = ServiceProcess("relay", python_argv("manage.py", "relay"), process_env, process_logs).start()
-    from config.heartbeat import alive
-
-    wait_for(lambda: any(n.endswith(f":{worker.pid}") for n in alive("worker")), 30, "the worker")
-    wait_for(lambda: any(n.endswith(f":{relay.pid}") for n in alive("relay")), 30, "the relay")
+    worker, relay = start_pipeline(process_env, process_logs)
     yield worker, relay
     relay.stop()
     worker.stop()
