@@ -239,6 +239,9 @@ def run_processes(env: dict, host: str, port: int, url: str) -> int:
         cwd=str(BASE_DIR),
     )
     manager.add_process("relay", f"exec '{PYTHON}' manage.py relay", env=env, cwd=str(BASE_DIR))
+    # The lab pages' live event stream (labs/live.py): server-sent events are long-lived
+    # connections, which gunicorn's sync workers cannot hold by the hundred; uvicorn can.
+    manager.add_process("live", f"exec '{PYTHON}' -m uvicorn config.asgi:application --host {host} --port {port + 1} --no-access-log --log-level warning", env=env, cwd=str(BASE_DIR))
     say(f"starting web, worker and relay; the site will be at {url}")
     threading.Thread(target=announce_when_ready, args=(url,), daemon=True).start()
     manager.loop()

@@ -8,19 +8,22 @@ redirects back to the lab page.
 
 import uuid
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
 from courseware.models import Lesson
-from labs import checks, live, runs, steps
+from labs import checks, lineage, live, panels, runs, steps
 from labs.catalogue import CATALOGUE
 from labs.forms import (
     BurstForm,
@@ -115,7 +118,7 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
 def _run_context(request: HttpRequest, lab: Lab, run_lab: RunLab) -> dict:
     run = run_lab.run
     runs.touch(run)
-    state = live.run_state(run, lab)
+    state = panels.run_state(run, lab)
     feed, last_event = live.opening_feed(run)
     return {
         "run": run,
@@ -123,6 +126,8 @@ def _run_context(request: HttpRequest, lab: Lab, run_lab: RunLab) -> dict:
         "state": state,
         "feed": feed,
         "last_event": last_event,
+        "stream_url": live.stream_url(request, run.pk),
+        "stream_token": live.stream_token(run.pk, request.session.session_key or ""),
         "cards": _step_cards(lab, run_lab, state),
         "send_form": SendForm(run),
         "burst_form": BurstForm(run),
@@ -143,7 +148,7 @@ def _control_context(run: LabRun, current_faults: dict, forms_with_errors: dict 
     }
 
 
-def _step_cards(lab: Lab, run_lab: RunLab, state: live.RunState) -> list[dict]:
+def _step_cards(lab: Lab, run_lab: RunLab, state: panels.RunState) -> list[dict]:
     cards = []
     for step in lab.steps:
         experiment = steps.current_experiment(run_lab, step)
@@ -238,22 +243,36 @@ def rotate_key(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @never_cache
 @require_GET
-def events_after(request: HttpRequest, run_id: int) -> HttpResponse:
-    """The page's poll: events after `after`, or 204 when nothing happened. Reads only the Redis stream."""
-    run = _get_run_for_user(request, run_id)
-    payload = live.feed_payload(run, request.GET.get("after") or "-")
-    if payload is None:
-        return HttpResponse(status=204)
-    return JsonResponse(payload)
+async def stream(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The run's events as server-sent events (labs/live.py): held open under ASGI, one answer under WSGI.
+
+    The owner's page carries a stream token, so opening the stream needs no query; without
+    a valid one it checks ownership like every other run URL.
+    """
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+    if not live.stream_token_allows(request.GET.get("token", ""), run_id, session_key):
+        await sync_to_async(_get_run_for_user)(request, run_id)
+    after = live.stream_position(request.GET.get("after") or request.headers.get("Last-Event-ID"))
+    if isinstance(request, ASGIRequest):
+        response = StreamingHttpResponse(live.stream(run_id, after), content_type="text/event-stream")
+    else:
+        response = HttpResponse(await sync_to_async(live.one_shot)(run_id, after), content_type="text/event-stream")
+    response["X-Accel-Buffering"] = "no"  # a proxy must pass each event on at once
+    origin = live.allowed_origin(request)
+    if origin:
+        response["Access-Control-Allow-Origin"] = origin
+        response["Access-Control-Allow-Credentials"] = "true"
+        patch_vary_headers(response, ["Origin"])
+    return response
 
 
 @never_cache
 @require_GET
-def panels(request: HttpRequest, run_id: int) -> HttpResponse:
+def live_panels(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     run_lab = _run_lab(run)
     lab = _get_lab(run_lab.lab)
-    state = live.run_state(run, lab)
+    state = panels.run_state(run, lab)
     context = {"run": run, "lab": lab, "state": state, "cards": _step_cards(lab, run_lab, state), "oob": True}
     return render(request, "labs/live_panels.html", context)
 
@@ -412,7 +431,7 @@ def _workbench_response(request: HttpRequest, run: LabRun, note: str) -> HttpRes
     if not request.htmx:
         messages.success(request, note)
         return _back(run)
-    state = live.run_state(run)
+    state = panels.run_state(run)
     response = render(request, "labs/dead_letter_workbench.html#workbench_response", {"run": run, "state": state, "note": note})
     return _changed(response)
 
@@ -443,7 +462,7 @@ def discard(request: HttpRequest, run_id: int) -> HttpResponse:
 def notification(request: HttpRequest, run_id: int, intent_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     intent = get_object_or_404(NotificationIntent.objects.select_related("template", "recipient"), run=run, pk=intent_id)
-    context = {"run": run, "intent": intent, "lineage": live.lineage(run, intent), "lab": _get_lab(_run_lab(run).lab)}
+    context = {"run": run, "intent": intent, "lineage": lineage.lineage(run, intent), "lab": _get_lab(_run_lab(run).lab)}
     template = "labs/lineage.html#lineage" if request.htmx else "labs/lineage.html"
     return render(request, template, context)
 

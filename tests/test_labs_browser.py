@@ -9,6 +9,7 @@ defence switches) are pressed on the page like the others; where a test needs th
 stands in with a real process stopped or killed, and says so.
 """
 
+import socket
 import uuid
 
 import pytest
@@ -17,7 +18,8 @@ from playwright.sync_api import Page, expect
 
 from labs import runs
 from labs.models import LabRun
-from tests.harness import ServiceProcess, python_argv, wait_for
+from tests.conftest import worker_argv
+from tests.harness import ServiceProcess, free_port, python_argv, wait_for
 
 # A run policy that keeps the tests quick: retries after ~0.1, 0.2, 0.4 s, four attempts in all.
 TEST_POLICY = {"retry_base_ms": 100, "retry_cap_ms": 2000, "max_attempts": 4}
@@ -25,17 +27,34 @@ SLOW = 30_000  # ms: the longest a learner waits for the pipeline in these tests
 
 
 class Pipeline:
-    """The module's worker and relay processes; a test may stop, kill or restart them."""
+    """The module's worker, relay and live-stream processes; a test may stop, kill or restart them."""
 
     def __init__(self, env, logs):
         self.env, self.logs = env, logs
         self.worker: ServiceProcess | None = None
         self.relay: ServiceProcess | None = None
+        self.live: ServiceProcess | None = None
+        self.live_port = free_port()
+
+    def start_live(self) -> ServiceProcess:
+        """The live process as `make run` starts it: uvicorn serving config.asgi."""
+        argv = python_argv("-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(self.live_port),
+                           "--no-access-log", "--log-level", "warning")  # fmt: skip
+        self.live = ServiceProcess("live", argv, self.env, self.logs).start()
+
+        def accepting():
+            assert self.live.running(), self.live.output()
+            try:
+                socket.create_connection(("127.0.0.1", self.live_port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(accepting, 30, "the live stream process")
+        return self.live
 
     def start_worker(self) -> ServiceProcess:
-        argv = python_argv("-m", "celery", "-A", "config", "worker", "-l", "INFO", "-c", "2", "--without-mingle",
-                           "--without-gossip", "--hostname", f"labs-{uuid.uuid4().hex[:6]}@%h")  # fmt: skip
-        self.worker = ServiceProcess("worker", argv, self.env, self.logs).start()
+        self.worker = ServiceProcess("worker", worker_argv(2), self.env, self.logs).start()
         self._wait_alive("worker", self.worker)
         return self.worker
 
@@ -51,7 +70,7 @@ class Pipeline:
         wait_for(lambda: any(n.endswith(f":{process.pid}") for n in alive(kind)), 30, f"the {kind}")
 
     def stop(self) -> None:
-        for process in (self.relay, self.worker):
+        for process in (self.live, self.relay, self.worker):
             if process is not None:
                 process.stop()
 
@@ -63,6 +82,7 @@ def pipeline(process_env, process_logs):
     processes = Pipeline(env, process_logs)
     processes.start_worker()
     processes.start_relay()
+    processes.start_live()
     yield processes
     processes.stop()
     from config.celery import app
@@ -74,6 +94,8 @@ def pipeline(process_env, process_logs):
 def learner(django_user_model, page, live_server, pipeline, settings, request):
     """A signed-in learner in the browser; their runs use the quick test policy and are removed after."""
     settings.LAB_PAGE_RUN_POLICY = TEST_POLICY
+    # The page is on localhost, so its session cookie goes to the live process on the same host.
+    settings.LAB_LIVE_URL = f"http://localhost:{pipeline.live_port}"
     user = django_user_model.objects.create_user(f"learner-{uuid.uuid4().hex[:6]}")
     client = Client()
     client.force_login(user)
@@ -90,6 +112,7 @@ def start_lab(page: Page, slug: str) -> None:
     page.goto(f"/labs/{slug}/")
     page.get_by_role("button", name="Start a run").click()
     expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "live", timeout=SLOW)
+    assert page.evaluate("window.faultlineLive.source") == "live", "the page should listen to the live process"
 
 
 def step(page: Page, number: int):
@@ -323,7 +346,8 @@ def test_in_app_order_survives_retries_and_a_security_alert_overtakes_a_campaign
     assert "✔ Per-user order kept" in page.locator("#live-panels").inner_text()
 
     predict(page, 1, "About a second: it takes the urgent lane past the digests.")
-    press(page, 1, "Send a campaign of 300 digests")
+    press(page, 1, "Slow email-primary to 300 ms a call")
+    press(page, 1, "Send a campaign of 1,000 digests")
     wait_until(page, lambda p: count(p, "depth-email") >= 50, "the campaign to fill the email queue")
     press(page, 1, "Send a security alert by email")
     screenshot("lab-priority-lanes-ordering-campaign")

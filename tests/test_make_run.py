@@ -70,7 +70,7 @@ def test_make_run_serves_the_site_with_all_parts_up_and_ctrl_c_stops_every_proce
         assert f"Faultline is already running from this checkout at {url}" in second.stderr
 
         pids = {int(pid) for pid in re.findall(r"pid=(\d+)", "".join(lines))}
-        assert len(pids) == 5, "".join(lines)  # embedded Redis, web, worker, urgent worker, relay
+        assert len(pids) == 6, "".join(lines)  # embedded Redis, web, worker, urgent worker, relay, live stream
     finally:
         runner.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         returncode = runner.wait(timeout=30)

@@ -1,11 +1,13 @@
 /* The lab page's live view (see labs/live.py for the design and bench/live_view.py for the numbers).
  *
- * 1. Poll the run's events after the last id seen, every 200 ms while the page is visible;
- *    the server answers 204 when nothing happened. New rows go to the top of the feed at once.
- * 2. Events ask for a fresh copy of the heavy panels, at most once a second; while something
- *    is moving (data-busy) the panels also refresh every few seconds on their own.
- * 3. A hidden page stops; a failed poll retries after a growing, jittered delay and resumes
- *    from the last id, so nothing is missed.
+ * 1. An EventSource on the run's event stream, served by the live process. Each frame
+ *    carries the new events' rows, which go to the top of the feed at once.
+ * 2. Events ask gunicorn for a fresh copy of the heavy panels, at most once a second (less
+ *    often when the server is slow); while something moves (data-busy) they refresh anyway.
+ * 3. A hidden page closes its stream. A dropped stream reopens after a growing, jittered
+ *    delay and resumes after the last event id seen, so nothing is missed. If the live
+ *    process cannot be reached, the page asks the page server instead, which answers once
+ *    and says "come back in a second".
  * Also here: the steady traffic stream, copy buttons, and closing the lineage panel.
  */
 (function () {
@@ -14,13 +16,14 @@
   var page = document.querySelector("[data-lab-run]");
   if (!page) return;
 
-  var POLL_MS = 200;
   var PANELS_MIN_MS = 1000;
   var BUSY_TICK_MS = 3000;
   var FEED_ROWS = 150;
   var ANNOUNCE_EVERY_MS = 5000;
+  var LIVE_RETRY_EVERY_MS = 30000; // on the fallback, try the live process again this often
 
-  var eventsUrl = page.dataset.eventsUrl;
+  var streamUrl = page.dataset.streamUrl;
+  var fallbackUrl = page.dataset.fallbackUrl;
   var panelsUrl = page.dataset.panelsUrl;
   var faultsUrl = page.dataset.faultsUrl;
   var lastId = page.dataset.lastEvent || "0-0";
@@ -30,11 +33,13 @@
   var announcer = page.querySelector("[data-live-announcer]");
 
   // Seconds between an event and its row in this page, for the status line and the benchmark.
-  var live = (window.faultlineLive = { lags: [], events: 0, panels: 0 });
+  var live = (window.faultlineLive = { lags: [], events: 0, panels: 0, source: null });
 
-  var pollTimer = null;
-  var polling = null;
-  var failures = 0;
+  var source = null;
+  var reconnectTimer = null;
+  var failures = 0; // in a row, on the live process
+  var onFallback = false;
+  var fallbackSince = 0;
 
   function hidden() {
     return document.visibilityState === "hidden";
@@ -45,46 +50,56 @@
     statusText.textContent = text;
   }
 
-  function schedulePoll(delay) {
-    clearTimeout(pollTimer);
-    pollTimer = hidden() ? null : setTimeout(poll, delay);
+  function withAfter(url) {
+    return url + (url.indexOf("?") < 0 ? "?" : "&") + "after=" + encodeURIComponent(lastId);
   }
 
-  function retryDelay() {
-    // Full jitter, capped: a server that comes back is not hit by every page at once.
-    return 250 + Math.random() * Math.min(15000, 500 * Math.pow(2, failures));
-  }
-
-  function poll() {
-    pollTimer = null;
-    if (hidden() || polling) return;
-    polling = new AbortController();
-    fetch(eventsUrl + "?after=" + encodeURIComponent(lastId), {
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-      signal: polling.signal,
-    })
-      .then(function (response) {
-        if (response.status === 204) return null;
-        if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.json();
-      })
-      .then(function (payload) {
-        polling = null;
-        if (failures) requestPanels();
-        failures = 0;
-        if (payload) apply(payload);
-        else if (statusBox.dataset.state !== "live") setStatus("live", "Live");
-        schedulePoll(POLL_MS);
-      })
-      .catch(function (error) {
-        polling = null;
-        if (error.name === "AbortError") return;
+  function connect() {
+    reconnectTimer = null;
+    if (hidden() || source) return;
+    if (onFallback && Date.now() - fallbackSince > LIVE_RETRY_EVERY_MS) onFallback = false;
+    var fallback = onFallback;
+    var opened = false;
+    var ended = false;
+    source = new EventSource(withAfter(fallback ? fallbackUrl : streamUrl), { withCredentials: !fallback });
+    live.source = fallback ? "fallback" : "live";
+    source.addEventListener("open", function () {
+      opened = true;
+      if (!fallback) failures = 0;
+      if (statusBox.dataset.state === "offline") requestPanels(); // catch up on what the panels missed
+      if (statusBox.dataset.state !== "live") setStatus("live", fallback ? "Live (every second)" : "Live");
+    });
+    source.addEventListener("events", function (message) {
+      apply(JSON.parse(message.data));
+    });
+    source.addEventListener("end", function () {
+      ended = true; // a one-shot answer: come back in a second
+    });
+    source.addEventListener("error", function () {
+      disconnect();
+      if (ended) return schedule(1000);
+      if (!fallback) {
         failures += 1;
-        var delay = retryDelay();
-        setStatus("offline", "Connection lost: trying again in " + Math.ceil(delay / 1000) + " s");
-        schedulePoll(delay);
-      });
+        if (!opened && failures >= 3 && fallbackUrl) {
+          onFallback = true;
+          fallbackSince = Date.now();
+          return schedule(0);
+        }
+      }
+      var delay = 250 + Math.random() * Math.min(15000, 500 * Math.pow(2, failures)); // full jitter, capped
+      setStatus("offline", "Connection lost: trying again in " + Math.ceil(delay / 1000) + " s");
+      schedule(delay);
+    });
+  }
+
+  function disconnect() {
+    if (source) source.close();
+    source = null;
+  }
+
+  function schedule(delay) {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = hidden() ? null : setTimeout(connect, delay);
   }
 
   function apply(payload) {
@@ -99,7 +114,8 @@
     while (feed.children.length > FEED_ROWS) feed.removeChild(feed.lastElementChild);
     if (window.htmx) window.htmx.process(feed);
     var lag = Math.max(0, Math.round((arrived - payload.at[payload.at.length - 1]) * 1000));
-    setStatus("live", "Live · last event " + lag + " ms ago" + (payload.skipped ? " · " + payload.skipped + " not shown" : ""));
+    setStatus("live", (onFallback ? "Live (every second)" : "Live") + " · last event " + lag + " ms ago" +
+      (payload.skipped ? " · " + payload.skipped + " not shown" : ""));
     announce(payload.announce);
     requestPanels();
     if (payload.kinds.indexOf("fault_changed") >= 0 || payload.kinds.indexOf("defences_changed") >= 0) refreshFaultPanel();
@@ -120,17 +136,20 @@
     }, Math.max(0, wait));
   }
 
-  // --- The heavy panels: at most one request at a time and about one a second ---
+  // --- The heavy panels: one request at a time, at most one a second, and fewer when the
+  // server is slow to draw them (the gap is 20 times the last drawing time), so a busy
+  // server keeps its time for the pages themselves. ---
   var panelsBusy = false;
   var panelsWanted = false;
   var panelsTimer = null;
   var lastPanels = 0;
+  var panelsGap = PANELS_MIN_MS;
 
   function requestPanels() {
     if (hidden()) return;
     panelsWanted = true;
     if (panelsBusy || panelsTimer) return;
-    var wait = lastPanels + PANELS_MIN_MS - Date.now();
+    var wait = lastPanels + panelsGap - Date.now();
     if (wait > 0) {
       panelsTimer = setTimeout(function () {
         panelsTimer = null;
@@ -140,13 +159,14 @@
     }
     panelsWanted = false;
     panelsBusy = true;
-    lastPanels = Date.now();
+    var asked = (lastPanels = Date.now());
     window.htmx
       .ajax("GET", panelsUrl, { target: "#live-panels", swap: "innerHTML" })
       .catch(function () {})
       .then(function () {
         panelsBusy = false;
         live.panels += 1;
+        panelsGap = Math.min(10000, Math.max(PANELS_MIN_MS, 20 * (Date.now() - asked)));
         if (panelsWanted) requestPanels();
       });
   }
@@ -179,20 +199,18 @@
   // A control answered with HX-Trigger "lab:changed": look now rather than at the next tick.
   document.body.addEventListener("lab:changed", function () {
     requestPanels();
-    schedulePoll(0);
   });
 
   document.addEventListener("visibilitychange", function () {
     if (hidden()) {
-      clearTimeout(pollTimer);
-      pollTimer = null;
-      if (polling) polling.abort();
-      polling = null;
+      clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      disconnect();
       setStatus("paused", "Paused while this tab is hidden");
       stopStream();
     } else {
       setStatus("connecting", "Catching up…");
-      schedulePoll(0);
+      schedule(0);
       requestPanels();
     }
   });
@@ -313,6 +331,7 @@
     if (event.target.closest("[data-stream-stop]")) stopStream();
   });
 
+  window.addEventListener("pagehide", disconnect);
   setStatus("connecting", "Connecting…");
-  poll();
+  connect();
 })();

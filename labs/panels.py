@@ -1,0 +1,181 @@
+"""The live panels of a lab run: everything the diagram, tables and charts show, read once per refresh.
+
+The page asks for them again (`labs:panels`) when events arrive, at most about once a
+second, so each refresh reads the rows, the breakers and the faults once and every panel
+draws from that one `RunState`.
+"""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from config import heartbeat
+from labs import charts, checks
+from labs.lab_files import Lab
+from labs.models import (
+    TERMINAL,
+    AttemptOutcome,
+    DeadLetter,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    LabRun,
+    NotificationIntent,
+    ProviderSend,
+)
+from labs.pipeline import deadletters, defences, faults
+from labs.pipeline.intake import URGENT_QUEUE
+from labs.pipeline.topology import PROVIDERS
+
+SERIES_SECONDS = 60
+
+
+@dataclass
+class RunState:
+    """Everything the live panels show, read once per refresh."""
+
+    run: LabRun
+    facts: dict
+    breakers: dict[str, str]
+    faults: dict[str, dict]
+    defences: dict[str, bool]
+    queues: list[tuple[str, int, float]]  # (queue, depth, oldest age in s)
+    provider_sends: dict[str, int]
+    retries: list[Delivery]
+    recent_notifications: list[dict]
+    dead_letter_groups: list[dict]
+    dead_letters: list[DeadLetter]
+    relay_alive: bool
+    workers_alive: int
+    series: dict[str, charts.Sparkline] = field(default_factory=dict)
+    retry_chart: charts.RetryChart | None = None
+    checks: dict = field(default_factory=dict)
+
+    @property
+    def queue_boxes(self) -> list[dict]:
+        """The diagram's queue column: one box per lane."""
+        return [{"name": name, "depth": depth, "age": age, "y": y, "height": height, "middle": y + height / 2}
+                for (name, depth, age), (y, height) in zip(self.queues, charts.stack(len(self.queues), 12, 288), strict=True)]  # fmt: skip
+
+    @property
+    def provider_boxes(self) -> list[dict]:
+        """The diagram's provider column: breaker state, fault and what each really sent."""
+        names = [name for pair in PROVIDERS.values() for name in pair]
+        return [{"name": name, "state": self.breakers.get(name, "closed"), "fault": self.faults.get(name),
+                 "sent": self.provider_sends.get(name, 0), "y": y, "height": height, "middle": y + height / 2}
+                for name, (y, height) in zip(names, charts.stack(len(names), 8, 292, gap=4), strict=True)]  # fmt: skip
+
+    @property
+    def retry_rows(self) -> list[dict]:
+        """Retries waiting: attempt n of m, and when."""
+        now = timezone.now()
+        return [{"delivery": d, "attempt": d.attempts + 1, "of": self.run.max_attempts, "at": d.next_attempt_at,
+                 "clock": d.next_attempt_at.strftime("%H:%M:%S"), "in_s": max(0.0, (d.next_attempt_at - now).total_seconds())}
+                for d in self.retries if d.next_attempt_at]  # fmt: skip
+
+    @property
+    def invariants(self) -> list[tuple[str, bool, str]]:
+        """The auditor's invariants as (name, holds, detail)."""
+        f = self.facts
+        lost = f["lost"] + f["stranded"]
+        return [
+            ("Nothing lost", lost == 0, f"{lost} lost or stranded"),
+            ("Nothing sent twice", f["duplicate_sends"] == 0, f"{f['duplicate_sends']} duplicate sends"),
+            ("Quiet hours respected", f["quiet_hours_violations"] == 0, f"{f['quiet_hours_violations']} sent in quiet hours"),
+            ("Per-user order kept", f["order_violations"] == 0, f"{f['order_violations']} out of order"),
+        ]
+
+    @property
+    def relay_state(self) -> str:
+        if not self.relay_alive:
+            return "down"
+        return "paused" if self.faults.get(faults.PIPELINE, {}).get("relay_paused") else "running"
+
+    @property
+    def busy(self) -> bool:
+        """Whether something is moving or waiting on a clock, so the panels should tick on their own."""
+        f = self.facts
+        return bool(f["in_flight"] or f["outbox_pending"] or f["retries_scheduled"] or self.faults or f["breakers_open"])
+
+
+def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
+    now = timezone.now()
+    breakers = checks.breaker_states(run)
+    fault_settings = faults.all_faults(run.pk)
+    found = checks.facts(run, breakers, fault_settings)
+    queued = (
+        Delivery.objects.filter(run=run, status=DeliveryStatus.QUEUED)
+        .values("queue")
+        .annotate(n=Count("id"), oldest=Min("updated_at"))
+    )
+    by_queue = {row["queue"]: row for row in queued}
+    queues = [
+        (name, by_queue.get(name, {}).get("n", 0), _age(now, by_queue.get(name, {}).get("oldest")))
+        for name in [URGENT_QUEUE, *PROVIDERS]
+    ]
+    sends = dict(
+        ProviderSend.objects.filter(run=run).values("provider").annotate(n=Count("id")).values_list("provider", "n")
+    )
+    state = RunState(
+        run=run,
+        facts=found,
+        breakers=breakers,
+        faults=fault_settings,
+        defences=defences.all_defences(run),
+        queues=queues,
+        provider_sends=sends,
+        retries=list(
+            Delivery.objects.filter(run=run, status=DeliveryStatus.RETRY_SCHEDULED)
+            .select_related("intent__template")
+            .order_by("next_attempt_at")[:8]
+        ),
+        recent_notifications=recent_notifications(run),
+        dead_letter_groups=deadletters.open_groups(run),
+        dead_letters=list(
+            DeadLetter.objects.filter(run=run, resolution=DeadLetter.Resolution.OPEN)
+            .select_related("delivery__intent__template", "delivery__recipient")
+            .order_by("error_group", "-created_at")[:60]
+        ),
+        relay_alive=bool(heartbeat.alive("relay")),
+        workers_alive=len(heartbeat.alive("worker")),
+        series=series(run, now),
+        retry_chart=charts.retry_chart(checks.retry_due_times(run, now - timedelta(seconds=30)), now, found["retry_herd_pct"]),
+    )
+    if lab is not None:
+        state.checks = checks.evaluate(lab, found)
+    return state
+
+
+def _age(now, since) -> float:
+    return round((now - since).total_seconds(), 1) if since else 0.0
+
+
+def recent_notifications(run: LabRun, count: int = 8) -> list[dict]:
+    intents = list(
+        NotificationIntent.objects.filter(run=run)
+        .select_related("template", "recipient")
+        .prefetch_related("deliveries")
+        .order_by("-id")[:count]
+    )
+    shown = []
+    for intent in intents:
+        statuses = {d.status for d in intent.deliveries.all()}
+        status = "in flight" if not statuses <= set(TERMINAL) else ", ".join(sorted(DeliveryStatus(s).label for s in statuses))
+        shown.append({"intent": intent, "status": status, "done": statuses <= set(TERMINAL)})
+    return shown
+
+
+def series(run: LabRun, now) -> dict[str, charts.Sparkline]:
+    """Per-second counts over the last minute: accepted, delivered, failed attempts, dead letters."""
+    since = now - timedelta(seconds=SERIES_SECONDS)
+    attempts = DeliveryAttempt.objects.filter(delivery__run=run, finished_at__gte=since)
+    failing = [AttemptOutcome.FAILED, AttemptOutcome.TIMEOUT, AttemptOutcome.REJECTED, AttemptOutcome.BREAKER_OPEN, AttemptOutcome.CRASHED]
+    times = {
+        "accepted": Delivery.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
+        "delivered": attempts.filter(outcome=AttemptOutcome.SUCCEEDED).values_list("finished_at", flat=True),
+        "failed attempts": attempts.filter(outcome__in=failing).values_list("finished_at", flat=True),
+        "dead-lettered": DeadLetter.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
+    }
+    return {name: charts.sparkline(list(found), now, SERIES_SECONDS) for name, found in times.items()}
