@@ -215,7 +215,7 @@ def retry_herd_pct(run: LabRun, now) -> int:
     for retries in rounds.values():
         if len(retries) < HERD_MIN_ROUND:
             continue
-        window = max(0.1, max(ceiling for _, ceiling in retries) / 5000)
+        window = max(ceiling for _, ceiling in retries) / 5000  # a fifth of the ceiling, in seconds
         times = sorted(due for due, _ in retries)
         start = 0
         for end, due in enumerate(times):

@@ -76,7 +76,8 @@ class _Blank(dict):
         return "?"
 
 
-def _settings_text(settings: dict) -> str:
+def settings_text(settings: dict) -> str:
+    """A fault's settings in words: "down, latency_ms 300"."""
     return ", ".join(f"{name}" if value is True else f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
                      for name, value in settings.items())  # fmt: skip
 
@@ -93,7 +94,7 @@ def describe(event: dict) -> tuple[str, str, str]:
         if target == "*":
             fields["fault_text"] = "Every fault stopped"
         elif fault:
-            fields["fault_text"] = f"Fault on {target}: {_settings_text(fault)}"
+            fields["fault_text"] = f"Fault on {target}: {settings_text(fault)}"
         else:
             fields["fault_text"], tone = f"Fault on {target} cleared", "ok"
     elif event["kind"] == "defences_changed":

@@ -57,7 +57,7 @@ class RunState:
     def queue_boxes(self) -> list[dict]:
         """The diagram's queue column: one box per lane."""
         return [{"name": name, "depth": depth, "age": age, "y": y, "height": height, "middle": y + height / 2}
-                for (name, depth, age), (y, height) in zip(self.queues, charts.stack(len(self.queues), 12, 288), strict=True)]  # fmt: skip
+                for (name, depth, age), (y, height) in zip(self.queues, charts.stack(len(self.queues), 14, 258), strict=True)]  # fmt: skip
 
     @property
     def provider_boxes(self) -> list[dict]:
@@ -86,6 +86,12 @@ class RunState:
             ("Quiet hours respected", f["quiet_hours_violations"] == 0, f"{f['quiet_hours_violations']} sent in quiet hours"),
             ("Per-user order kept", f["order_violations"] == 0, f"{f['order_violations']} out of order"),
         ]
+
+    @property
+    def breaker_rows(self) -> list[dict]:
+        """Per channel: the primary and the secondary provider, each with its breaker state and what it sent."""
+        boxes = {box["name"]: box for box in self.provider_boxes}
+        return [{"channel": channel, "providers": [boxes[name] for name in pair]} for channel, pair in PROVIDERS.items()]
 
     @property
     def relay_state(self) -> str:

@@ -9,7 +9,7 @@ import uuid
 
 from django.utils import timezone
 
-from labs import checks
+from labs import checks, live
 from labs.lab_files import Action, Step
 from labs.models import Experiment, LabRun, RunLab
 from labs.pipeline import defences, faults, intake, traffic
@@ -42,7 +42,7 @@ def perform(run: LabRun, action: Action) -> list[str]:
             settings = dict(argument)
             target = settings.pop("target")
             faults.set_fault(run.pk, target, **settings)
-            done.append(f"Fault on {target}: {', '.join(f'{k}={v}' for k, v in settings.items())}")
+            done.append(f"Fault on {target}: {live.settings_text(settings)}")
         elif operation == "clear_fault":
             faults.set_fault(run.pk, argument)
             done.append(f"Fault on {argument} cleared")

@@ -262,6 +262,15 @@ def test_retries_recover_digests_from_a_flaky_provider_and_the_lineage_draws_eac
     expect(lineage.locator("rect.seg.ceiling").first).to_be_attached()
     expect(lineage).to_contain_text("Delivered by email-primary")
 
+    # A steady stream from the traffic panel: the page sends a small batch every second until stopped.
+    before = count(page, "stage-accepted")
+    stream = page.locator("[data-traffic-stream]")
+    stream.get_by_label("Messages per second").fill("3")
+    stream.get_by_role("button", name="Start the stream").click()
+    wait_until(page, lambda p: count(p, "stage-accepted") >= before + 6, "the stream to send two seconds of traffic")
+    stream.get_by_role("button", name="Stop the stream").click()
+    expect(stream.locator("[data-stream-status]")).to_contain_text("Stream stopped")
+
     page.goto("/labs/history/")
     card = page.get_by_test_id("experiment").first
     expect(card).to_contain_text("Two attempts each for the four that fail")

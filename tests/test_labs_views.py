@@ -324,7 +324,7 @@ def test_a_step_needs_a_prediction_then_runs_its_fault_and_records_what_happened
 
     htmx(learner, reverse("labs:prediction", args=[run.pk, 1]), {"prediction": "All twenty in the dead letters."})
     done = htmx(learner, reverse("labs:act", args=[run.pk, 1, 1])).content.decode()
-    assert "Fault on email-primary: down=True" in done
+    assert "Fault on email-primary: down" in done
     assert faults.all_faults(run.pk) == {"email-primary": {"down": True}}
     htmx(learner, reverse("labs:act", args=[run.pk, 1, 2]))
     experiment = Experiment.objects.get(owner=learner.user)
