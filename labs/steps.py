@@ -21,14 +21,20 @@ def _send(run: LabRun, argument: dict) -> str:
     template = argument["template"]
     data = argument.get("data", traffic.SAMPLE_DATA.get(template, {}))
     key = argument.get("idempotency_key")
-    intents, replays = [], 0
+    intents, replays, crashed = [], 0, 0
     for n in range(count):
         request = intake.IntentRequest(key or f"step-{uuid.uuid4().hex}", argument.get("user_id", n + 1), template, None,
                                        argument.get("channels"), data)  # fmt: skip
-        [accepted] = intake.accept(run, [request])
+        try:
+            [accepted] = intake.accept(run, [request])
+        except intake.SimulatedCrash:
+            crashed += 1  # the client saw a 500; the intent was committed and never published
+            continue
         intents.append(accepted.intent.pk)
         replays += accepted.replayed
     described = f"{count} × {template}" + (f" to user {argument['user_id']}" if "user_id" in argument else "")
+    if crashed:
+        return f"Sent {described}: the API crashed after its commit on {crashed} of them (the client saw an error)"
     if replays:
         return f"Sent {described}: {replays} request(s) returned intent {intents[-1]} again (replayed, nothing new written)"
     return f"Sent {described} (notification {intents[0]}" + (f"–{intents[-1]})" if count > 1 else ")")
@@ -53,8 +59,13 @@ def perform(run: LabRun, action: Action) -> list[str]:
             defences.set_defences(run, **argument)
             done.append("Defences: " + ", ".join(f"{name.replace('_', ' ')} {'on' if on else 'off'}" for name, on in argument.items()))
         elif operation == "burst":
-            count = traffic.send_burst(run, argument.get("count", 100), argument.get("template", "weekly_digest"))
-            done.append(f"Sent a campaign of {count} × {argument.get('template', 'weekly_digest')}")
+            template = argument.get("template", "weekly_digest")
+            try:
+                count = traffic.send_burst(run, argument.get("count", 100), template)
+            except intake.SimulatedCrash:
+                done.append(f"The API crashed after committing the campaign of {template} and before publishing it")
+            else:
+                done.append(f"Sent a campaign of {count} × {template}")
         elif operation == "poison":
             count = traffic.send_poison(run, argument.get("count", 1))
             done.append(f"Sent {count} poison message(s): order updates without an order id")

@@ -12,8 +12,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import IntegrityError, transaction
 from django.core.handlers.asgi import ASGIRequest
+from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -37,7 +37,7 @@ from labs.forms import (
     fault_settings,
 )
 from labs.lab_files import Lab
-from labs.models import Delivery, Experiment, LabRun, NotificationIntent, Recipient, RunLab
+from labs.models import DeadLetter, Delivery, Experiment, LabRun, NotificationIntent, Recipient, RunLab
 from labs.pipeline import deadletters, defences, faults, intake, traffic
 
 # The retry policy of a run started from a lab page; tests make it faster with LAB_PAGE_RUN_POLICY.
@@ -63,6 +63,7 @@ def _get_run_for_user(request: HttpRequest, run_id: int) -> LabRun:
     run = LabRun.objects.filter(pk=run_id, owner=request.user).select_related("lab").first()
     if run is None:
         raise Http404("No such run")
+    runs.touch(run)  # a run in use is not an idle run for the relay's housekeeping
     return run
 
 
@@ -168,9 +169,9 @@ def _card(lab: Lab, step, experiment: Experiment | None, found: dict, results: d
 
 
 def _curl(request: HttpRequest, run: LabRun) -> str:
-    origin = request.build_absolute_uri("/").rstrip("/")
+    endpoint = request.build_absolute_uri(reverse("labs-api:send_notification"))
     return (
-        f"curl -s -X POST {origin}/api/notifications \\\n"
+        f"curl -s -X POST {endpoint} \\\n"
         f'  -H "Authorization: Bearer {run.api_key}" \\\n'
         '  -H "Idempotency-Key: reset-42" -H "Content-Type: application/json" \\\n'
         """  -d '{"user_id": 7, "template": "password_reset", "data": {"code": "271828"}}'"""
@@ -214,10 +215,11 @@ def reset(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     run_lab = _run_lab(run)
     runs.reset_run(run)
+    defences.set_defences(run, **dict.fromkeys(defences.NAMES, True))
     _open_preferences(run, _get_lab(run_lab.lab))
     run_lab.started_at = run.last_activity_at
     run_lab.save(update_fields=["started_at"])
-    messages.success(request, "The run starts again from its seed: no traffic, no faults. Your experiment history is kept.")
+    messages.success(request, "The run starts again from its seed: no traffic, no faults, every defence on. Your history is kept.")
     return _back(run)
 
 
@@ -310,6 +312,8 @@ def send(request: HttpRequest, run_id: int) -> HttpResponse:
         except intake.IntakeError as exc:
             for name, message in exc.errors.items():
                 form.add_error(name if name in form.fields else None, message)
+        except intake.SimulatedCrash as exc:
+            form.add_error(None, f"500 from the API: {exc}. The intent is committed; nothing will publish it.")
         else:
             intent = accepted.intent
             result = (f"Key {key!r} was used before: the API returned notification {intent.pk} again and wrote nothing."
@@ -326,7 +330,7 @@ def burst(request: HttpRequest, run_id: int) -> HttpResponse:
     if form.is_valid():
         try:
             count = traffic.send_burst(run, form.cleaned_data["count"], form.cleaned_data["template"])
-        except (ValueError, intake.IntakeError) as exc:
+        except (ValueError, intake.IntakeError, intake.SimulatedCrash) as exc:
             form.add_error(None, str(exc))
         else:
             result = f"Sent {count} × {form.cleaned_data['template']}" + (" (stream)" if stream else " as a campaign.")
@@ -345,7 +349,7 @@ def poison(request: HttpRequest, run_id: int) -> HttpResponse:
     if form.is_valid():
         try:
             count = traffic.send_poison(run, form.cleaned_data["count"])
-        except ValueError as exc:
+        except (ValueError, intake.SimulatedCrash) as exc:
             form.add_error(None, str(exc))
         else:
             result = f"Sent {count} poison message(s): order updates without their order id."
@@ -450,7 +454,7 @@ def discard(request: HttpRequest, run_id: int) -> HttpResponse:
     group = request.POST.get("group")
     ids = _letter_ids(request)
     if group:
-        ids = list(run.dead_letters.filter(error_group=group, resolution="open").values_list("pk", flat=True))
+        ids = list(run.dead_letters.filter(error_group=group, resolution=DeadLetter.Resolution.OPEN).values_list("pk", flat=True))
     count = deadletters.discard(run, ids)
     return _workbench_response(request, run, f"Discarded {count} dead letter(s)" + (f" of {group}." if group else "."))
 

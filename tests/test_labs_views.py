@@ -344,10 +344,13 @@ def test_resetting_the_run_starts_fresh_cards_and_keeps_the_history(learner, run
     htmx(learner, reverse("labs:prediction", args=[run.pk, 3]), {"prediction": "One attempt each."})
     htmx(learner, reverse("labs:act", args=[run.pk, 3, 1]))
     faults.set_fault(run.pk, "sms-primary", down=True)
+    defences.set_defences(run, jitter=False)
 
     learner.post(reverse("labs:reset", args=[run.pk]))
 
     assert faults.all_faults(run.pk) == {} and not Delivery.objects.filter(run=run).exists()
+    run.refresh_from_db()
+    assert all(defences.all_defences(run).values())
     page = learner.get(reverse("labs:lab", args=[LAB])).content.decode()
     assert "One attempt each." not in page
     assert Experiment.objects.filter(owner=learner.user).count() == 1
