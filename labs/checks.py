@@ -99,42 +99,52 @@ def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: d
     deliveries = Delivery.objects.filter(run=run)
     by_status = dict(deliveries.values("status").annotate(n=Count("id")).values_list("status", "n"))
 
-    unpublished = OutboxRow.objects.filter(run=run, published_at__isnull=True)
-    due = unpublished.filter(available_at__lte=now).aggregate(n=Count("id"), oldest=Min("available_at"))
-    oldest_s = (now - due["oldest"]).total_seconds() if due["oldest"] else 0.0
-    longest = OutboxRow.objects.filter(run=run, published_at__isnull=False).aggregate(
-        wait=Max(ExpressionWrapper(F("published_at") - F("available_at"), output_field=DurationField()))
-    )["wait"]
-
-    attempts = DeliveryAttempt.objects.filter(delivery__run=run)
+    # A few aggregates with conditional counts rather than a query per fact: the panels ask every second.
+    unpublished = Q(published_at__isnull=True)
+    outbox = OutboxRow.objects.filter(run=run).aggregate(
+        due=Count("id", filter=unpublished & Q(available_at__lte=now)),
+        oldest=Min("available_at", filter=unpublished & Q(available_at__lte=now)),
+        scheduled=Count("id", filter=unpublished & Q(available_at__gt=now)),
+        longest=Max(ExpressionWrapper(F("published_at") - F("available_at"), output_field=DurationField()),
+                    filter=Q(published_at__isnull=False)),
+    )  # fmt: skip
+    oldest_s = (now - outbox["oldest"]).total_seconds() if outbox["oldest"] else 0.0
+    attempts = DeliveryAttempt.objects.filter(delivery__run=run).aggregate(
+        retries=Count("id", filter=Q(backoff_ms__isnull=False)),
+        crashed=Count("id", filter=Q(outcome=AttemptOutcome.CRASHED)),
+    )
     letters = DeadLetter.objects.filter(run=run).aggregate(
         total=Count("id"),
         replayed=Count("id", filter=Q(resolution=DeadLetter.Resolution.REPLAYED)),
         again=Count("id", filter=Q(was_replayed=True)),
         poison=Count("id", filter=Q(error_group=PoisonMessage.group)),
     )
-    transactional = deliveries.filter(intent__priority=Priority.TRANSACTIONAL).aggregate(
-        in_flight=Count("id", filter=~Q(status__in=TERMINAL)),
-        dead=Count("id", filter=Q(status=DeliveryStatus.DEAD_LETTERED)),
+    unfinished = ~Q(status__in=TERMINAL)
+    kinds = deliveries.aggregate(
+        replayed_delivered=Count("id", filter=Q(replays__gt=0, status=DeliveryStatus.DELIVERED)),
+        transactional_in_flight=Count("id", filter=Q(intent__priority=Priority.TRANSACTIONAL) & unfinished),
+        transactional_dead=Count("id", filter=Q(intent__priority=Priority.TRANSACTIONAL, status=DeliveryStatus.DEAD_LETTERED)),
+        campaign_in_flight=Count("id", filter=Q(intent__priority=Priority.MARKETING) & unfinished),
+        inapp_delivered=Count("id", filter=Q(channel="inapp", status=DeliveryStatus.DELIVERED)),
     )
     if breakers is None:
         breakers = breaker_states(run)
     if fault_settings is None:
         fault_settings = faults.all_faults(run.pk)
     found.update(
-        outbox_pending=due["n"],
+        outbox_pending=outbox["due"],
         outbox_oldest_s=round(oldest_s, 1),
-        outbox_scheduled=unpublished.filter(available_at__gt=now).count(),
-        max_publish_wait_s=round(max(oldest_s, longest.total_seconds() if longest else 0.0), 1),
+        outbox_scheduled=outbox["scheduled"],
+        max_publish_wait_s=round(max(oldest_s, outbox["longest"].total_seconds() if outbox["longest"] else 0.0), 1),
         queued=by_status.get(DeliveryStatus.QUEUED, 0),
         sending=by_status.get(DeliveryStatus.SENDING, 0),
         retries_scheduled=by_status.get(DeliveryStatus.RETRY_SCHEDULED, 0),
-        retries_total=attempts.filter(backoff_ms__isnull=False).count(),
+        retries_total=attempts["retries"],
         retry_herd_pct=retry_herd_pct(run, now),
-        crashed_attempts=attempts.filter(outcome=AttemptOutcome.CRASHED).count(),
+        crashed_attempts=attempts["crashed"],
         dead_letters_total=letters["total"],
         replayed=letters["replayed"],
-        replayed_delivered=deliveries.filter(replays__gt=0, status=DeliveryStatus.DELIVERED).count(),
+        replayed_delivered=kinds["replayed_delivered"],
         redead_lettered=letters["again"],
         poison_dead_lettered=letters["poison"],
         discarded=by_status.get(DeliveryStatus.DISCARDED, 0),
@@ -142,12 +152,12 @@ def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: d
         breakers_open=sum(1 for state in breakers.values() if state != CLOSED),
         faults_active=len(fault_settings),
         stranded=_stranded(run, now),
-        transactional_in_flight=transactional["in_flight"],
-        transactional_dead_lettered=transactional["dead"],
+        transactional_in_flight=kinds["transactional_in_flight"],
+        transactional_dead_lettered=kinds["transactional_dead"],
         last_alert_ms=_last_alert_ms(run, now),
         alerts_past_campaign=_alerts_past_campaign(run),
-        campaign_in_flight=deliveries.filter(intent__priority=Priority.MARKETING).exclude(status__in=TERMINAL).count(),
-        inapp_delivered=deliveries.filter(channel="inapp", status=DeliveryStatus.DELIVERED).count(),
+        campaign_in_flight=kinds["campaign_in_flight"],
+        inapp_delivered=kinds["inapp_delivered"],
     )
     return found
 

@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 
 from labs import runs
 from labs.models import LabRun
+from labs.pipeline import faults
 from tests.conftest import worker_argv
 from tests.harness import ServiceProcess, free_port, python_argv, wait_for
 
@@ -382,3 +383,34 @@ def test_in_app_order_survives_retries_and_a_security_alert_overtakes_a_campaign
     press(page, 1, "Send a security alert by email")
     screenshot("lab-priority-lanes-ordering-campaign")
     expect_check_green(page, "alert-overtakes")
+
+
+# --- The live view itself ------------------------------------------------------------------------------
+
+
+def test_a_hidden_page_stops_listening_and_catches_up_and_a_dropped_stream_resumes_on_its_own(page, learner, pipeline):
+    start_lab(page, "dead-letters-poison")
+    run = LabRun.objects.get(owner=learner)
+    feed = page.locator("#event-feed")
+
+    page.evaluate("""() => {
+        Object.defineProperty(document, "visibilityState", {value: "hidden", configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "paused")
+    faults.set_fault(run.pk, "sms-primary", down=True)
+    page.wait_for_timeout(1000)
+    expect(feed).not_to_contain_text("Fault on sms-primary")  # a hidden page does not update
+    page.evaluate("""() => {
+        Object.defineProperty(document, "visibilityState", {value: "visible", configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    expect(feed).to_contain_text("Fault on sms-primary: down")  # caught up from the last event it saw
+
+    pipeline.live.stop()  # the live process goes away
+    try:
+        faults.set_fault(run.pk, "push-primary", down=True)
+        expect(feed).to_contain_text("Fault on push-primary: down", timeout=SLOW)
+        assert page.evaluate("window.faultlineLive.source") == "fallback"  # the page server answered instead
+    finally:
+        pipeline.start_live()
