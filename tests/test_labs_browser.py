@@ -314,6 +314,7 @@ def test_a_repeated_key_lost_acks_and_worker_crashes_send_nothing_twice_until_id
     assert count(page, "stage-accepted") == 1
 
     predict(page, 2, "Twenty emails: the retries carry the same key and the provider recognises them.")
+    press(page, 2, "Switch the circuit breaker off")
     press(page, 2, "Lose 50% of email acknowledgements")
     press(page, 2, "Send 20 password resets")
     expect_check_green(page, "lost-ack-safe")
@@ -331,7 +332,7 @@ def test_a_repeated_key_lost_acks_and_worker_crashes_send_nothing_twice_until_id
     press(page, 4, "Crash 20% of workers after the provider call")
     press(page, 4, "Send 20 password resets")
     page.wait_for_timeout(3000)  # a few workers die after their provider call
-    press(page, 4, "Stop the crashes")
+    press(page, 4, "Stop the crashes and switch the breaker back on")
     expect_check_green(page, "crash-safe")
     assert count(page, "sent-email-primary") >= 40
 
