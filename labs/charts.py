@@ -68,16 +68,16 @@ class RetryChart:
     bar_width: float
 
 
-def retry_chart(retries: list[tuple[int, float, int]], now: datetime, herd_pct: int) -> RetryChart:
-    """When retries come due, in 100 ms bins, from 30 s ago to the last one scheduled."""
+def retry_chart(retries: list, now: datetime, herd_pct: int) -> RetryChart:
+    """When retries (labs.checks.ScheduledRetry) come due, in 100 ms bins, from 30 s ago to the last one scheduled."""
     begin = now.timestamp() - 30
-    end = max([now.timestamp() + 5, *[due + 0.5 for _, due, _ in retries]])
+    end = max([now.timestamp() + 5, *[retry.due_at + 0.5 for retry in retries]])
     end = min(end, now.timestamp() + 60)
     span_ms = (end - begin) * 1000
     bins: dict[int, int] = {}
-    for _, due, _ in retries:
-        if begin <= due <= end:
-            index = int((due - begin) * 1000 // RETRY_BIN_MS)
+    for retry in retries:
+        if begin <= retry.due_at <= end:
+            index = int((retry.due_at - begin) * 1000 // RETRY_BIN_MS)
             bins[index] = bins.get(index, 0) + 1
     peak = max(bins.values(), default=0)
     scale = RETRY_WIDTH / span_ms

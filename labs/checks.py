@@ -206,27 +206,55 @@ def _alerts_past_campaign(run: LabRun) -> int:
     return overtaking
 
 
-def retry_due_times(run: LabRun, since) -> list[tuple[int, float, int]]:
-    """(attempt number, when the retry was due as a timestamp, ceiling ms) of retries scheduled since `since`."""
+@dataclass(frozen=True)
+class ScheduledRetry:
+    attempt: int  # the attempt that failed
+    failed_at: float  # timestamps
+    due_at: float
+    ceiling_ms: int
+
+
+def retry_due_times(run: LabRun, since) -> list[ScheduledRetry]:
+    """The retries scheduled since `since`: when their attempt failed, when they were due, under which ceiling."""
     rows = (
         DeliveryAttempt.objects.filter(delivery__run=run, backoff_ms__isnull=False, finished_at__gte=since)
         .order_by("-id")
         .values_list("number", "finished_at", "backoff_ms", "backoff_cap_ms")[:2000]
     )
-    return [(number, finished.timestamp() + delay / 1000, ceiling or delay) for number, finished, delay, ceiling in rows]
+    return [ScheduledRetry(number, finished.timestamp(), finished.timestamp() + delay / 1000, ceiling or delay)
+            for number, finished, delay, ceiling in rows]  # fmt: skip
+
+
+def retry_rounds(retries: list[ScheduledRetry]) -> list[list[ScheduledRetry]]:
+    """Retries of messages that failed together: the same attempt, failures less than a ceiling apart."""
+    rounds = []
+    by_attempt: dict[int, list[ScheduledRetry]] = {}
+    for retry in retries:
+        by_attempt.setdefault(retry.attempt, []).append(retry)
+    for same_attempt in by_attempt.values():
+        same_attempt.sort(key=lambda r: r.failed_at)
+        current = [same_attempt[0]]
+        for retry in same_attempt[1:]:
+            if retry.failed_at - current[-1].failed_at > retry.ceiling_ms / 1000:
+                rounds.append(current)
+                current = []
+            current.append(retry)
+        rounds.append(current)
+    return rounds
 
 
 def retry_herd_pct(run: LabRun, now) -> int:
-    """The largest share of one round of retries (same attempt number) due within a fifth of its ceiling."""
-    rounds: dict[int, list[tuple[float, int]]] = {}
-    for number, due, ceiling in retry_due_times(run, now - HERD_WINDOW):
-        rounds.setdefault(number, []).append((due, ceiling))
+    return herd_pct(retry_due_times(run, now - HERD_WINDOW))
+
+
+def herd_pct(scheduled: list[ScheduledRetry]) -> int:
+    """The largest share of one round of retries due within a fifth of its ceiling (rounds of HERD_MIN_ROUND or more)."""
     best = 0
-    for retries in rounds.values():
+    for retries in retry_rounds(scheduled):
         if len(retries) < HERD_MIN_ROUND:
             continue
-        window = max(ceiling for _, ceiling in retries) / 5000  # a fifth of the ceiling, in seconds
-        times = sorted(due for due, _ in retries)
+        window = max(r.ceiling_ms for r in retries) / 5000  # a fifth of the ceiling, in seconds
+        times = sorted(r.due_at for r in retries)
         start = 0
         for end, due in enumerate(times):
             while due - times[start] > window:

@@ -127,9 +127,12 @@ def predict(page: Page, number: int, text: str) -> None:
 
 
 def press(page: Page, number: int, label: str) -> None:
-    """Press one of a step's buttons and wait for the card to say it was done."""
+    """Press one of a step's buttons and wait for the card to log it."""
+    log = step(page, number).locator(".action-log li")
+    done = log.count()
     step(page, number).get_by_role("button", name=label, exact=True).click()
-    expect(step(page, number).locator(".action-log")).to_contain_text(label)
+    expect(log).to_have_count(done + 1)
+    expect(log.last).to_contain_text(label)
 
 
 def count(page: Page, test_id: str) -> int:

@@ -382,3 +382,16 @@ def test_the_panels_refresh_the_workbench_the_step_outcomes_and_the_fault_summar
     assert 'id="dead-letter-workbench"' in body and body.count('hx-swap-oob="true"') >= 5
     assert 'id="step-2-outcome"' in body and "⚡ email-primary: down" in body
     assert 'data-testid="check-drained" data-passed="false"' in body
+
+
+def test_the_herd_is_the_share_of_one_round_of_retries_due_together():
+    from labs.checks import ScheduledRetry, herd_pct, retry_rounds
+
+    # Forty digests failed together at t=100; without jitter all are due at 101 s, with jitter spread over 1 s.
+    herd = [ScheduledRetry(1, 100 + n * 0.003, 101 + n * 0.003, 1000) for n in range(40)]
+    spread = [ScheduledRetry(1, 120 + n * 0.003, 120 + n * 0.003 + (n * 7 % 40) / 40, 1000) for n in range(40)]
+
+    assert [len(r) for r in retry_rounds(herd + spread)] == [40, 40]  # bursts twenty seconds apart are two rounds
+    assert herd_pct(herd) == 100 and herd_pct(spread) <= 30
+    assert herd_pct(herd + spread) == 100  # the herd is not diluted by a later, jittered burst
+    assert herd_pct(herd[:5]) == 0  # too few retries to call it a herd
