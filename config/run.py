@@ -182,8 +182,10 @@ def main() -> None:
     port = read_port("PORT", 8000)
     RUN_DIR.mkdir(exist_ok=True)
     lock = take_lock()  # noqa: F841 - held until exit
-    if not port_is_free(host, port):
-        fail(f"port {port} is already in use on {host}. Choose another: PORT={port + 1} make run")
+    for needed in (port, port + 1):  # the web process, and the live event stream beside it
+        if not port_is_free(host, needed):
+            fail(f"port {needed} is already in use on {host} (make run needs {port} and {port + 1}). "
+                 f"Choose another: PORT={port + 2} make run")
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("DEBUG", "1")

@@ -160,6 +160,10 @@ LAB_SENDING_LEASE = env_int("LAB_SENDING_LEASE", 15, minimum=2)
 # The provider client's timeout.
 LAB_PROVIDER_TIMEOUT_MS = env_int("LAB_PROVIDER_TIMEOUT_MS", 2000, minimum=10)
 LAB_RELAY_BATCH = env_int("LAB_RELAY_BATCH", 500, minimum=1)
+# Where lab pages open their live event stream (server-sent events, served over ASGI by
+# the `live` process). Unset: the same host on the web port + 1, as `make run` starts it;
+# behind a proxy or TLS, set the public URL of the live process.
+LAB_LIVE_URL = env_str("LAB_LIVE_URL") or None
 
 # --- Auth ------------------------------------------------------------------------
 LOGIN_URL = "accounts:login"

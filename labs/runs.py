@@ -31,7 +31,7 @@ def _forget_in_redis(run_id: int) -> None:
 
 
 def reset_run(run: LabRun) -> LabRun:
-    """Start the run again from its seed: same owner and API key, no traffic, no faults."""
+    """Start the run again from its seed: same owner and API key, no traffic, no faults, every defence on."""
     with transaction.atomic():
         run.intents.all().delete()  # deliveries, outbox rows, attempts and dead letters cascade
         run.provider_sends.all().delete()
@@ -39,7 +39,8 @@ def reset_run(run: LabRun) -> LabRun:
         run.templates.all().delete()
         seed(run)
         run.last_activity_at = timezone.now()
-        run.save(update_fields=["last_activity_at"])
+        run.defences = {}  # every defence back on
+        run.save(update_fields=["last_activity_at", "defences"])
     _forget_in_redis(run.pk)
     return run
 
