@@ -84,8 +84,12 @@ def main() -> None:
         posted = 0
         window_start = time.time()
         deadline = time.monotonic() + DURATION
+        samples, next_sample = [], 0.0
         while time.monotonic() < deadline:
             unfinished = Delivery.objects.filter(run=run, finished_at=None).count()
+            if time.monotonic() >= next_sample:
+                samples.append(_where_waiting(run, client))
+                next_sample = time.monotonic() + 1
             if unfinished < BACKLOG:
                 batch = [{"idempotency_key": f"b{posted + i}", "user_id": (posted + i) % 50 + 1,
                           "template": "weekly_digest", "channels": ["email"], "data": {"count": 3}} for i in range(1000)]  # fmt: skip
@@ -111,11 +115,29 @@ def main() -> None:
               f"p95 {percentile(latencies, 0.95)} ms (accepted → provider ledger → attempt recorded)")  # fmt: skip
         print(f"ratio: pipeline / bare Celery no-op drain = {rate / noop_rate:.2f} "
               f"(target 1,200/s would be {1200 / noop_rate:.2f})")  # fmt: skip
-        print(f"database: {Delivery.objects.db}, {django.db.connection.vendor}")
+        stages = {stage: sum(s[stage] for s in samples) / len(samples) for stage in samples[0]}
+        print("backlog, mean of per-second samples (where unfinished deliveries wait): "
+              + ", ".join(f"{stage} {count:,.0f}" for stage, count in stages.items()))  # fmt: skip
+        print(f"database: {django.db.connection.vendor}")
     finally:
         for proc in reversed(processes):
             proc.stop()
         redis.kill()
+
+
+def _where_waiting(run, client) -> dict[str, int]:
+    from django.db.models import Count
+
+    from labs.models import Delivery, OutboxRow
+
+    batch_tasks = sum(client.llen(f"bench:{queue}") for queue in ("email", "sms", "push"))
+    statuses = dict(Delivery.objects.filter(run=run, finished_at=None).values_list("status").annotate(n=Count("id")))
+    return {
+        "outbox (unpublished)": OutboxRow.objects.filter(run=run, published_at=None).count(),
+        "in Redis (batches of 100)": batch_tasks * 100,
+        "queued, not claimed": statuses.get("queued", 0),
+        "sending": statuses.get("sending", 0),
+    }
 
 
 def _get(url: str) -> int:

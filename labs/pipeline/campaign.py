@@ -2,9 +2,9 @@
 
 One Celery task per message caps a 2-core machine near the broker's own rate; a
 campaign does not need per-message tasks to keep its guarantees. Steps:
-1. Claim each delivery with the same conditional update as one-by-one delivery
-   (expected attempt count), all in one transaction; copies already claimed are
-   dropped as duplicates.
+1. Claim the deliveries with the same condition as one-by-one delivery (the
+   expected attempt count), in one statement; copies already claimed are dropped
+   as duplicates.
 2. Settle what needs no provider (opt-outs, quiet hours, poison) exactly as `deliver` does.
 3. Per channel, admit the batch through the provider's breaker and make one bulk
    send with every message's own idempotency key.
@@ -39,10 +39,14 @@ def deliver_batch(run_id: int, items: list[tuple[int, int]]) -> None:
             worker.deliver(delivery_id, expected)
         return
     now = timezone.now()
-    with transaction.atomic():
-        claimed = {delivery_id for delivery_id, expected in items if worker.claim(delivery_id, expected, now)}
+    claimed: set[int] = set()
+    for expected in {expected for _, expected in items}:
+        claimed |= worker.claim_many([pk for pk, at in items if at == expected], expected, now)
+    fresh = set(claimed)
     for delivery_id, _ in items:
-        if delivery_id not in claimed:
+        if delivery_id in fresh:
+            fresh.discard(delivery_id)  # a second copy in this same batch is a duplicate too
+        else:
             worker.note_duplicate(delivery_id)
     chaos = faults.fault_for(run.pk, faults.PIPELINE)
     deliveries = list(Delivery.objects.select_related("recipient", "intent__template").filter(pk__in=claimed))

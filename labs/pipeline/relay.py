@@ -5,9 +5,9 @@
    the rows are locked with FOR UPDATE SKIP LOCKED, so several relays can share the
    work; on SQLite a single relay holds a lease (see `hold_lease`).
 2. Publish each row's message to its queue.
-3. Mark the rows published and their deliveries queued, in the same transaction.
-   A crash between 2 and 3 publishes those rows again: at-least-once, which is why
-   the worker's claim drops duplicates.
+3. Mark the rows published and their deliveries queued. A crash between 2 and 3
+   publishes those rows again: at-least-once, which is why the worker's claim
+   drops duplicates.
 
 `rescue_stranded` republishes deliveries the broker may have lost: published long ago
 and never claimed (a Redis restart drops what it held), or claimed by a worker that
@@ -37,6 +37,7 @@ DELIVER_BATCH_TASK = "labs.deliver_batch_task"
 CAMPAIGN_QUEUES = ("email", "sms", "push")  # in-app keeps per-message tasks for its per-user order
 LEASE_SECONDS = 10
 RELAY_ID = f"{socket.gethostname()}:{os.getpid()}"
+_lease_expires = None  # when this process's lease runs out, while it holds one
 
 
 def uses_skip_locked() -> bool:
@@ -47,15 +48,20 @@ def hold_lease(now=None) -> bool:
     """Take or renew the single-relay lease (SQLite); always True where SKIP LOCKED is available."""
     if uses_skip_locked():
         return True
+    global _lease_expires
     now = now or timezone.now()
+    if _lease_expires is not None and _lease_expires - now > timedelta(seconds=LEASE_SECONDS / 2):
+        return True  # renewed at half-life, so the lease is not one more write on every pass
     RelayLease.objects.get_or_create(pk=1)
-    taken = RelayLease.objects.filter(pk=1).filter(Q(holder=RELAY_ID) | Q(expires_at__lt=now)).update(
-        holder=RELAY_ID, expires_at=now + timedelta(seconds=LEASE_SECONDS)
-    )
+    expires = now + timedelta(seconds=LEASE_SECONDS)
+    taken = RelayLease.objects.filter(pk=1).filter(Q(holder=RELAY_ID) | Q(expires_at__lt=now)).update(holder=RELAY_ID, expires_at=expires)
+    _lease_expires = expires if taken else None
     return taken == 1
 
 
 def release_lease() -> None:
+    global _lease_expires
+    _lease_expires = None
     if not uses_skip_locked():
         RelayLease.objects.filter(pk=1, holder=RELAY_ID).update(expires_at=timezone.now())
 
@@ -94,32 +100,42 @@ def publish_due(limit: int | None = None) -> int:
     """Publish one batch; returns how many rows were published. Broker errors propagate, rows stay pending."""
     limit = limit or settings.LAB_RELAY_BATCH
     now = timezone.now()
+    due = (
+        OutboxRow.objects.filter(published_at__isnull=True, available_at__lte=now)
+        .exclude(run_id__in=faults.paused_runs())
+        .annotate(lane=Case(When(queue=URGENT_QUEUE, then=Value(0)), default=Value(1), output_field=IntegerField()))
+        .order_by("lane", "id")
+        .values_list("id", "run_id", "delivery_id", "queue", "expected_attempts")
+    )
+    if uses_skip_locked():
+        # The rows stay locked from the read to the mark, so other relays skip them.
+        with transaction.atomic():
+            return _publish(list(due.select_for_update(skip_locked=True, of=("self",))[:limit]), now)
+    # SQLite: the lease makes this the only relay, so it reads without taking the write lock
+    # and holds it only to mark what it published.
+    return _publish(list(due[:limit]), now)
+
+
+def _publish(rows: list[tuple], now) -> int:
+    if not rows:
+        return 0
+    chaos = {run_id: faults.fault_for(run_id, faults.PIPELINE) for run_id in {r[1] for r in rows}}
+    publish_messages(*_group(rows, chaos))
+    for run_id, fault in chaos.items():
+        if fault.get("relay_crash_after_publish"):
+            # Once per setting: switch it off first, so the restarted relay does not crash again.
+            faults.set_fault(run_id, faults.PIPELINE, **{k: v for k, v in fault.items() if k != "relay_crash_after_publish"})
+            events.emit(run_id, "relay_crashed", published=len(rows), marked=0)
+            log.warning("relay: injected crash after publishing %d rows, before marking them", len(rows))
+            os._exit(1)
     with transaction.atomic():
-        due = (
-            OutboxRow.objects.filter(published_at__isnull=True, available_at__lte=now)
-            .exclude(run_id__in=faults.paused_runs())
-            .annotate(lane=Case(When(queue=URGENT_QUEUE, then=Value(0)), default=Value(1), output_field=IntegerField()))
-            .order_by("lane", "id")
-            .values_list("id", "run_id", "delivery_id", "queue", "expected_attempts")
-        )
-        if uses_skip_locked():
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        rows = list(due[:limit])
-        if not rows:
-            return 0
-        chaos = {run_id: faults.fault_for(run_id, faults.PIPELINE) for run_id in {r[1] for r in rows}}
-        publish_messages(*_group(rows, chaos))
-        for run_id, fault in chaos.items():
-            if fault.get("relay_crash_after_publish"):
-                # Once per setting: switch it off first, so the restarted relay does not crash again.
-                faults.set_fault(run_id, faults.PIPELINE, **{k: v for k, v in fault.items() if k != "relay_crash_after_publish"})
-                events.emit(run_id, "relay_crashed", published=len(rows), marked=0)
-                log.warning("relay: injected crash after publishing %d rows, before marking them", len(rows))
-                os._exit(1)
         OutboxRow.objects.filter(pk__in=[r[0] for r in rows]).update(published_at=now)
+        # A worker may already have taken a message published a moment ago: leave alone
+        # every delivery changed since this pass began.
         Delivery.objects.filter(
             pk__in=[r[2] for r in rows],
             status__in=[DeliveryStatus.PENDING, DeliveryStatus.QUEUED, DeliveryStatus.RETRY_SCHEDULED, DeliveryStatus.DEFERRED],
+            updated_at__lte=now,
         ).update(status=DeliveryStatus.QUEUED, updated_at=now)
     by_run: dict[int, list] = {}
     for _, run_id, delivery_id, queue, expected_attempts in rows:

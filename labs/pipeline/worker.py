@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -158,6 +158,21 @@ def claim(delivery_id: int, expected_attempts: int, now: datetime, check_attempt
             finished_at=now,
         )
     return claimed == 1
+
+
+def claim_many(delivery_ids: list[int], expected_attempts: int, now: datetime) -> set[int]:
+    """`claim` for many deliveries at one expected attempt count, in two statements; returns
+    the ids this caller took. Only for messages that cannot find a stale claim to take over
+    (first attempts: a delivery being sent has already counted its first attempt)."""
+    with transaction.atomic():
+        waiting = Delivery.objects.filter(pk__in=delivery_ids, attempts=expected_attempts, status__in=WAITING)
+        if connection.features.has_select_for_update:
+            # Lock in id order, so two workers holding copies of one batch queue up instead of deadlocking;
+            # the second one finds the attempt count moved on.
+            waiting = waiting.select_for_update().order_by("pk")
+        taken = list(waiting.values_list("pk", flat=True))
+        Delivery.objects.filter(pk__in=taken).update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now)
+    return set(taken)
 
 
 def note_duplicate(delivery_id: int) -> None:
