@@ -49,10 +49,14 @@ STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 # kind -> (label, sentence, tone). The sentence is formatted with the event's fields.
 EVENT_WORDING: dict[str, tuple[str, str, str]] = {
     "accepted": ("accepted", "Notification {intent} accepted: {template} to user {user_id}", "info"),
+    "accepted_batch": ("accepted", "{count} notifications accepted in one request ({templates})", "info"),
     "published": ("published", "Relay published delivery {delivery} to the {queue} queue (attempt {attempt})", "info"),
+    "published_batch": ("published", "Relay published {count} deliveries to the {queue} queue as one batch message", "info"),
     "republished": ("republished", "Relay republished delivery {delivery} (attempt {attempt}): {reason}", "warn"),
     "attempt_started": ("attempt", "Worker started attempt {attempt} of delivery {delivery} ({channel})", "info"),
     "attempt_succeeded": ("delivered", "Delivery {delivery} sent by {provider} in {latency_ms} ms", "ok"),
+    "batch_started": ("attempt", "Worker took a batch of {count} {channel} deliveries (first attempts)", "info"),
+    "batch_delivered": ("delivered", "{count} {channel} deliveries sent by {provider} in one bulk call ({latency_ms} ms)", "ok"),
     "attempt_failed": ("failed", "Attempt {attempt} of delivery {delivery} failed at {provider}: {error}", "bad"),
     "retry_scheduled": ("retry", "Delivery {delivery}: retry in {delay_ms} ms (drawn under {ceiling_ms} ms), attempt {next_attempt} of {max_attempts}", "warn"),
     "retry_budget_exhausted": ("budget", "Retry budget for {channel} spent: delivery {delivery} waits the longest backoff", "warn"),

@@ -98,6 +98,28 @@ def test_an_intent_travels_from_the_api_through_outbox_relay_and_worker_to_the_p
     assert kinds.index("accepted") < kinds.index("published") < kinds.index("attempt_succeeded")
 
 
+def test_a_campaign_is_a_few_lines_in_the_event_feed_not_one_per_message(run):
+    from labs.live import describe
+
+    response = LabClient(run).batch([{"idempotency_key": f"c{i}", "user_id": i % 50 + 1, "template": "weekly_digest",
+                                      "channels": ["email"], "data": {"count": 2}} for i in range(250)])  # fmt: skip
+    assert response.status_code == 202
+    assert wait_until_settled(run)["delivered"] == 250
+
+    feed = events.recent(run.pk, count=1000)
+    kinds = [e["kind"] for e in feed]
+    assert "attempt_succeeded" not in kinds and "accepted" not in kinds
+    [accepted] = [e for e in feed if e["kind"] == "accepted_batch"]
+    assert describe(accepted)[1] == "250 notifications accepted in one request (weekly_digest)"
+    published = [e for e in feed if e["kind"] == "published_batch"]
+    delivered = [e for e in feed if e["kind"] == "batch_delivered"]
+    # Batches hold at most 100, and every delivery shows up in exactly one of them.
+    for lines in (published, delivered):
+        assert 3 <= len(lines) <= 10 and all(e["count"] <= 100 for e in lines)
+        assert sorted(pk for e in lines for pk in e["deliveries"]) == sorted(Delivery.objects.filter(run=run).values_list("pk", flat=True))
+    assert describe(delivered[0])[1].startswith(f"{delivered[0]['count']} email deliveries sent by email-primary in one bulk call")
+
+
 def test_a_repeated_idempotency_key_returns_the_first_intent_and_sends_once(run):
     api = LabClient(run)
     body = {"user_id": 4, "template": "order_shipped", "channels": ["email"], "data": {"order_id": "A-1"}}

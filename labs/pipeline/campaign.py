@@ -12,7 +12,8 @@ campaign does not need per-message tasks to keep its guarantees. Steps:
    one-by-one path (retry scheduled in the database, or a dead letter).
 
 Only first attempts of campaign-lane messages are batched (see relay.publish_due);
-retries, in-app messages and the urgent lane keep one task per message.
+retries, in-app messages and the urgent lane keep one task per message. The event
+feed gets one line per batch (started, delivered), not one per message.
 """
 
 import random
@@ -50,8 +51,8 @@ def deliver_batch(run_id: int, items: list[tuple[int, int]]) -> None:
             worker.note_duplicate(delivery_id)
     chaos = faults.fault_for(run.pk, faults.PIPELINE)
     deliveries = list(Delivery.objects.select_related("recipient", "intent__template").filter(pk__in=claimed))
-    events.emit_many(run.pk, [("attempt_started", {"delivery": d.pk, "intent": d.intent_id, "channel": d.channel,
-                                                   "attempt": d.attempts}) for d in deliveries])  # fmt: skip
+    if deliveries:
+        events.emit(run.pk, "batch_started", channel=deliveries[0].channel, count=len(deliveries), deliveries=[d.pk for d in deliveries])
     by_channel: dict[str, list] = defaultdict(list)
     for delivery in deliveries:
         delivery.run = run
@@ -119,9 +120,18 @@ def _record(run: LabRun, results: list[tuple[Delivery, worker.Outcome]], started
                     Delivery.objects.filter(pk__in=ids, attempts=attempts, status=DeliveryStatus.SENDING).update(
                         status=DeliveryStatus.DELIVERED, provider=provider, finished_at=now, next_attempt_at=None, updated_at=now
                     )
-        events.emit_many(run.pk, [("attempt_succeeded", {"intent": d.intent_id, "delivery": d.pk, "channel": d.channel,
-                                                         "attempt": d.attempts, "provider": o.provider, "latency_ms": o.latency_ms})
-                                  for d, o in succeeded])  # fmt: skip
+        events.emit_many(run.pk, [
+            ("batch_delivered", {"channel": channel, "provider": provider, "count": len(sent), "latency_ms": sent[0][1].latency_ms,
+                                 "deliveries": [d.pk for d, _ in sent]})
+            for (channel, provider), sent in _grouped(succeeded).items()
+        ])  # fmt: skip
     for delivery, outcome in results:
         if outcome.status != AttemptOutcome.SUCCEEDED:
             worker.record_attempt(delivery, delivery.attempts, outcome, started_at)
+
+
+def _grouped(results: list[tuple[Delivery, worker.Outcome]]) -> dict[tuple[str, str], list]:
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for delivery, outcome in results:
+        groups[delivery.channel, outcome.provider].append((delivery, outcome))
+    return groups

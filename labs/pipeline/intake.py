@@ -217,6 +217,9 @@ def _next_inapp_sequences(run: LabRun, recipients: list[Recipient]) -> dict[int,
 
 
 def _announce(run_id: int, intents: list[NotificationIntent]) -> None:
-    events.emit_many(
-        run_id, [("accepted", {"intent": i.pk, "user_id": i.recipient.number, "template": i.template.name}) for i in intents]
-    )
+    if len(intents) == 1:
+        [intent] = intents
+        events.emit(run_id, "accepted", intent=intent.pk, user_id=intent.recipient.number, template=intent.template.name)
+    else:  # a campaign is one line in the feed
+        templates = ", ".join(sorted({i.template.name for i in intents}))
+        events.emit(run_id, "accepted_batch", count=len(intents), templates=templates, intents=[i.pk for i in intents])

@@ -120,7 +120,8 @@ def _publish(rows: list[tuple], now) -> int:
     if not rows:
         return 0
     chaos = {run_id: faults.fault_for(run_id, faults.PIPELINE) for run_id in {r[1] for r in rows}}
-    publish_messages(*_group(rows, chaos))
+    singles, batches = _group(rows, chaos)
+    publish_messages(singles, batches)
     for run_id, fault in chaos.items():
         if fault.get("relay_crash_after_publish"):
             # Once per setting: switch it off first, so the restarted relay does not crash again.
@@ -137,9 +138,14 @@ def _publish(rows: list[tuple], now) -> int:
             status__in=[DeliveryStatus.PENDING, DeliveryStatus.QUEUED, DeliveryStatus.RETRY_SCHEDULED, DeliveryStatus.DEFERRED],
             updated_at__lte=now,
         ).update(status=DeliveryStatus.QUEUED, updated_at=now)
+    # One event per message sent: a campaign batch is one line in the feed, not a hundred.
     by_run: dict[int, list] = {}
-    for _, run_id, delivery_id, queue, expected_attempts in rows:
-        by_run.setdefault(run_id, []).append(("published", {"delivery": delivery_id, "queue": queue, "attempt": expected_attempts + 1}))
+    run_of = {r[2]: r[1] for r in rows}
+    for delivery_id, queue, expected_attempts in singles:
+        by_run.setdefault(run_of[delivery_id], []).append(("published", {"delivery": delivery_id, "queue": queue, "attempt": expected_attempts + 1}))
+    for run_id, queue, items in batches:
+        by_run.setdefault(run_id, []).append(("published_batch", {"queue": queue, "count": len(items), "attempt": 1,
+                                                                  "deliveries": [pk for pk, _ in items]}))  # fmt: skip
     for run_id, published in by_run.items():
         events.emit_many(run_id, published)
     return len(rows)
