@@ -23,10 +23,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, LabRun
+from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, LabRun, Recipient, Template
 from labs.pipeline import budget, defences, events, faults, providers, worker
 from labs.pipeline.breaker import ProviderBreaker
 from labs.pipeline.topology import PROVIDERS
+from labs.rows import db_datetime, insert_rows
 
 BATCH_SIZE = 100
 
@@ -50,12 +51,11 @@ def deliver_batch(run_id: int, items: list[tuple[int, int]]) -> None:
         else:
             worker.note_duplicate(delivery_id)
     chaos = faults.fault_for(run.pk, faults.PIPELINE)
-    deliveries = list(Delivery.objects.select_related("recipient", "intent__template").filter(pk__in=claimed))
+    deliveries = _load(run, claimed)
     if deliveries:
         events.emit(run.pk, "batch_started", channel=deliveries[0].channel, count=len(deliveries), deliveries=[d.pk for d in deliveries])
     by_channel: dict[str, list] = defaultdict(list)
     for delivery in deliveries:
-        delivery.run = run
         prepared = worker.prepare(delivery, now, chaos)
         if prepared is not None:
             by_channel[delivery.channel].append((delivery, *prepared))
@@ -65,6 +65,18 @@ def deliver_batch(run_id: int, items: list[tuple[int, int]]) -> None:
     if results and random.random() < chaos.get("worker_crash", 0.0):
         worker.crash(results[0][0].pk)
     _record(run, results, now)
+
+
+def _load(run: LabRun, ids: set[int]) -> list[Delivery]:
+    """The claimed deliveries with what sending them needs. A run has a few dozen users and
+    templates, so each is loaded once per batch rather than once per message."""
+    deliveries = list(Delivery.objects.select_related("intent").filter(pk__in=ids))
+    recipients = Recipient.objects.in_bulk({d.recipient_id for d in deliveries})
+    templates = Template.objects.in_bulk({d.intent.template_id for d in deliveries})
+    for delivery in deliveries:
+        delivery.run, delivery.recipient = run, recipients[delivery.recipient_id]
+        delivery.intent.template = templates[delivery.intent.template_id]
+    return deliveries
 
 
 def _send(run: LabRun, channel: str, ready: list) -> list[worker.Outcome]:
@@ -107,12 +119,13 @@ def _record(run: LabRun, results: list[tuple[Delivery, worker.Outcome]], started
     now = timezone.now()
     succeeded = [(d, o) for d, o in results if o.status == AttemptOutcome.SUCCEEDED]
     if succeeded:
+        started, finished = db_datetime(started_at), db_datetime(now)
         with transaction.atomic():
-            DeliveryAttempt.objects.bulk_create(
-                DeliveryAttempt(delivery=d, number=d.attempts, provider=o.provider, outcome=o.status,
-                                started_at=started_at, finished_at=now, latency_ms=o.latency_ms)
+            insert_rows(DeliveryAttempt, [
+                {"delivery_id": d.pk, "number": d.attempts, "provider": o.provider, "outcome": o.status,
+                 "started_at": started, "finished_at": finished, "latency_ms": o.latency_ms}
                 for d, o in succeeded
-            )  # fmt: skip
+            ])  # fmt: skip
             # Only deliveries this worker still holds (same attempt, still sending) move on.
             for provider in {o.provider for _, o in succeeded}:
                 ids = [d.pk for d, o in succeeded if o.provider == provider]

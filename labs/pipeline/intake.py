@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from labs.models import (
     Channel,
@@ -30,8 +31,10 @@ from labs.models import (
     TemplateCategory,
 )
 from labs.pipeline import defences, events, faults
+from labs.rows import db_datetime, insert_rows
 
 URGENT_QUEUE = "urgent"
+CHANNELS = frozenset(Channel.values)
 
 
 @dataclass
@@ -112,7 +115,7 @@ def _accept(run: LabRun, requests: list[IntentRequest], name) -> list[Accepted]:
 
     errors: dict[str, str] = {}
     results: list[Accepted | None] = []
-    new: list[tuple[int, IntentRequest, Recipient, Template, str, list[str]]] = []
+    new: list[tuple[int, IntentRequest, Recipient, Template, str, list[str], str]] = []
     seen_in_request: dict[str, tuple[int, str]] = {}
     for index, request in enumerate(requests):
         fingerprint = request.fingerprint()
@@ -142,7 +145,7 @@ def _accept(run: LabRun, requests: list[IntentRequest], name) -> list[Accepted]:
             continue
         if request.channels is not None:
             channels = list(dict.fromkeys(request.channels))
-            unknown = [c for c in channels if c not in Channel.values]
+            unknown = [c for c in channels if c not in CHANNELS]
             if unknown or not channels:
                 errors[name(index, "channels")] = f"choose from {', '.join(Channel.values)}"
                 results.append(None)
@@ -154,7 +157,7 @@ def _accept(run: LabRun, requests: list[IntentRequest], name) -> list[Accepted]:
         priority = request.priority or (
             Priority.MARKETING if template.category == TemplateCategory.MARKETING else Priority.TRANSACTIONAL
         )
-        new.append((index, request, recipient, template, priority, channels))
+        new.append((index, request, recipient, template, priority, channels, fingerprint))
         results.append(None)
     if errors:
         raise IntakeError(422, errors)
@@ -172,31 +175,40 @@ def _accept(run: LabRun, requests: list[IntentRequest], name) -> list[Accepted]:
 
 
 def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
+    """Insert the intents, their deliveries and the outbox rows (see labs/rows.py for why not bulk_create)."""
     if not new:
         return {}
-    intents = NotificationIntent.objects.bulk_create(
-        [
-            NotificationIntent(run=run, recipient=recipient, template=template, priority=priority, data=request.data,
-                               idempotency_key=request.idempotency_key, fingerprint=request.fingerprint())
-            for _, request, recipient, template, priority, _ in new
-        ]  # fmt: skip
-    )
+    now = timezone.now()
+    at = db_datetime(now)
+    intents = [
+        NotificationIntent(run=run, recipient=recipient, template=template, priority=priority, data=request.data,
+                           idempotency_key=request.idempotency_key, fingerprint=fingerprint, created_at=now)
+        for _, request, recipient, template, priority, _, fingerprint in new
+    ]  # fmt: skip
+    ids = insert_rows(NotificationIntent, [
+        {"run_id": run.pk, "recipient_id": i.recipient_id, "template_id": i.template_id, "priority": i.priority, "data": i.data,
+         "idempotency_key": i.idempotency_key, "fingerprint": i.fingerprint, "created_at": at}
+        for i in intents
+    ], return_ids=True)  # fmt: skip
     priority_lane = defences.enabled(run, "priority_lane")
-    next_sequence = _next_inapp_sequences(run, [recipient for _, _, recipient, _, _, channels in new if "inapp" in channels])
+    next_sequence = _next_inapp_sequences(run, [recipient for _, _, recipient, _, _, channels, _ in new if "inapp" in channels])
     deliveries = []
-    for intent, (_, _, recipient, _, priority, channels) in zip(intents, new, strict=True):
+    for intent, pk, (_, _, recipient, _, priority, channels, _) in zip(intents, ids, new, strict=True):
+        intent.pk = pk
         for channel in channels:
             sequence = None
             if channel == "inapp":
                 sequence = next_sequence[recipient.pk]
                 next_sequence[recipient.pk] += 1
-            deliveries.append(Delivery(run=run, intent=intent, recipient=recipient, channel=channel,
-                                       queue=queue_for(priority, channel, priority_lane), sequence=sequence))  # fmt: skip
-    Delivery.objects.bulk_create(deliveries)
+            deliveries.append({"run_id": run.pk, "intent_id": pk, "recipient_id": recipient.pk, "channel": channel,
+                               "queue": queue_for(priority, channel, priority_lane), "sequence": sequence,
+                               "created_at": at, "updated_at": at})  # fmt: skip
+    delivery_ids = insert_rows(Delivery, deliveries, return_ids=True)
     if defences.enabled(run, "outbox"):
-        OutboxRow.objects.bulk_create(
-            [OutboxRow(run=run, delivery=d, queue=d.queue, expected_attempts=0) for d in deliveries]
-        )
+        insert_rows(OutboxRow, [
+            {"run_id": run.pk, "delivery_id": pk, "queue": d["queue"], "expected_attempts": 0, "available_at": at, "created_at": at}
+            for pk, d in zip(delivery_ids, deliveries, strict=True)
+        ])  # fmt: skip
     return {index: intent for intent, (index, *_) in zip(intents, new, strict=True)}
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from labs.models import ProviderSend
+from labs.rows import insert_rows
 from labs.pipeline import faults
 
 
@@ -131,11 +132,12 @@ def _record_sends(provider: str, messages: list[OutgoingMessage]) -> list[SendRe
     keys = [m.idempotency_key for m in messages]
     seen = dict(ProviderSend.objects.filter(provider=provider, idempotency_key__in=keys).values_list("idempotency_key", "pk"))
     new = [
-        ProviderSend(run_id=m.run_id, provider=provider, idempotency_key=m.idempotency_key, channel=m.channel,
-                     intent_id=m.intent_id, recipient_number=m.recipient_number, sequence=m.sequence, template=m.template)
+        {"run_id": m.run_id, "provider": provider, "idempotency_key": m.idempotency_key, "channel": m.channel,
+         "intent_id": m.intent_id, "recipient_number": m.recipient_number, "sequence": m.sequence, "template": m.template}
         for m in messages if m.idempotency_key not in seen
     ]  # fmt: skip
-    ProviderSend.objects.bulk_create(new, ignore_conflicts=True)
+    with transaction.atomic():
+        insert_rows(ProviderSend, new, ignore_conflicts=True)
     return [SendResult(f"{provider}-{m.idempotency_key}", already_sent=m.idempotency_key in seen) for m in messages]
 
 
