@@ -27,7 +27,7 @@ from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatu
 from labs.pipeline import budget, defences, events, faults, providers, worker
 from labs.pipeline.breaker import ProviderBreaker
 from labs.pipeline.topology import PROVIDERS
-from labs.rows import db_datetime, insert_rows
+from labs.rows import insert_rows
 
 BATCH_SIZE = 100
 
@@ -119,11 +119,10 @@ def _record(run: LabRun, results: list[tuple[Delivery, worker.Outcome]], started
     now = timezone.now()
     succeeded = [(d, o) for d, o in results if o.status == AttemptOutcome.SUCCEEDED]
     if succeeded:
-        started, finished = db_datetime(started_at), db_datetime(now)
         with transaction.atomic():
             insert_rows(DeliveryAttempt, [
                 {"delivery_id": d.pk, "number": d.attempts, "provider": o.provider, "outcome": o.status,
-                 "started_at": started, "finished_at": finished, "latency_ms": o.latency_ms}
+                 "started_at": started_at, "finished_at": now, "latency_ms": o.latency_ms}
                 for d, o in succeeded
             ])  # fmt: skip
             # Only deliveries this worker still holds (same attempt, still sending) move on.

@@ -31,7 +31,7 @@ from labs.models import (
     TemplateCategory,
 )
 from labs.pipeline import defences, events, faults
-from labs.rows import db_datetime, insert_rows
+from labs.rows import insert_rows
 
 URGENT_QUEUE = "urgent"
 CHANNELS = frozenset(Channel.values)
@@ -179,7 +179,6 @@ def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
     if not new:
         return {}
     now = timezone.now()
-    at = db_datetime(now)
     intents = [
         NotificationIntent(run=run, recipient=recipient, template=template, priority=priority, data=request.data,
                            idempotency_key=request.idempotency_key, fingerprint=fingerprint, created_at=now)
@@ -187,7 +186,7 @@ def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
     ]  # fmt: skip
     ids = insert_rows(NotificationIntent, [
         {"run_id": run.pk, "recipient_id": i.recipient_id, "template_id": i.template_id, "priority": i.priority, "data": i.data,
-         "idempotency_key": i.idempotency_key, "fingerprint": i.fingerprint, "created_at": at}
+         "idempotency_key": i.idempotency_key, "fingerprint": i.fingerprint, "created_at": now}
         for i in intents
     ], return_ids=True)  # fmt: skip
     priority_lane = defences.enabled(run, "priority_lane")
@@ -202,11 +201,11 @@ def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
                 next_sequence[recipient.pk] += 1
             deliveries.append({"run_id": run.pk, "intent_id": pk, "recipient_id": recipient.pk, "channel": channel,
                                "queue": queue_for(priority, channel, priority_lane), "sequence": sequence,
-                               "created_at": at, "updated_at": at})  # fmt: skip
+                               "created_at": now, "updated_at": now})  # fmt: skip
     delivery_ids = insert_rows(Delivery, deliveries, return_ids=True)
     if defences.enabled(run, "outbox"):
         insert_rows(OutboxRow, [
-            {"run_id": run.pk, "delivery_id": pk, "queue": d["queue"], "expected_attempts": 0, "available_at": at, "created_at": at}
+            {"run_id": run.pk, "delivery_id": pk, "queue": d["queue"], "expected_attempts": 0, "available_at": now, "created_at": now}
             for pk, d in zip(delivery_ids, deliveries, strict=True)
         ])  # fmt: skip
     return {index: intent for intent, (index, *_) in zip(intents, new, strict=True)}

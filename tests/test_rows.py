@@ -1,0 +1,67 @@
+"""labs/rows.py: the multi-row inserts on the pipeline's hot paths, on the suite's database."""
+
+from datetime import datetime, timezone
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from labs.models import Delivery, NotificationIntent, OutboxRow, ProviderSend, Recipient, Template
+from labs.rows import insert_rows
+from labs.runs import create_run
+
+
+@pytest.fixture
+def run(db, django_user_model):
+    return create_run(django_user_model.objects.create_user("rows", password="not-used-1234"))
+
+
+def intents(run, count: int, at: datetime) -> list[dict]:
+    recipient = Recipient.objects.filter(run=run).first()
+    template = Template.objects.filter(run=run, name="weekly_digest").first()
+    return [
+        {"run_id": run.pk, "recipient_id": recipient.pk, "template_id": template.pk, "priority": "marketing",
+         "data": {"count": n, "note": "ünïcode"}, "idempotency_key": f"k{n}", "fingerprint": f"f{n}", "created_at": at}
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def test_ids_come_back_in_the_order_of_the_rows_across_several_statements(run):
+    at = datetime(2026, 11, 22, 8, 30, 15, 123456, tzinfo=timezone.utc)
+    with transaction.atomic():
+        ids = insert_rows(NotificationIntent, intents(run, 250, at), return_ids=True)  # more than one statement holds
+
+    assert len(ids) == len(set(ids)) == 250
+    saved = NotificationIntent.objects.in_bulk(ids)
+    assert [saved[pk].idempotency_key for pk in ids] == [f"k{n}" for n in range(250)]
+    assert saved[ids[7]].data == {"count": 7, "note": "ünïcode"}  # a JSON field, prepared row by row
+    assert saved[ids[7]].created_at == at  # a shared datetime, prepared once, reads back the same
+
+
+def test_fields_not_given_take_their_defaults(run):
+    with transaction.atomic():
+        [intent_id] = insert_rows(NotificationIntent, intents(run, 1, datetime.now(timezone.utc)), return_ids=True)
+        [delivery_id] = insert_rows(Delivery, [{"run_id": run.pk, "intent_id": intent_id, "recipient_id": Recipient.objects.filter(run=run).first().pk,
+                                                "channel": "email", "queue": "email"}], return_ids=True)  # fmt: skip
+        insert_rows(OutboxRow, [{"run_id": run.pk, "delivery_id": delivery_id, "queue": "email", "expected_attempts": 0}])
+
+    delivery = Delivery.objects.get(pk=delivery_id)
+    assert (delivery.status, delivery.attempts, delivery.last_error, delivery.finished_at) == ("pending", 0, "", None)
+    row = OutboxRow.objects.get(delivery_id=delivery_id)
+    assert row.published_at is None and row.available_at is not None
+
+
+def test_ignore_conflicts_keeps_the_first_row_and_without_it_the_conflict_is_an_error(run):
+    sent = {"run_id": run.pk, "provider": "email-primary", "channel": "email", "intent_id": 1, "recipient_number": 1,
+            "sequence": None, "template": "weekly_digest"}  # fmt: skip
+    with transaction.atomic():
+        insert_rows(ProviderSend, [{**sent, "idempotency_key": "a"}])
+        insert_rows(ProviderSend, [{**sent, "idempotency_key": "a"}, {**sent, "idempotency_key": "b"}], ignore_conflicts=True)
+    assert sorted(ProviderSend.objects.values_list("idempotency_key", flat=True)) == ["a", "b"]
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_rows(ProviderSend, [{**sent, "idempotency_key": "b"}])
+
+
+def test_a_field_the_model_does_not_have_is_refused(run):
+    with pytest.raises(AssertionError, match="OutboxRow has no field delivery"), transaction.atomic():
+        insert_rows(OutboxRow, [{"run_id": run.pk, "delivery": 1, "queue": "email", "expected_attempts": 0}])
