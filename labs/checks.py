@@ -59,7 +59,7 @@ FACTS: dict[str, str] = {
     "latency_p50_ms": "provider latency, median (ms)",
     "latency_p95_ms": "provider latency, 95th percentile (ms)",
     "queue_age_s": "age of the oldest message on the broker (s)",
-    "duplicates_suppressed": "second copies of a message the workers dropped",
+    "duplicates_suppressed": "second copies dropped (by the worker's claim or the provider's idempotency key)",
     "opt_outs": "deliveries skipped because the user opted out",
     "dead_letters": "open dead letters",
     # Read here.

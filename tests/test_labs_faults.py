@@ -61,6 +61,10 @@ def test_lost_acknowledgements_send_twice_only_without_idempotency(run, idempote
     if idempotency:
         assert result["duplicate_sends"] == 0
         assert result["provider_sends"] == 20
+        # Every retry that finally got an answer found the provider already held the message: each one counts.
+        retried = Delivery.objects.filter(run=run, status="delivered", attempts__gt=1)
+        assert retried.exists()
+        assert sum(Delivery.objects.filter(run=run).values_list("duplicates_suppressed", flat=True)) == retried.count()
     else:
         assert result["duplicate_sends"] > 0, result
 

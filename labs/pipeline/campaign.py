@@ -100,6 +100,8 @@ def _send(run: LabRun, channel: str, ready: list) -> list[worker.Outcome]:
     started = timezone.now()
     sent = providers.send_batch(primary, messages, settings.LAB_PROVIDER_TIMEOUT_MS)
     latency = int((timezone.now() - started).total_seconds() * 1000)
+    worker.note_provider_duplicates(run.pk, primary, [d.pk for (d, _, _), r in zip(ready, sent, strict=True)
+                                                     if isinstance(r, providers.SendResult) and r.already_sent])  # fmt: skip
     outcomes = []
     for result in sent:
         if isinstance(result, providers.ProviderError):

@@ -182,6 +182,13 @@ def note_duplicate(delivery_id: int) -> None:
         events.emit(run_id, "duplicate_suppressed", delivery=delivery_id)
 
 
+def note_provider_duplicates(run_id: int, provider: str, delivery_ids: list[int]) -> None:
+    """The provider recognised these idempotency keys and did not send again (the first answer was lost)."""
+    Delivery.objects.filter(pk__in=delivery_ids).update(duplicates_suppressed=F("duplicates_suppressed") + 1)
+    events.emit_many(run_id, [("duplicate_suppressed", {"delivery": pk, "provider": provider, "by": "provider idempotency key"})
+                              for pk in delivery_ids])  # fmt: skip
+
+
 def _earlier_inapp_unfinished(delivery: Delivery) -> bool:
     return (
         Delivery.objects.filter(recipient_id=delivery.recipient_id, channel="inapp", sequence__lt=delivery.sequence)
@@ -257,7 +264,7 @@ def call_provider(delivery: Delivery, subject: str, body: str, idempotent: bool 
     if use_breaker:
         _record_breaker(run_id, provider, ok=True)
     if result.already_sent:
-        events.emit(run_id, "duplicate_suppressed", delivery=delivery.pk, provider=provider, by="provider idempotency key")
+        note_provider_duplicates(run_id, provider, [delivery.pk])
     return Outcome(AttemptOutcome.SUCCEEDED, provider, latency_ms=latency)
 
 
