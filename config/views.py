@@ -4,11 +4,29 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from config import health
+from courseware.progress import where_to_continue
+from labs.catalogue import CATALOGUE
+from labs.models import RunLab
+from practice import clock, scheduling
+from practice.progress import progress_for
 
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html")
+    return render(request, "home.html", {"resume": _where_you_left_off(request)})
+
+
+def _where_you_left_off(request: HttpRequest) -> dict | None:
+    """A signed-in learner's next lesson, practice reviews due, and latest lab; None when there is nothing yet."""
+    if not request.user.is_authenticated:
+        return None
+    latest_lab = RunLab.objects.filter(owner=request.user, lab__in=list(CATALOGUE)).order_by("-started_at").first()
+    resume = {
+        "lesson": where_to_continue(request.user),
+        "due_reviews": len(scheduling.due_cards(progress_for(request).cards(), clock.today())),
+        "lab": CATALOGUE[latest_lab.lab] if latest_lab else None,
+    }
+    return resume if any(resume.values()) else None
 
 
 @require_GET

@@ -167,6 +167,14 @@ def test_reading_progress_survives_logging_out_and_back_in(page, lessons, learne
     page.get_by_test_id("continue-link").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Timeouts, retries, backoff and jitter")
 
+    # The home page offers the same lesson to a returning reader.
+    page.goto("/")
+    resume = page.get_by_test_id("resume")
+    expect(resume.get_by_role("heading")).to_have_text("Pick up where you left off")
+    screenshot("home-resume")
+    resume.get_by_role("link", name="Timeouts, retries, backoff and jitter").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Timeouts, retries, backoff and jitter")
+
 
 def test_the_course_map_lists_modules_in_order_and_previous_next_walk_the_course(page, lessons, screenshot):
     page.goto("/lessons/")
