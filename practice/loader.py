@@ -5,6 +5,9 @@ second run reports every question unchanged. A question whose file is gone is
 retired, not deleted, so the attempts that name it keep their history.
 """
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db import transaction
 
 from courseware.content_report import ContentReport
@@ -59,6 +62,12 @@ def load_questions() -> str:
         gone = set(existing) - {data["id"] for data in found.questions}
         retired = Question.objects.filter(pk__in=gone, retired=False).update(retired=True)
     return (
-        f"{len(found.questions)} questions from {content_dir()} "
+        f"{len(found.questions)} questions from {_shown(content_dir())} "
         f"({created} new, {updated} updated, {unchanged} unchanged, {retired} retired)"
     )
+
+
+def _shown(folder: Path) -> Path:
+    """The folder as the reader knows it: relative to the checkout when it lies inside."""
+    base = Path(settings.BASE_DIR)
+    return folder.relative_to(base) if folder.is_relative_to(base) else folder
