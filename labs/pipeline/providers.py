@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from labs.models import ProviderSend
-from labs.rows import insert_rows
 from labs.pipeline import faults
-
+from labs.rows import insert_rows
 
 
 class ProviderError(Exception):
