@@ -20,12 +20,19 @@ import random
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import BASE_DIR, ServiceProcess, free_port, python_argv, start_embedded_redis, wait_for  # noqa: E402
+from tests.harness import (  # noqa: E402
+    BASE_DIR,
+    ServiceProcess,
+    free_port,
+    http_status,
+    python_argv,
+    start_embedded_redis,
+    wait_for,
+)
 
 PAGES = int(os.environ.get("BENCH_PAGES", 100))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 12))
@@ -56,7 +63,7 @@ def main() -> None:
                           env, workdir).start()  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _status(base + "/labs/") == 200, 30, "the web process", interval=0.2)
+        wait_for(lambda: http_status(base + "/labs/") == 200, 30, "the web process", interval=0.2)
         learners = _learners(PAGES)
         from playwright.sync_api import sync_playwright
 
@@ -174,13 +181,6 @@ def _report(one: dict, many: dict) -> None:
     ratio = many["p95"] / one["p95"] if one["p95"] else float("nan")
     print(f"ratio: p95 with {many['pages']} pages / p95 with 1 page = {ratio:.2f} (goal: p95 ≤ 300 ms with 100 pages)")
 
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status
-    except Exception:
-        return 0
 
 
 if __name__ == "__main__":

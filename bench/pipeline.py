@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.chaos import Redis  # noqa: E402
-from tests.harness import BASE_DIR, ServiceProcess, free_port, python_argv, wait_for  # noqa: E402
+from tests.harness import BASE_DIR, ServiceProcess, free_port, http_status, python_argv, wait_for  # noqa: E402
 
 DURATION = float(os.environ.get("BENCH_SECONDS", 60))
 BACKLOG = 4000
@@ -81,7 +81,7 @@ def main() -> None:
         owner = get_user_model().objects.create(username=f"bench-{uuid.uuid4().hex[:6]}")
         run = create_run(owner)
         Recipient.objects.filter(run=run).update(quiet_start=None, quiet_end=None, email_opt_in=True)
-        wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz") == 200, 30, "the web process", interval=0.2)
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, 30, "the web process", interval=0.2)
 
         # 3. The campaign, sustained.
         roles = {"web": web.pid, "worker": worker.pid, "relay": relay.pid, "redis": redis.server.pid, "bench driver": os.getpid()}
@@ -190,13 +190,6 @@ def _where_waiting(run, client) -> dict[str, int]:
         "sending": statuses.get("sending", 0),
     }
 
-
-def _get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status
-    except Exception:
-        return 0
 
 
 def _post(url: str, body: dict, key: str) -> None:

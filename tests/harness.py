@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def http_status(url: str) -> int:
+    """The status a GET of `url` answers with, or 0 when nothing answers within 2 s."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except Exception:
+        return 0
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
