@@ -20,6 +20,7 @@ from ninja import Field, Header, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import ConfigDict, StrictInt, field_validator
+from redis.exceptions import RedisError
 
 from labs import runs
 from labs.models import (
@@ -113,6 +114,15 @@ def too_big(request, exc):
 def unauthenticated(request, exc):
     return api.create_response(
         request, {"error": "missing or unknown API key: send `Authorization: Bearer <your run's API key>`"}, status=401
+    )
+
+
+@api.exception_handler(RedisError)
+def redis_down(request, exc):
+    # Faults, breakers and the event feed live in Redis; the notifications themselves do not.
+    return api.create_response(
+        request, {"error": f"Redis is unreachable, so this part of the lab is down for now ({type(exc).__name__}); try again shortly"},
+        status=503,
     )
 
 

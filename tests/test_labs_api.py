@@ -7,7 +7,7 @@ import sys
 import pytest
 from django.test import Client
 
-from labs.models import Delivery, LabRun, NotificationIntent, OutboxRow, Recipient, Template
+from labs.models import DeadLetter, Delivery, LabRun, NotificationIntent, OutboxRow, Recipient, Template
 from labs.runs import create_run, delete_idle_runs, reset_run
 from tests.harness import BASE_DIR
 
@@ -134,10 +134,16 @@ def test_another_runs_ids_are_not_found(api, run, django_user_model):
     other = create_run(django_user_model.objects.create_user("grace", password="not-used-1234"))
     theirs = Client(HTTP_AUTHORIZATION=f"Bearer {other.api_key}")
     their_intent = post(theirs, "/api/notifications", GOOD).json()["id"]
-    their_letter_id = 10**6
+    their_delivery = Delivery.objects.get(intent_id=their_intent)
+    their_letter = DeadLetter.objects.create(run=other, delivery=their_delivery, error_group="provider_unavailable",
+                                             error="503", attempts=5)  # fmt: skip
 
     assert api.get(f"/api/notifications/{their_intent}").status_code == 404
-    assert api.post(f"/api/dead-letters/{their_letter_id}/replay").status_code == 404
+    for action in ("replay", "discard"):
+        assert api.post(f"/api/dead-letters/{their_letter.pk}/{action}").status_code == 404
+    assert api.get("/api/dead-letters").json()["dead_letters"] == []
+    their_letter.refresh_from_db()
+    assert their_letter.resolution == DeadLetter.Resolution.OPEN  # untouched by the other learner
     assert api.get("/api/users/51/notification-preferences").status_code == 404
     assert NotificationIntent.objects.filter(run=run).count() == 0
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.test import Client
 
-from labs.models import DeadLetter, Delivery, DeliveryAttempt, DeliveryStatus, OutboxRow, Recipient
+from labs.models import DeadLetter, Delivery, DeliveryAttempt, DeliveryStatus, OutboxRow, ProviderSend, Recipient
 from labs.pipeline import audit, defences, events, faults, traffic
 from labs.runs import create_run
 from tests.conftest import start_pipeline
@@ -272,3 +272,45 @@ def test_the_fault_api_validates_and_stops_everything_at_once(run):
     assert stopped.json()["faults"] == {} and faults.paused_runs() == []
     assert switched.json()["jitter"] is False and switched.json()["outbox"] is True
 
+
+
+def test_a_crash_after_the_provider_call_pins_the_retries_to_that_provider(run):
+    """The primary sent the alerts but the worker died before recording it; then the primary goes
+    down. Failing over would send every alert a second time: the retries wait for the primary."""
+    run.max_attempts = 20  # room to keep retrying through the outage below
+    run.save(update_fields=["max_attempts"])
+    faults.set_fault(run.pk, faults.PIPELINE, worker_crash=1.0)
+    for n in range(1, 4):
+        traffic.send_one(run, n, "security_alert", channels=["email"])
+    wait_for(lambda: ProviderSend.objects.filter(run=run).count() == 3, 30, "the primary to send all three")
+    faults.set_fault(run.pk, "email-primary", down=True)
+    faults.set_fault(run.pk, faults.PIPELINE)  # no more crashes
+
+    crashed = DeliveryAttempt.objects.filter(delivery__run=run, outcome="crashed")
+    wait_for(lambda: crashed.count() >= 3, 30, "the takeovers of the three lost attempts")
+    assert set(crashed.values_list("provider", flat=True)) == {"email-primary"}
+    refused = DeliveryAttempt.objects.filter(delivery__run=run, outcome__in=["failed", "breaker_open"])
+    wait_for(lambda: refused.count() >= 6, 30, "retries refused by the dead primary")
+    faults.clear_faults(run.pk)
+    result = settled(run)
+
+    assert (result["delivered"], result["duplicate_sends"], result["provider_sends"]) == (3, 0, 3), result
+    assert set(ProviderSend.objects.filter(run=run).values_list("provider", flat=True)) == {"email-primary"}
+
+
+def test_past_the_retry_budget_retries_wait_the_longest_backoff_and_every_attempt_is_recorded(run, pipeline):
+    worker, _ = pipeline
+    defences.set_defences(run, circuit_breaker=False)
+    faults.set_fault(run.pk, "email-primary", down=True)
+
+    emails(run, 300, template="weekly_digest")
+    result = settled(run, timeout=90)
+
+    assert (result["dead_lettered"], result["lost"], result["provider_sends"]) == (300, 0, 0)
+    # Every failed attempt was recorded by the worker that made it, none by a lease rescue.
+    attempts = DeliveryAttempt.objects.filter(delivery__run=run)
+    assert attempts.count() == 300 * run.max_attempts and not attempts.filter(outcome="crashed").exists()
+    waited_longest = attempts.filter(backoff_ms=run.retry_cap_ms, backoff_cap_ms=run.retry_cap_ms)
+    assert waited_longest.exists(), "the budget never ran out"
+    assert any(e["kind"] == "retry_budget_exhausted" for e in events.recent(run.pk, count=5000))
+    assert "TypeError" not in worker.output()

@@ -7,6 +7,8 @@ providers' own ledger, never from the pipeline's bookkeeping, so a bug that reco
   accepted        deliveries written by the API (intents: the requests behind them)
   delivered / suppressed / dead_lettered / in_flight   where each delivery is now
   provider_sends  ledger rows; duplicate_sends: ledger rows beyond one per delivery
+  sent_but_dead_lettered  dead-lettered deliveries the ledger shows a provider did send (the
+                  answer was lost); a replay must not send them again
   lost            unfinished deliveries nothing can move any more: still pending with
                   no outbox row after ORPHAN_AFTER (the publish after the commit never
                   happened), or with no progress at all for LOST_AFTER
@@ -52,6 +54,8 @@ def audit(run: LabRun, now=None) -> dict:
     orphaned = Q(status=DeliveryStatus.PENDING, created_at__lt=now - ORPHAN_AFTER) & ~Exists(pending_message)
     stalled = Q(updated_at__lt=now - LOST_AFTER) & ~Exists(pending_message)
     lost = unfinished.filter(orphaned | stalled).count()
+    ledger = ProviderSend.objects.filter(run=run, intent_id=OuterRef("intent_id"), channel=OuterRef("channel"))
+    sent_but_dead = Delivery.objects.filter(run=run, status=DeliveryStatus.DEAD_LETTERED).filter(Exists(ledger)).count()
     return {
         "intents": NotificationIntent.objects.filter(run=run).count(),
         "accepted": accepted,
@@ -61,6 +65,7 @@ def audit(run: LabRun, now=None) -> dict:
         "in_flight": accepted - delivered - suppressed - dead,
         "provider_sends": provider_sends,
         "duplicate_sends": provider_sends - distinct_sent,
+        "sent_but_dead_lettered": sent_but_dead,
         "lost": lost,
         "order_violations": order_violations(run),
         "quiet_hours_violations": quiet_hours_violations(run),

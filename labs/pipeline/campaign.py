@@ -20,7 +20,7 @@ import random
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, LabRun, Recipient, Template
@@ -61,7 +61,7 @@ def deliver_batch(run_id: int, items: list[tuple[int, int]]) -> None:
             by_channel[delivery.channel].append((delivery, *prepared))
     results = []
     for channel, ready in by_channel.items():
-        results += zip([d for d, _, _ in ready], _send(run, channel, ready), strict=True)
+        results += _send(run, channel, ready)
     if results and random.random() < chaos.get("worker_crash", 0.0):
         worker.crash(results[0][0].pk)
     _record(run, results, now)
@@ -79,7 +79,7 @@ def _load(run: LabRun, ids: set[int]) -> list[Delivery]:
     return deliveries
 
 
-def _send(run: LabRun, channel: str, ready: list) -> list[worker.Outcome]:
+def _send(run: LabRun, channel: str, ready: list) -> list[tuple[Delivery, worker.Outcome]]:
     primary = PROVIDERS[channel][0]
     use_breaker = defences.enabled(run, "circuit_breaker")
     if use_breaker:
@@ -87,7 +87,8 @@ def _send(run: LabRun, channel: str, ready: list) -> list[worker.Outcome]:
         worker._announce_breaker(run.pk, primary, changed)
         if not allowed:
             refusal = worker.Outcome(AttemptOutcome.BREAKER_OPEN, primary, f"{primary}'s circuit breaker is open", "breaker_open")
-            return [refusal] * len(ready)
+            return [(d, refusal) for d, _, _ in ready]
+    ready = _still_held(ready, primary)
     messages = [
         providers.OutgoingMessage(
             run_id=run.pk, channel=channel, address=d.recipient.address(channel), subject=subject, body=body,
@@ -114,7 +115,26 @@ def _send(run: LabRun, channel: str, ready: list) -> list[worker.Outcome]:
     if use_breaker:
         failures = sum(1 for r in sent if isinstance(r, providers.ProviderError) and r.temporary)
         worker._announce_breaker(run.pk, primary, ProviderBreaker(run.pk, primary).record_many(len(sent) - failures, failures))
-    return outcomes
+    return list(zip([d for d, _, _ in ready], outcomes, strict=True))
+
+
+def _still_held(ready: list, provider: str) -> list:
+    """Record which provider each delivery is about to be sent to, for those this worker still holds.
+
+    A takeover after a crash then names the provider that may have sent it, and pins the
+    retry to it (worker.pinned_provider). A delivery taken over meanwhile is not sent here.
+    """
+    with transaction.atomic():
+        held: set[int] = set()
+        for attempts in {d.attempts for d, _, _ in ready}:
+            mine = Delivery.objects.filter(pk__in=[d.pk for d, _, _ in ready if d.attempts == attempts],
+                                           attempts=attempts, status=DeliveryStatus.SENDING)  # fmt: skip
+            if connection.features.has_select_for_update:
+                mine = mine.select_for_update().order_by("pk")
+            ids = list(mine.values_list("pk", flat=True))
+            Delivery.objects.filter(pk__in=ids).update(provider=provider)
+            held.update(ids)
+    return [item for item in ready if item[0].pk in held]
 
 
 def _record(run: LabRun, results: list[tuple[Delivery, worker.Outcome]], started_at) -> None:

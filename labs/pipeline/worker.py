@@ -88,6 +88,8 @@ def deliver(delivery_id: int, expected_attempts: int) -> None:
     if prepared is None:
         return
     outcome = call_provider(delivery, *prepared, idempotent)
+    if outcome is None:
+        return
     if random.random() < chaos.get("worker_crash", 0.0):
         crash(delivery.pk)
     record_attempt(delivery, delivery.attempts, outcome, now)
@@ -138,25 +140,32 @@ def claim(delivery_id: int, expected_attempts: int, now: datetime, check_attempt
             status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now
         ) == 1
     stale = now - timedelta(seconds=settings.LAB_SENDING_LEASE)
-    takeover = Delivery.objects.filter(
-        pk=delivery_id, attempts=expected_attempts, status=DeliveryStatus.SENDING, claimed_at__lt=stale
-    ).values_list("run_id", "provider").first()
-    claimed = (
-        Delivery.objects.filter(pk=delivery_id, attempts=expected_attempts)
-        .filter(Q(status__in=WAITING) | Q(status=DeliveryStatus.SENDING, claimed_at__lt=stale))
-        .update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now)
-    )
-    if claimed and takeover:
-        # The worker that held it died mid-attempt: the attempt counts, its outcome is unknown.
-        DeliveryAttempt.objects.create(
-            delivery_id=delivery_id,
-            number=expected_attempts,
-            provider=takeover[1],
-            outcome=AttemptOutcome.CRASHED,
-            error="the worker was lost before it recorded the result",
-            started_at=stale,
-            finished_at=now,
+    with transaction.atomic():
+        current = Delivery.objects.filter(pk=delivery_id, attempts=expected_attempts)
+        if connection.features.has_select_for_update:
+            current = current.select_for_update()  # the takeover below is decided on what this read sees
+        found = current.values_list("status", "claimed_at", "provider").first()
+        if found is None:
+            return False
+        status, claimed_at, provider = found
+        takeover = status == DeliveryStatus.SENDING and claimed_at is not None and claimed_at < stale
+        if status not in WAITING and not takeover:
+            return False
+        claimed = Delivery.objects.filter(pk=delivery_id, attempts=expected_attempts, status=status).update(
+            status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now, provider=""
         )
+        if claimed and takeover:
+            # The worker that held it died mid-attempt: the attempt counts, its outcome is unknown.
+            # `provider` is the one it was calling (recorded before the call), or "" if it never called.
+            DeliveryAttempt.objects.create(
+                delivery_id=delivery_id,
+                number=expected_attempts,
+                provider=provider,
+                outcome=AttemptOutcome.CRASHED,
+                error="the worker was lost before it recorded the result",
+                started_at=claimed_at,
+                finished_at=now,
+            )
     return claimed == 1
 
 
@@ -171,7 +180,9 @@ def claim_many(delivery_ids: list[int], expected_attempts: int, now: datetime) -
             # the second one finds the attempt count moved on.
             waiting = waiting.select_for_update().order_by("pk")
         taken = list(waiting.values_list("pk", flat=True))
-        Delivery.objects.filter(pk__in=taken).update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now)
+        Delivery.objects.filter(pk__in=taken).update(
+            status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now, provider=""
+        )
     return set(taken)
 
 
@@ -228,13 +239,41 @@ def render(delivery: Delivery) -> tuple[str, str]:
         raise PoisonMessage(f"template data does not fit the template: {exc}") from exc
 
 
-def call_provider(delivery: Delivery, subject: str, body: str, idempotent: bool = True) -> Outcome:
+UNKNOWN_OUTCOMES = (AttemptOutcome.TIMEOUT, AttemptOutcome.CRASHED)
+
+
+def pinned_provider(delivery: Delivery) -> str:
+    """The provider an earlier attempt may have delivered through (its answer never came back), or "".
+
+    Idempotency keys do not span providers: once an outcome is unknown, only that provider
+    may be asked again, and its key makes asking again safe.
+    """
+    return (
+        DeliveryAttempt.objects.filter(delivery=delivery, outcome__in=UNKNOWN_OUTCOMES)
+        .exclude(provider="")
+        .order_by("number", "id")
+        .values_list("provider", flat=True)
+        .first()
+        or ""
+    )
+
+
+def call_provider(delivery: Delivery, subject: str, body: str, idempotent: bool = True) -> Outcome | None:
+    """Call the provider; None when this worker lost the delivery before it could call."""
     run_id = delivery.run_id
     primary, secondary = PROVIDERS[delivery.channel]
     use_breaker = defences.enabled(delivery.run, "circuit_breaker")
-    provider = _admitted_provider(delivery, primary, secondary) if use_breaker else primary
+    pinned = pinned_provider(delivery) if idempotent and (delivery.attempts > 1 or delivery.replays) else ""
+    if pinned:
+        provider = pinned if not use_breaker or _admitted(delivery.run_id, pinned) else None
+        refused = pinned
+    else:
+        provider = _admitted_provider(delivery, primary, secondary) if use_breaker else primary
+        refused = primary
     if provider is None:
-        return Outcome(AttemptOutcome.BREAKER_OPEN, provider=primary, error=f"{primary}'s circuit breaker is open", group="breaker_open")
+        return Outcome(AttemptOutcome.BREAKER_OPEN, provider=refused, error=f"{refused}'s circuit breaker is open", group="breaker_open")
+    if not _move(delivery, delivery.attempts, provider=provider):
+        return None  # another worker took the delivery over: calling now could send it twice
     message = providers.OutgoingMessage(
         run_id=run_id,
         channel=delivery.channel,
@@ -268,22 +307,20 @@ def call_provider(delivery: Delivery, subject: str, body: str, idempotent: bool 
     return Outcome(AttemptOutcome.SUCCEEDED, provider, latency_ms=latency)
 
 
+def _admitted(run_id: int, provider: str) -> bool:
+    allowed, changed = ProviderBreaker(run_id, provider).admit()
+    _announce_breaker(run_id, provider, changed)
+    return allowed
+
+
 def _admitted_provider(delivery: Delivery, primary: str, secondary: str) -> str | None:
-    allowed, changed = ProviderBreaker(delivery.run_id, primary).admit()
-    _announce_breaker(delivery.run_id, primary, changed)
-    if allowed:
+    """Primary if its breaker lets the call through; a transactional message fails over to the secondary.
+    (A delivery pinned by an unknown outcome never gets here: see `pinned_provider`.)"""
+    if _admitted(delivery.run_id, primary):
         return primary
     if delivery.intent.priority != Priority.TRANSACTIONAL:
         return None  # campaigns wait for the primary rather than crowd the backup
-    if DeliveryAttempt.objects.filter(
-        delivery=delivery, provider=primary, outcome__in=[AttemptOutcome.TIMEOUT, AttemptOutcome.CRASHED]
-    ).exists():
-        # The primary may already have sent it (the answer was lost). Idempotency keys do not
-        # span providers, so failing over could send it twice: wait for the primary instead.
-        return None
-    allowed, changed = ProviderBreaker(delivery.run_id, secondary).admit()
-    _announce_breaker(delivery.run_id, secondary, changed)
-    if allowed:
+    if _admitted(delivery.run_id, secondary):
         events.emit(delivery.run_id, "failover", delivery=delivery.pk, provider=secondary, instead_of=primary)
         return secondary
     return None
@@ -315,30 +352,29 @@ def record_attempt(delivery: Delivery, attempt: int, outcome: Outcome, started_a
     fields = {"intent": delivery.intent_id, "delivery": delivery.pk, "channel": delivery.channel, "attempt": attempt}
     if outcome.status == AttemptOutcome.SUCCEEDED:
         with transaction.atomic():
+            if not _finish(delivery, attempt, DeliveryStatus.DELIVERED, provider=outcome.provider):
+                return  # taken over meanwhile: the new holder records what happens next
             row.save()
-            _finish(delivery, attempt, DeliveryStatus.DELIVERED, provider=outcome.provider)
         events.emit(run.pk, "attempt_succeeded", provider=outcome.provider, latency_ms=outcome.latency_ms, **fields)
         return
     events.emit(run.pk, "attempt_failed", provider=outcome.provider, error=outcome.error, **fields)
     # Without the dead-letter queue nothing is ever given up on: it retries for ever.
     if defences.enabled(run, "dead_letter_queue") and (not outcome.temporary or attempt >= run.max_attempts):
-        with transaction.atomic():
-            row.save()
-            _dead_letter(delivery, attempt, outcome.group, outcome.error, provider=outcome.provider)
+        _dead_letter(delivery, attempt, outcome.group, outcome.error, provider=outcome.provider, attempt_row=row)
         return
     ceiling = backoff_ceiling_ms(attempt, run.retry_base_ms, run.retry_cap_ms)
     jitter = defences.enabled(run, "jitter")
     delay = full_jitter_ms(attempt, run.retry_base_ms, run.retry_cap_ms) if jitter else ceiling
     if not budget.retry_allowed(run.pk, delivery.channel):
         delay = ceiling = run.retry_cap_ms
-        events.emit(run.pk, "retry_budget_exhausted", channel=delivery.channel, **fields)
+        events.emit(run.pk, "retry_budget_exhausted", **fields)
     row.backoff_ms, row.backoff_cap_ms = delay, ceiling
     next_at = now + timedelta(milliseconds=delay)
     with transaction.atomic():
-        row.save()
         moved = _move(delivery, attempt, status=DeliveryStatus.RETRY_SCHEDULED, next_attempt_at=next_at,
                       provider=outcome.provider, last_error=outcome.error[:300])
         if moved:
+            row.save()
             OutboxRow.objects.create(run=run, delivery=delivery, queue=delivery.queue, expected_attempts=attempt, available_at=next_at)
     events.emit(run.pk, "retry_scheduled", next_at=next_at.isoformat(), delay_ms=delay, ceiling_ms=ceiling,
                 max_attempts=run.max_attempts, **fields)
@@ -368,9 +404,12 @@ def _defer(delivery: Delivery, attempt: int, until: datetime, reason: str) -> No
     events.emit(delivery.run_id, "deferred", delivery=delivery.pk, intent=delivery.intent_id, until=until.isoformat(), reason=reason)
 
 
-def _dead_letter(delivery: Delivery, attempt: int, group: str, error: str, provider: str = "") -> None:
+def _dead_letter(delivery: Delivery, attempt: int, group: str, error: str, provider: str = "",
+                 attempt_row: DeliveryAttempt | None = None) -> None:  # fmt: skip
     with transaction.atomic():
         if _finish(delivery, attempt, DeliveryStatus.DEAD_LETTERED, last_error=error[:300], provider=provider or delivery.provider):
+            if attempt_row is not None:
+                attempt_row.save()
             DeadLetter.objects.create(
                 run_id=delivery.run_id,
                 delivery=delivery,
