@@ -48,6 +48,7 @@ FACTS: dict[str, str] = {
     "in_flight": "deliveries not finished yet",
     "provider_sends": "messages the providers really sent",
     "duplicate_sends": "provider sends beyond one per delivery",
+    "sent_but_dead_lettered": "dead-lettered deliveries a provider did send (its answer was lost)",
     "lost": "deliveries stuck for 5 minutes with nothing to move them",
     "order_violations": "in-app messages received out of per-user order",
     "quiet_hours_violations": "messages sent inside the user's quiet hours",

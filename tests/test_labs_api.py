@@ -236,3 +236,17 @@ def test_create_lab_run_prints_one_line_of_json_for_scripts(transactional_db, dj
     assert printed["api_key"] == LabRun.objects.get(pk=printed["run"]).api_key
     assert django_user_model.objects.filter(username="instructor-bot").exists()
     assert bad.returncode != 0 and "is not a valid user name" in bad.stderr
+
+
+def test_with_redis_down_the_fault_endpoints_answer_json_503(api, run, settings):
+    from tests.harness import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    for response in (
+        api.put("/api/runs/current/faults", {"faults": {"sms-primary": {"down": True}}}, content_type="application/json"),
+        api.delete("/api/runs/current/faults"),
+        api.get("/api/runs/current/faults"),
+    ):
+        assert response.status_code == 503, response.content[:300]
+        assert "Redis is unreachable" in response.json()["error"]

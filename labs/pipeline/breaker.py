@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from redis.exceptions import WatchError
 
 from config.redis_client import get_redis, key
+from labs.pipeline.window import SlidingWindow
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -69,7 +70,7 @@ class ProviderBreaker:
         self.provider = provider
         self.policy = policy or BreakerPolicy()
         self.state_key = key("run", str(run_id), "breaker", provider)
-        self.calls_key = key("run", str(run_id), "breaker", provider, "calls")
+        self.calls = SlidingWindow(self.policy.window_s, "run", str(run_id), "breaker", provider, "calls")
 
     def state(self) -> BreakerState:
         raw = get_redis().get(self.state_key)
@@ -87,36 +88,19 @@ class ProviderBreaker:
     def record_many(self, successes: int, failures: int, now: float | None = None) -> BreakerState | None:
         """Count finished calls (a bulk send counts each message); the batch is ok if none failed."""
         now = time.time() if now is None else now
-        second = int(now)
         ok = failures == 0
         redis = get_redis()
         with redis.pipeline() as pipe:
-            if successes:
-                pipe.hincrby(self.calls_key, f"{second}:ok", successes)
-            if failures:
-                pipe.hincrby(self.calls_key, f"{second}:fail", failures)
-            pipe.expire(self.calls_key, self.policy.window_s * 3)
+            self.calls.add({"ok": successes, "fail": failures}, now, pipe)
             pipe.get(self.state_key)
             raw_state = pipe.execute()[-1]
         if ok and not raw_state:
             return None  # the common case: a success while closed changes nothing
-        successes, failures = self._window_counts(redis, now)
+        counts = self.calls.totals(now)
         _, changed = self._transition(
-            lambda current: (None, after_call(current, ok, successes, failures, now, self.policy))
+            lambda current: (None, after_call(current, ok, counts.get("ok", 0), counts.get("fail", 0), now, self.policy))
         )
         return changed
-
-    def _window_counts(self, redis, now: float) -> tuple[int, int]:
-        oldest = int(now) - self.policy.window_s + 1
-        successes = failures = 0
-        for field, count in redis.hgetall(self.calls_key).items():
-            second, outcome = field.decode().split(":")
-            if int(second) >= oldest:
-                if outcome == "ok":
-                    successes += int(count)
-                else:
-                    failures += int(count)
-        return successes, failures
 
     def _transition(self, decide):
         """Apply `decide(current) -> (result, new_state)` atomically; returns (result, new state if changed)."""
@@ -134,7 +118,7 @@ class ProviderBreaker:
                     pipe.multi()
                     if new.state == CLOSED:
                         pipe.delete(self.state_key)
-                        pipe.delete(self.calls_key)  # a fresh start after recovery
+                        self.calls.clear(pipe=pipe)  # a fresh start after recovery
                     else:
                         pipe.set(self.state_key, json.dumps(asdict(new)), ex=3600)
                     pipe.execute()

@@ -6,36 +6,21 @@ dropped: it waits the longest backoff instead, which takes pressure off a provid
 that is already failing.
 """
 
-import time
-
-from config.redis_client import get_redis, key
+from labs.pipeline.window import SlidingWindow
 
 WINDOW_S = 10
 RATIO = 0.5
 FLOOR = 20
 
 
-def _key(run_id: int, channel: str) -> str:
-    return key("run", str(run_id), "budget", channel)
+def _window(run_id: int, channel: str) -> SlidingWindow:
+    return SlidingWindow(WINDOW_S, "run", str(run_id), "budget", channel)
 
 
 def record_attempt(run_id: int, channel: str, attempt: int, count: int = 1) -> None:
-    second = int(time.time())
-    redis = get_redis()
-    with redis.pipeline(transaction=False) as pipe:
-        pipe.hincrby(_key(run_id, channel), f"{second}:{'first' if attempt == 1 else 'retry'}", count)
-        pipe.expire(_key(run_id, channel), WINDOW_S * 3)
-        pipe.execute()
+    _window(run_id, channel).add({"first" if attempt == 1 else "retry": count})
 
 
 def retry_allowed(run_id: int, channel: str) -> bool:
-    oldest = int(time.time()) - WINDOW_S + 1
-    firsts = retries = 0
-    for field, count in get_redis().hgetall(_key(run_id, channel)).items():
-        second, kind = field.decode().split(":")
-        if int(second) >= oldest:
-            if kind == "first":
-                firsts += int(count)
-            else:
-                retries += int(count)
-    return retries < FLOOR + RATIO * firsts
+    counts = _window(run_id, channel).totals()
+    return counts.get("retry", 0) < FLOOR + RATIO * counts.get("first", 0)
