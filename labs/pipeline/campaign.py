@@ -125,16 +125,22 @@ def _still_held(ready: list, provider: str) -> list:
     retry to it (worker.pinned_provider). A delivery taken over meanwhile is not sent here.
     """
     with transaction.atomic():
-        held: set[int] = set()
-        for attempts in {d.attempts for d, _, _ in ready}:
-            mine = Delivery.objects.filter(pk__in=[d.pk for d, _, _ in ready if d.attempts == attempts],
-                                           attempts=attempts, status=DeliveryStatus.SENDING)  # fmt: skip
-            if connection.features.has_select_for_update:
-                mine = mine.select_for_update().order_by("pk")
-            ids = list(mine.values_list("pk", flat=True))
-            Delivery.objects.filter(pk__in=ids).update(provider=provider)
-            held.update(ids)
+        held = _held([d for d, _, _ in ready])
+        Delivery.objects.filter(pk__in=held).update(provider=provider)
     return [item for item in ready if item[0].pk in held]
+
+
+def _held(deliveries: list[Delivery]) -> set[int]:
+    """The ids of these deliveries this worker still holds (same attempt count, still sending),
+    locked until the caller's transaction ends where the database can lock rows."""
+    held: set[int] = set()
+    for attempts in {d.attempts for d in deliveries}:
+        mine = Delivery.objects.filter(pk__in=[d.pk for d in deliveries if d.attempts == attempts],
+                                       attempts=attempts, status=DeliveryStatus.SENDING)  # fmt: skip
+        if connection.features.has_select_for_update:
+            mine = mine.select_for_update().order_by("pk")  # id order: two batches queue, never deadlock
+        held.update(mine.values_list("pk", flat=True))
+    return held
 
 
 def _record(run: LabRun, results: list[tuple[Delivery, worker.Outcome]], started_at) -> None:
@@ -142,18 +148,19 @@ def _record(run: LabRun, results: list[tuple[Delivery, worker.Outcome]], started
     succeeded = [(d, o) for d, o in results if o.status == AttemptOutcome.SUCCEEDED]
     if succeeded:
         with transaction.atomic():
+            # Only deliveries this worker still holds (same attempt, still sending) move on, and
+            # only they get an attempt row: a takeover has already recorded the others.
+            held = _held([d for d, _ in succeeded])
+            for provider in {o.provider for _, o in succeeded}:
+                ids = [d.pk for d, o in succeeded if o.provider == provider and d.pk in held]
+                Delivery.objects.filter(pk__in=ids).update(
+                    status=DeliveryStatus.DELIVERED, provider=provider, finished_at=now, next_attempt_at=None, updated_at=now
+                )
             insert_rows(DeliveryAttempt, [
                 {"delivery_id": d.pk, "number": d.attempts, "provider": o.provider, "outcome": o.status,
                  "started_at": started_at, "finished_at": now, "latency_ms": o.latency_ms}
-                for d, o in succeeded
+                for d, o in succeeded if d.pk in held
             ])  # fmt: skip
-            # Only deliveries this worker still holds (same attempt, still sending) move on.
-            for provider in {o.provider for _, o in succeeded}:
-                ids = [d.pk for d, o in succeeded if o.provider == provider]
-                for attempts in {d.attempts for d, _ in succeeded}:
-                    Delivery.objects.filter(pk__in=ids, attempts=attempts, status=DeliveryStatus.SENDING).update(
-                        status=DeliveryStatus.DELIVERED, provider=provider, finished_at=now, next_attempt_at=None, updated_at=now
-                    )
         events.emit_many(run.pk, [
             ("batch_delivered", {"channel": channel, "provider": provider, "count": len(sent), "latency_ms": sent[0][1].latency_ms,
                                  "deliveries": [d.pk for d, _ in sent]})
