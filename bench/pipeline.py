@@ -177,17 +177,15 @@ def _postgres_cpu_seconds() -> float:
 
 
 def _where_waiting(run, client) -> dict[str, int]:
-    from django.db.models import Count
-
     from labs.models import Delivery, OutboxRow
+    from labs.pipeline.deliveries import on_broker
 
     batch_tasks = sum(client.llen(f"bench:{queue}") for queue in ("email", "sms", "push"))
-    statuses = dict(Delivery.objects.filter(run=run, status__in=["queued", "sending"]).values_list("status").annotate(n=Count("id")))
     return {
         "outbox (unpublished)": OutboxRow.objects.filter(run=run, published_at=None).count(),
         "in Redis (batches of 100)": batch_tasks * 100,
-        "queued, not claimed": statuses.get("queued", 0),
-        "sending": statuses.get("sending", 0),
+        "queued, not claimed": on_broker(run.pk).values("delivery_id").distinct().count(),
+        "sending": Delivery.objects.filter(run=run, status="sending").count(),
     }
 
 

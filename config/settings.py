@@ -155,8 +155,11 @@ LAB_RUN_IDLE_MINUTES = env_int("LAB_RUN_IDLE_MINUTES", 12 * 60, minimum=1)
 # Seconds a published message may sit unclaimed before the relay publishes it again
 # (a Redis restart can lose what it held; the database still knows).
 LAB_REDELIVER_AFTER = env_int("LAB_REDELIVER_AFTER", 60, minimum=1)
-# Seconds a worker may hold a delivery before another worker may take it over.
+# Seconds a worker may hold a delivery before the relay takes it over (the worker is presumed lost).
 LAB_SENDING_LEASE = env_int("LAB_SENDING_LEASE", 15, minimum=2)
+# Seconds after acceptance a message may keep waiting for an open circuit breaker; past it the
+# next refusal dead-letters it (group breaker_open).
+LAB_MESSAGE_DEADLINE = env_int("LAB_MESSAGE_DEADLINE", 600, minimum=5)
 # The provider client's timeout.
 LAB_PROVIDER_TIMEOUT_MS = env_int("LAB_PROVIDER_TIMEOUT_MS", 2000, minimum=10)
 LAB_RELAY_BATCH = env_int("LAB_RELAY_BATCH", 500, minimum=1)

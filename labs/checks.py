@@ -9,7 +9,7 @@ and the experiment card shows how a step changed them.
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Count, DurationField, Exists, ExpressionWrapper, F, Max, Min, OuterRef, Q
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q
 from django.utils import timezone
 
 from labs.lab_files import Check, Lab
@@ -26,6 +26,7 @@ from labs.models import (
     ProviderSend,
 )
 from labs.pipeline import audit, faults, metrics
+from labs.pipeline.deliveries import on_broker, unreachable
 from labs.pipeline.breaker import CLOSED, ProviderBreaker
 from labs.pipeline.topology import ALL_PROVIDERS
 from labs.pipeline.worker import PoisonMessage
@@ -137,7 +138,7 @@ def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: d
         outbox_oldest_s=round(oldest_s, 1),
         outbox_scheduled=outbox["scheduled"],
         max_publish_wait_s=round(max(oldest_s, outbox["longest"].total_seconds() if outbox["longest"] else 0.0), 1),
-        queued=by_status.get(DeliveryStatus.QUEUED, 0),
+        queued=on_broker(run.pk).values("delivery_id").distinct().count(),
         sending=by_status.get(DeliveryStatus.SENDING, 0),
         retries_scheduled=by_status.get(DeliveryStatus.RETRY_SCHEDULED, 0),
         retries_total=attempts["retries"],
@@ -168,13 +169,8 @@ def breaker_states(run: LabRun) -> dict[str, str]:
 
 
 def _stranded(run: LabRun, now) -> int:
-    """Pending deliveries with no unpublished outbox row: accepted, and nothing will publish them."""
-    unpublished = OutboxRow.objects.filter(delivery=OuterRef("pk"), published_at__isnull=True)
-    return (
-        Delivery.objects.filter(run=run, status=DeliveryStatus.PENDING, updated_at__lt=now - STRANDED_AFTER)
-        .exclude(Exists(unpublished))
-        .count()
-    )
+    """Waiting deliveries nothing will publish (accepted, and the publish never happened)."""
+    return unreachable(run.pk).filter(updated_at__lt=now - STRANDED_AFTER).count()
 
 
 def _last_alert_ms(run: LabRun, now) -> int | None:

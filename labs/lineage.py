@@ -42,7 +42,7 @@ def lineage(run: LabRun, intent: NotificationIntent) -> list[DeliveryLineage]:
         moments = [Moment(intent.created_at, "accepted", f"Accepted by the API for {delivery.get_channel_display()}")]
         for row in delivery.outbox_rows.all():
             due = f", due {_offset(row.available_at, row.created_at)} later" if row.available_at > row.created_at else ""
-            moments.append(Moment(row.created_at, "outbox", f"Outbox row written (for attempt {row.expected_attempts + 1}){due}"))
+            moments.append(Moment(row.created_at, "outbox", f"Outbox row written (generation {row.generation}){due}"))
             if row.published_at:
                 moments.append(Moment(row.published_at, "published", f"Published to the {row.queue} queue"))
         for attempt in delivery.attempt_rows.all():
@@ -50,7 +50,11 @@ def lineage(run: LabRun, intent: NotificationIntent) -> list[DeliveryLineage]:
             where = f" at {attempt.provider}" if attempt.provider else ""
             detail = f": {attempt.error}" if attempt.error else ""
             tone = "ok" if outcome == AttemptOutcome.SUCCEEDED else "bad"
-            moments.append(Moment(attempt.started_at, "attempt", f"Attempt {attempt.number}{where}: {outcome.label.lower()}{detail}", tone))
+            if outcome == AttemptOutcome.BREAKER_OPEN:
+                text = f"Not sent: {attempt.provider}'s breaker was open (no attempt used; deferred to its next trial)"
+            else:
+                text = f"Attempt {attempt.number}{where}: {outcome.label.lower()}{detail}"
+            moments.append(Moment(attempt.started_at, "attempt", text, tone))
             if attempt.backoff_ms is not None:
                 moments.append(Moment(attempt.finished_at, "backoff",
                                       f"Backoff {attempt.backoff_ms} ms, drawn between 0 and {attempt.backoff_cap_ms} ms", "warn"))  # fmt: skip
@@ -63,6 +67,8 @@ def lineage(run: LabRun, intent: NotificationIntent) -> list[DeliveryLineage]:
             moments.append(Moment(datetime.fromtimestamp(at, dt_timezone.utc), "duplicate", "Duplicate suppressed: idempotency stopped a second send", "ok"))
         if delivery.status == DeliveryStatus.DELIVERED and delivery.finished_at:
             moments.append(Moment(delivery.finished_at, "delivered", f"Delivered by {delivery.provider}", "ok"))
+        elif delivery.status == DeliveryStatus.BOUNCED:
+            moments.append(Moment(delivery.finished_at or delivery.updated_at, "bounced", f"Bounced: {delivery.last_error}", "bad"))
         elif delivery.status == DeliveryStatus.SUPPRESSED:
             moments.append(Moment(delivery.finished_at or delivery.updated_at, "suppressed", delivery.last_error or "Suppressed"))
         moments.sort(key=lambda m: m.at)

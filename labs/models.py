@@ -116,18 +116,26 @@ class NotificationIntent(models.Model):
 
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Waiting in the outbox"
-    QUEUED = "queued", "On the broker"
+    QUEUED = "queued", "On the broker"  # no longer written: queue depth comes from outbox rows
     SENDING = "sending", "With a worker"
     RETRY_SCHEDULED = "retry_scheduled", "Retry scheduled"
-    DEFERRED = "deferred", "Deferred (quiet hours or ordering)"
+    DEFERRED = "deferred", "Deferred (quiet hours or an open breaker)"
+    WAITING_TURN = "waiting_turn", "Waiting for an earlier in-app message"
     DELIVERED = "delivered", "Delivered"
     SUPPRESSED = "suppressed", "Suppressed (opted out)"
+    BOUNCED = "bounced", "Bounced (the provider refused the address)"
     DEAD_LETTERED = "dead_lettered", "Dead-lettered"
     DISCARDED = "discarded", "Discarded from the dead-letter queue"
 
 
-TERMINAL = (DeliveryStatus.DELIVERED, DeliveryStatus.SUPPRESSED, DeliveryStatus.DEAD_LETTERED, DeliveryStatus.DISCARDED)
-# A delivery in one of these states may be claimed by the next message for it.
+TERMINAL = (
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.SUPPRESSED,
+    DeliveryStatus.BOUNCED,
+    DeliveryStatus.DEAD_LETTERED,
+    DeliveryStatus.DISCARDED,
+)
+# A delivery in one of these states has a message on its way (or due) and may be claimed by it.
 WAITING = (
     DeliveryStatus.PENDING,
     DeliveryStatus.QUEUED,
@@ -145,7 +153,11 @@ class Delivery(models.Model):
     channel = models.CharField(max_length=8, choices=Channel.choices)
     queue = models.CharField(max_length=16)
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    # Goes up by one on every transition (labs/pipeline/deliveries.py); a message carries the
+    # generation it was written for and does nothing once the delivery has moved on.
+    generation = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)  # provider calls, over the delivery's life: never decreases
+    replayed_at_attempt = models.PositiveSmallIntegerField(default=0)  # `attempts` when last replayed: the budget starts here
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     provider = models.CharField(max_length=32, blank=True)
@@ -176,7 +188,7 @@ class OutboxRow(models.Model):
     run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="outbox")
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="outbox_rows")
     queue = models.CharField(max_length=16)
-    expected_attempts = models.PositiveSmallIntegerField()  # the claim only succeeds at this attempt count
+    generation = models.PositiveIntegerField()  # the delivery's generation this message may claim
     available_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -210,6 +222,10 @@ class DeliveryAttempt(models.Model):
     # The retry this attempt scheduled: the drawn delay and the ceiling it was drawn under.
     backoff_ms = models.PositiveIntegerField(null=True, blank=True)
     backoff_cap_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The quiet hours in force when the worker decided to send ("22:00-07:00", "" for none), and
+    # the user's local time as the worker's clock saw it: the auditor judges the send against these.
+    quiet_hours = models.CharField(max_length=16, blank=True)
+    local_time = models.TimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["delivery_id", "number", "id"]
@@ -252,6 +268,10 @@ class ProviderSend(models.Model):
     recipient_number = models.PositiveIntegerField()
     sequence = models.PositiveIntegerField(null=True, blank=True)
     template = models.CharField(max_length=64)
+    # Metadata the caller attached: the quiet hours in force when it sent ("22:00-07:00" or "")
+    # and the user's time zone, so the auditor judges each send by the rules of its moment.
+    quiet_hours = models.CharField(max_length=16, blank=True)
+    time_zone = models.CharField(max_length=48, blank=True)
     sent_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

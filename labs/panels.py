@@ -25,7 +25,7 @@ from labs.models import (
     NotificationIntent,
     ProviderSend,
 )
-from labs.pipeline import deadletters, defences, faults
+from labs.pipeline import deadletters, defences, deliveries, faults
 from labs.pipeline.intake import URGENT_QUEUE
 from labs.pipeline.topology import PROVIDERS
 
@@ -111,11 +111,7 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
     breakers = checks.breaker_states(run)
     fault_settings = faults.all_faults(run.pk)
     found = checks.facts(run, breakers, fault_settings)
-    queued = (
-        Delivery.objects.filter(run=run, status=DeliveryStatus.QUEUED)
-        .values("queue")
-        .annotate(n=Count("id"), oldest=Min("updated_at"))
-    )
+    queued = deliveries.on_broker(run.pk).values("queue").annotate(n=Count("delivery_id", distinct=True), oldest=Min("published_at"))
     by_queue = {row["queue"]: row for row in queued}
     queues = [
         (name, by_queue.get(name, {}).get("n", 0), _age(now, by_queue.get(name, {}).get("oldest")))

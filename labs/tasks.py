@@ -5,12 +5,12 @@ from labs.pipeline.worker import deliver
 
 
 @shared_task(name="labs.deliver_task", ignore_result=True)
-def deliver_task(delivery_id: int, expected_attempts: int) -> None:
-    """Deliver one message; the id and attempt count are all it carries (the rest is in the database)."""
-    deliver(delivery_id, expected_attempts)
+def deliver_task(delivery_id: int, generation: int) -> None:
+    """Deliver one message; the id and the delivery's generation are all it carries (the rest is in the database)."""
+    deliver(delivery_id, generation)
 
 
 @shared_task(name="labs.deliver_batch_task", ignore_result=True)
 def deliver_batch_task(run_id: int, items: list[list[int]]) -> None:
-    """Deliver a batch of campaign messages: [[delivery id, expected attempts], ...]."""
+    """Deliver a batch of campaign messages: [[delivery id, generation], ...]."""
     deliver_batch(run_id, [tuple(item) for item in items])

@@ -18,7 +18,7 @@ from labs.models import (
     ProviderSend,
     Recipient,
 )
-from labs.pipeline import audit, events, faults
+from labs.pipeline import audit, defences, events, faults
 from labs.pipeline.breaker import ProviderBreaker
 from labs.runs import create_run
 from tests.conftest import start_pipeline
@@ -153,38 +153,53 @@ def test_a_provider_that_fails_twice_is_retried_with_growing_jittered_delays(run
 
 
 def test_the_jitter_spreads_retries_of_messages_that_failed_together_and_exhausted_ones_are_dead_lettered(run):
+    defences.set_defences(run, circuit_breaker=False)  # every attempt reaches the failing provider
     faults.set_fault(run.pk, "email-primary", down=True)
     api = LabClient(run)
     api.batch([{"idempotency_key": f"j{i}", "user_id": i, "template": "weekly_digest", "data": {"count": 1}}
                for i in range(1, 21)])  # fmt: skip
 
-    # A campaign does not fail over: 4 attempts each (failures, then an open breaker), then the dead letters.
+    # A campaign does not fail over: 4 failed attempts each, then the dead letters.
     assert wait_until_settled(run)["dead_lettered"] == 20
+    assert set(DeadLetter.objects.filter(run=run).values_list("error_group", "attempts")) == {("provider_unavailable", 4)}
 
     first_delays = list(DeliveryAttempt.objects.filter(delivery__run=run, number=1).values_list("backoff_ms", flat=True))
     assert len(first_delays) == 20
     assert len(set(first_delays)) > 10, "full jitter should draw (almost) all different delays"
 
 
-def test_a_permanent_error_goes_straight_to_the_dead_letters_and_a_replay_after_the_fix_delivers_once(run):
+def test_a_refusal_by_an_open_breaker_uses_no_attempt_and_the_campaign_waits_for_the_provider(run):
+    faults.set_fault(run.pk, "email-primary", down=True)
+    api = LabClient(run)
+    api.batch([{"idempotency_key": f"w{i}", "user_id": i, "template": "weekly_digest", "data": {"count": 1}}
+               for i in range(1, 21)])  # fmt: skip
+
+    # The breaker opens on the first failures; from then on the digests are refused without a call.
+    wait_for(lambda: DeliveryAttempt.objects.filter(delivery__run=run, outcome=AttemptOutcome.BREAKER_OPEN).count() >= 20,
+             30, "the open breaker to refuse the digests")  # fmt: skip
+    assert not DeadLetter.objects.filter(run=run).exists()
+    assert max(Delivery.objects.filter(run=run).values_list("attempts", flat=True)) < run.max_attempts
+    deferred = Delivery.objects.filter(run=run, status=DeliveryStatus.DEFERRED).first()
+    assert deferred is not None and deferred.outbox_rows.filter(published_at=None).exists()  # due at the next trial
+
+    faults.clear_faults(run.pk)
+    result = wait_until_settled(run)
+    assert (result["delivered"], result["dead_lettered"], result["duplicate_sends"]) == (20, 0, 0)
+
+
+def test_a_permanent_rejection_bounces_at_once_and_is_not_a_dead_letter(run):
     faults.set_fault(run.pk, "sms-primary", reject=True)
     api = LabClient(run)
     intent_id = api.send(user_id=7, template="security_alert", channels=["sms"], data={"device": "Firefox"}).json()["id"]
 
     result = wait_until_settled(run)
 
-    assert result["dead_lettered"] == 1 and result["provider_sends"] == 0
+    assert (result["bounced"], result["dead_lettered"], result["provider_sends"]) == (1, 0, 0)
     assert DeliveryAttempt.objects.filter(delivery__intent_id=intent_id).count() == 1  # no retries
-    groups = api.get("/api/dead-letters").json()["groups"]
-    assert [(g["error_group"], g["count"]) for g in groups] == [("provider_rejected", 1)]
-
-    faults.clear_faults(run.pk)
-    assert api.post("/api/dead-letters/replay", {"group": "provider_rejected"}).json() == {"replayed": 1}
-
-    result = wait_until_settled(run)
-    assert (result["delivered"], result["dead_lettered"], result["provider_sends"], result["duplicate_sends"]) == (1, 0, 1, 0)
     assert api.get("/api/dead-letters").json()["groups"] == []
-    assert Delivery.objects.get(intent_id=intent_id).replays == 1
+    assert api.get("/api/runs/current/metrics").json()["bounced"] == 1
+    delivery = Delivery.objects.get(intent_id=intent_id)
+    assert delivery.status == DeliveryStatus.BOUNCED and "rejected the address" in delivery.last_error
 
 
 def test_a_poison_message_is_dead_lettered_and_replaying_it_unfixed_dead_letters_it_again_tagged(run):

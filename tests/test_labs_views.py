@@ -329,14 +329,14 @@ def test_a_step_needs_a_prediction_then_runs_its_fault_and_records_what_happened
     htmx(learner, reverse("labs:act", args=[run.pk, 1, 2]))
     experiment = Experiment.objects.get(owner=learner.user)
     assert experiment.before["dead_letters"] == 0 and [a["label"] for a in experiment.actions] == [
-        "Put email-primary down", "Send 20 weekly digests"]  # fmt: skip
+        "Switch the circuit breaker off and put email-primary down", "Send 20 weekly digests"]  # fmt: skip
 
     htmx(learner, reverse("labs:record", args=[run.pk, 1]))
     experiment.refresh_from_db()
     assert experiment.after["accepted"] == 20 and experiment.recorded_at
 
     history = learner.get(reverse("labs:history")).content.decode()
-    assert "All twenty in the dead letters." in history and "Put email-primary down" in history
+    assert "All twenty in the dead letters." in history and "Switch the circuit breaker off and put email-primary down" in history
     assert "open dead letters" in history  # the facts the step observes, in words
 
 
@@ -369,7 +369,7 @@ def test_the_lineage_of_a_notification_shows_its_timeline(learner, run):
     fragment = learner.get(url, HTTP_HX_REQUEST="true").content.decode()
 
     assert "<html" in full and "<html" not in fragment
-    assert "Accepted by the API for Email" in fragment and "Outbox row written (for attempt 1)" in fragment
+    assert "Accepted by the API for Email" in fragment and "Outbox row written (generation 0)" in fragment
     assert "Dead-lettered after 4 attempt(s): provider_unavailable" in fragment
     redirect = learner.get(reverse("labs:delivery", args=[run.pk, dead.delivery_id]))
     assert redirect.status_code == 302 and redirect["Location"] == url

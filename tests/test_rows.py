@@ -42,7 +42,7 @@ def test_fields_not_given_take_their_defaults(run):
         [intent_id] = insert_rows(NotificationIntent, intents(run, 1, datetime.now(timezone.utc)), return_ids=True)
         [delivery_id] = insert_rows(Delivery, [{"run_id": run.pk, "intent_id": intent_id, "recipient_id": Recipient.objects.filter(run=run).first().pk,
                                                 "channel": "email", "queue": "email"}], return_ids=True)  # fmt: skip
-        insert_rows(OutboxRow, [{"run_id": run.pk, "delivery_id": delivery_id, "queue": "email", "expected_attempts": 0}])
+        insert_rows(OutboxRow, [{"run_id": run.pk, "delivery_id": delivery_id, "queue": "email", "generation": 0}])
 
     delivery = Delivery.objects.get(pk=delivery_id)
     assert (delivery.status, delivery.attempts, delivery.last_error, delivery.finished_at) == ("pending", 0, "", None)
@@ -64,4 +64,4 @@ def test_ignore_conflicts_keeps_the_first_row_and_without_it_the_conflict_is_an_
 
 def test_a_field_the_model_does_not_have_is_refused(run):
     with pytest.raises(AssertionError, match="OutboxRow has no field delivery"), transaction.atomic():
-        insert_rows(OutboxRow, [{"run_id": run.pk, "delivery": 1, "queue": "email", "expected_attempts": 0}])
+        insert_rows(OutboxRow, [{"run_id": run.pk, "delivery": 1, "queue": "email", "generation": 0}])

@@ -5,24 +5,28 @@ providers' own ledger, never from the pipeline's bookkeeping, so a bug that reco
 "delivered" without sending, or sends twice, shows here.
 
   accepted        deliveries written by the API (intents: the requests behind them)
-  delivered / suppressed / dead_lettered / in_flight   where each delivery is now
+  delivered / suppressed / bounced / dead_lettered / in_flight   where each delivery is now
   provider_sends  ledger rows; duplicate_sends: ledger rows beyond one per delivery
   sent_but_dead_lettered  dead-lettered deliveries the ledger shows a provider did send (the
                   answer was lost); a replay must not send them again
-  lost            unfinished deliveries nothing can move any more: still pending with
-                  no outbox row after ORPHAN_AFTER (the publish after the commit never
-                  happened), or with no progress at all for LOST_AFTER
+  lost            unfinished deliveries nothing can move any more, after ORPHAN_AFTER: waiting
+                  with no message of their generation (the publish after the commit never
+                  happened) or waiting their turn with nothing earlier left to wake them; plus
+                  deliveries stuck for LOST_AFTER although a rescue should have moved them
+                  (published and never claimed, or held by a worker, for that long)
   order_violations  in-app messages the provider received out of per-user order
-  quiet_hours_violations  non-security messages sent inside the user's quiet hours
+  quiet_hours_violations  non-security messages sent inside the quiet hours that were in force
+                  when they were sent (recorded with each send), by the provider's clock
 """
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
+from types import SimpleNamespace
 
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from labs.models import (
-    TERMINAL,
+    WAITING,
     Delivery,
     DeliveryStatus,
     LabRun,
@@ -31,6 +35,7 @@ from labs.models import (
     ProviderSend,
     TemplateCategory,
 )
+from labs.pipeline import deliveries
 from labs.pipeline.worker import quiet_hours_end
 
 LOST_AFTER = timedelta(minutes=5)
@@ -45,15 +50,12 @@ def audit(run: LabRun, now=None) -> dict:
     accepted = sum(by_status.values())
     delivered = by_status.get(DeliveryStatus.DELIVERED, 0)
     suppressed = by_status.get(DeliveryStatus.SUPPRESSED, 0)
+    bounced = by_status.get(DeliveryStatus.BOUNCED, 0)
     dead = by_status.get(DeliveryStatus.DEAD_LETTERED, 0) + by_status.get(DeliveryStatus.DISCARDED, 0)
     sends = ProviderSend.objects.filter(run=run)
     provider_sends = sends.count()
     distinct_sent = sends.values("intent_id", "channel").distinct().count()
-    pending_message = OutboxRow.objects.filter(delivery=OuterRef("pk"), published_at__isnull=True)
-    unfinished = Delivery.objects.filter(run=run).exclude(status__in=TERMINAL)
-    orphaned = Q(status=DeliveryStatus.PENDING, created_at__lt=now - ORPHAN_AFTER) & ~Exists(pending_message)
-    stalled = Q(updated_at__lt=now - LOST_AFTER) & ~Exists(pending_message)
-    lost = unfinished.filter(orphaned | stalled).count()
+    lost = deliveries.unreachable(run.pk).filter(updated_at__lt=now - ORPHAN_AFTER).count() + stalled(run, now).count()
     ledger = ProviderSend.objects.filter(run=run, intent_id=OuterRef("intent_id"), channel=OuterRef("channel"))
     sent_but_dead = Delivery.objects.filter(run=run, status=DeliveryStatus.DEAD_LETTERED).filter(Exists(ledger)).count()
     return {
@@ -61,8 +63,9 @@ def audit(run: LabRun, now=None) -> dict:
         "accepted": accepted,
         "delivered": delivered,
         "suppressed": suppressed,
+        "bounced": bounced,
         "dead_lettered": dead,
-        "in_flight": accepted - delivered - suppressed - dead,
+        "in_flight": accepted - delivered - suppressed - bounced - dead,
         "provider_sends": provider_sends,
         "duplicate_sends": provider_sends - distinct_sent,
         "sent_but_dead_lettered": sent_but_dead,
@@ -70,6 +73,17 @@ def audit(run: LabRun, now=None) -> dict:
         "order_violations": order_violations(run),
         "quiet_hours_violations": quiet_hours_violations(run),
     }
+
+
+def stalled(run: LabRun, now: datetime):
+    """Deliveries a rescue should have moved long ago: their message published and never
+    claimed for LOST_AFTER with no copy since, or held by a worker for that long."""
+    current = OutboxRow.objects.filter(delivery=OuterRef("pk"), generation=OuterRef("generation"))
+    recent = current.filter(Q(published_at__isnull=True) | Q(published_at__gte=now - LOST_AFTER))
+    return Delivery.objects.filter(run=run).filter(
+        (Q(status__in=WAITING) & Exists(current) & ~Exists(recent))
+        | Q(status=DeliveryStatus.SENDING, claimed_at__lt=now - LOST_AFTER)
+    )
 
 
 def order_violations(run: LabRun) -> int:
@@ -88,7 +102,13 @@ def order_violations(run: LabRun) -> int:
 
 
 def quiet_hours_violations(run: LabRun) -> int:
-    recipients = {r.number: r for r in run.recipients.exclude(quiet_start=None)}
+    """Sends inside the quiet hours recorded with them, judged by the provider's clock: a
+    worker whose clock is wrong shows here; a user who changes quiet hours later does not."""
     security = run.templates.filter(category=TemplateCategory.SECURITY).values_list("name", flat=True)
-    sends = ProviderSend.objects.filter(run=run, recipient_number__in=recipients).exclude(template__in=list(security))
-    return sum(1 for s in sends.only("recipient_number", "sent_at") if quiet_hours_end(recipients[s.recipient_number], s.sent_at))
+    sends = ProviderSend.objects.filter(run=run).exclude(quiet_hours="").exclude(template__in=list(security))
+    return sum(1 for window, zone, sent_at in sends.values_list("quiet_hours", "time_zone", "sent_at") if _inside(window, zone, sent_at))
+
+
+def _inside(window: str, zone: str, at: datetime) -> bool:
+    start, end = (time.fromisoformat(part) for part in window.split("-"))
+    return quiet_hours_end(SimpleNamespace(quiet_start=start, quiet_end=end, timezone=zone or "UTC"), at) is not None

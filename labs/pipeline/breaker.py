@@ -76,6 +76,16 @@ class ProviderBreaker:
         raw = get_redis().get(self.state_key)
         return BreakerState(**json.loads(raw)) if raw else BreakerState()
 
+    def next_trial_at(self, now: float | None = None) -> float:
+        """When a refused call may next be let through (the half-open trial); `now` if it may now."""
+        now = time.time() if now is None else now
+        current = self.state()
+        if current.state == OPEN:
+            return max(now, current.changed_at + self.policy.open_for_s)
+        if current.state == HALF_OPEN:
+            return max(now, current.trial_started_at + self.policy.open_for_s)
+        return now
+
     def admit(self, now: float | None = None) -> tuple[bool, BreakerState | None]:
         """Ask to call the provider. Returns (allowed, new state if it changed)."""
         now = time.time() if now is None else now

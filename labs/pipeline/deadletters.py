@@ -1,16 +1,24 @@
 """Triage of the dead-letter queue (lesson: dead-letter-queues): replay one, replay a group, discard.
 
 A replay puts the delivery back in the outbox with a fresh attempt budget, in the same
-transaction that closes the dead letter. The delivery keeps its idempotency key, so
-replaying something the provider did deliver (its response was lost) sends nothing twice.
+transaction that closes the dead letter. The delivery keeps its idempotency key, and an
+attempt whose outcome was unknown keeps it pinned to that provider, so replaying something
+the provider did deliver (its response was lost) sends nothing twice.
 """
 
-from django.db import transaction
-from django.db.models import Count, F, Min
+from django.db import connection, transaction
+from django.db.models import Count, Min
 from django.utils import timezone
 
-from labs.models import DeadLetter, Delivery, DeliveryStatus, LabRun, OutboxRow
-from labs.pipeline import events
+from labs.models import DeadLetter, Delivery, LabRun
+from labs.pipeline import deliveries, events
+
+
+def _deliveries(ids: list[int]) -> list[Delivery]:
+    rows = Delivery.objects.filter(pk__in=ids).only("pk", "run_id", "queue", "generation", "channel", "recipient_id", "sequence")
+    if connection.features.has_select_for_update:
+        rows = rows.select_for_update().order_by("pk")
+    return list(rows)
 
 
 def open_groups(run: LabRun) -> list[dict]:
@@ -35,14 +43,7 @@ def replay(run: LabRun, dead_letter_ids: list[int]) -> int:
         DeadLetter.objects.filter(pk__in=[d.pk for d in letters]).update(
             resolution=DeadLetter.Resolution.REPLAYED, resolved_at=now
         )
-        delivery_ids = [d.delivery_id for d in letters]
-        Delivery.objects.filter(pk__in=delivery_ids, status=DeliveryStatus.DEAD_LETTERED).update(
-            status=DeliveryStatus.PENDING, attempts=0, replays=F("replays") + 1, next_attempt_at=None,
-            finished_at=None, last_error="", updated_at=now,
-        )  # fmt: skip
-        OutboxRow.objects.bulk_create(
-            [OutboxRow(run=run, delivery_id=d.delivery_id, queue=d.delivery.queue, expected_attempts=0) for d in letters]
-        )
+        deliveries.replay(_deliveries([d.delivery_id for d in letters]))
     events.emit_many(run.pk, [("replayed", {"delivery": d.delivery_id, "group": d.error_group}) for d in letters])
     return len(letters)
 
@@ -58,8 +59,6 @@ def discard(run: LabRun, dead_letter_ids: list[int]) -> int:
         letters = DeadLetter.objects.filter(run=run, pk__in=dead_letter_ids, resolution=DeadLetter.Resolution.OPEN)
         delivery_ids = list(letters.values_list("delivery_id", flat=True))
         count = letters.update(resolution=DeadLetter.Resolution.DISCARDED, resolved_at=now)
-        Delivery.objects.filter(pk__in=delivery_ids, status=DeliveryStatus.DEAD_LETTERED).update(
-            status=DeliveryStatus.DISCARDED, updated_at=now
-        )
+        deliveries.discard(_deliveries(delivery_ids))
     events.emit_many(run.pk, [("discarded", {"delivery": pk}) for pk in delivery_ids])
     return count

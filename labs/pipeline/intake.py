@@ -102,7 +102,12 @@ def _publish_after_commit(run: LabRun, intents: list[NotificationIntent]) -> Non
     if random.random() < faults.fault_for(run.pk, faults.PIPELINE).get("publish_crash", 0.0):
         raise SimulatedCrash("the API process crashed after its commit and before publishing")
     publish_messages([(pk, queue, 0) for pk, queue in deliveries])
-    Delivery.objects.filter(pk__in=[pk for pk, _ in deliveries], status="pending").update(status="queued")
+    # A note of what went out (published already, so the relay skips it): without it nothing
+    # would tell a message on the broker from one the crash above lost.
+    now = timezone.now()
+    with transaction.atomic():
+        insert_rows(OutboxRow, [{"run_id": run.pk, "delivery_id": pk, "queue": queue, "generation": 0, "available_at": now,
+                                 "published_at": now, "created_at": now} for pk, queue in deliveries])  # fmt: skip
 
 
 def _accept(run: LabRun, requests: list[IntentRequest], name) -> list[Accepted]:
@@ -205,7 +210,7 @@ def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
     delivery_ids = insert_rows(Delivery, deliveries, return_ids=True)
     if defences.enabled(run, "outbox"):
         insert_rows(OutboxRow, [
-            {"run_id": run.pk, "delivery_id": pk, "queue": d["queue"], "expected_attempts": 0, "available_at": now, "created_at": now}
+            {"run_id": run.pk, "delivery_id": pk, "queue": d["queue"], "generation": 0, "available_at": now, "created_at": now}
             for pk, d in zip(delivery_ids, deliveries, strict=True)
         ])  # fmt: skip
     return {index: intent for intent, (index, *_) in zip(intents, new, strict=True)}

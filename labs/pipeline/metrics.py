@@ -4,6 +4,7 @@ from django.db.models import Count, Min, Sum
 from django.utils import timezone
 
 from labs.models import AttemptOutcome, DeadLetter, Delivery, DeliveryAttempt, DeliveryStatus, LabRun
+from labs.pipeline.deliveries import on_broker
 
 LATENCY_SAMPLE = 2000
 
@@ -25,11 +26,11 @@ def run_metrics(run: LabRun) -> dict:
         attempts.filter(outcome__in=provider_calls).order_by("-id").values_list("latency_ms", flat=True)[:LATENCY_SAMPLE]
     )
     deliveries = Delivery.objects.filter(run=run)
-    oldest_queued = deliveries.filter(status=DeliveryStatus.QUEUED).aggregate(at=Min("updated_at"))["at"]
+    oldest_queued = on_broker(run.pk).aggregate(at=Min("published_at"))["at"]
     return {
         "sent": sum(by_outcome.get(o, 0) for o in provider_calls),
         "delivered": deliveries.filter(status=DeliveryStatus.DELIVERED).count(),
-        "bounced": by_outcome.get(AttemptOutcome.REJECTED, 0),
+        "bounced": deliveries.filter(status=DeliveryStatus.BOUNCED).count(),
         "failed_attempts": by_outcome.get(AttemptOutcome.FAILED, 0) + by_outcome.get(AttemptOutcome.TIMEOUT, 0),
         "breaker_refusals": by_outcome.get(AttemptOutcome.BREAKER_OPEN, 0),
         "latency_p50_ms": percentile(latencies, 0.50),

@@ -52,6 +52,8 @@ class OutgoingMessage:
     recipient_number: int
     sequence: int | None
     template: str
+    quiet_hours: str = ""  # metadata: the user's quiet hours the sender applied ("22:00-07:00"), and their time zone
+    time_zone: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,8 @@ def _record_sends(provider: str, messages: list[OutgoingMessage]) -> list[SendRe
     seen = dict(ProviderSend.objects.filter(provider=provider, idempotency_key__in=keys).values_list("idempotency_key", "pk"))
     new = [
         {"run_id": m.run_id, "provider": provider, "idempotency_key": m.idempotency_key, "channel": m.channel,
-         "intent_id": m.intent_id, "recipient_number": m.recipient_number, "sequence": m.sequence, "template": m.template}
+         "intent_id": m.intent_id, "recipient_number": m.recipient_number, "sequence": m.sequence, "template": m.template,
+         "quiet_hours": m.quiet_hours, "time_zone": m.time_zone}
         for m in messages if m.idempotency_key not in seen
     ]  # fmt: skip
     with transaction.atomic():
@@ -154,6 +157,8 @@ def _record_send(provider: str, message: OutgoingMessage) -> SendResult:
                 recipient_number=message.recipient_number,
                 sequence=message.sequence,
                 template=message.template,
+                quiet_hours=message.quiet_hours,
+                time_zone=message.time_zone,
             )
         return SendResult(f"{provider}-{sent.pk}", already_sent=False)
     except IntegrityError:

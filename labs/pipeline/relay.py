@@ -4,14 +4,16 @@
 1. Claim a batch of due, unpublished outbox rows, urgent lane first. On PostgreSQL
    the rows are locked with FOR UPDATE SKIP LOCKED, so several relays can share the
    work; on SQLite a single relay holds a lease (see `hold_lease`).
-2. Publish each row's message to its queue.
-3. Mark the rows published and their deliveries queued. A crash between 2 and 3
-   publishes those rows again: at-least-once, which is why the worker's claim
-   drops duplicates.
+2. Publish each row's message (delivery id and generation) to its queue.
+3. Mark the rows published. A crash between 2 and 3 publishes those rows again:
+   at-least-once, which is why the worker's claim drops a copy whose generation has
+   moved on. The relay never writes a delivery's state: how many messages wait on the
+   broker is read from the published rows.
 
-`rescue_stranded` republishes deliveries the broker may have lost: published long ago
-and never claimed (a Redis restart drops what it held), or claimed by a worker that
-has since died without letting go.
+`rescue_stranded` hands the state machine (labs/pipeline/deliveries.py) what the broker
+or a dead worker has stranded: deliveries published long ago and never claimed (a Redis
+restart drops what it held) are published again at the same generation; deliveries whose
+worker has held them past the lease are taken over.
 """
 
 import logging
@@ -22,12 +24,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Value, When
+from django.db.models import Case, IntegerField, Q, Value, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from config.celery import app
-from labs.models import Delivery, DeliveryStatus, OutboxRow, RelayLease
-from labs.pipeline import events, faults
+from labs.models import OutboxRow, RelayLease
+from labs.pipeline import deliveries, events, faults
 from labs.pipeline.intake import URGENT_QUEUE
 
 log = logging.getLogger("faultline.relay")
@@ -67,27 +70,28 @@ def release_lease() -> None:
 
 
 def publish_messages(messages: list[tuple[int, str, int]], batches=()) -> None:
-    """Send one deliver task per (delivery id, queue, expected attempts), and one batch task per
-    (run id, queue, [[delivery id, expected attempts], ...]), on one broker connection."""
+    """Send one deliver task per (delivery id, queue, generation), and one batch task per
+    (run id, queue, [[delivery id, generation], ...]), on one broker connection."""
     with app.producer_or_acquire() as producer:
-        for delivery_id, queue, expected_attempts in messages:
-            app.send_task(DELIVER_TASK, args=[delivery_id, expected_attempts], queue=queue, producer=producer, retry=False)
+        for delivery_id, queue, generation in messages:
+            app.send_task(DELIVER_TASK, args=[delivery_id, generation], queue=queue, producer=producer, retry=False)
         for run_id, queue, items in batches:
             app.send_task(DELIVER_BATCH_TASK, args=[run_id, items], queue=queue, producer=producer, retry=False)
 
 
 def _group(rows, chaos) -> tuple[list, list]:
-    """First attempts on the campaign lanes travel in batches; everything else one by one."""
+    """First messages (generation 0: never claimed) on the campaign lanes travel in batches;
+    everything else one by one."""
     from labs.pipeline.campaign import BATCH_SIZE
 
     singles, grouped = [], {}
-    for _, run_id, delivery_id, queue, expected_attempts in rows:
+    for _, run_id, delivery_id, queue, generation in rows:
         copies = 2 if random.random() < chaos[run_id].get("duplicate_delivery", 0.0) else 1  # the broker hands it over twice
         for _ in range(copies):
-            if queue in CAMPAIGN_QUEUES and expected_attempts == 0:
-                grouped.setdefault((run_id, queue), []).append([delivery_id, expected_attempts])
+            if queue in CAMPAIGN_QUEUES and generation == 0:
+                grouped.setdefault((run_id, queue), []).append([delivery_id, generation])
             else:
-                singles.append((delivery_id, queue, expected_attempts))
+                singles.append((delivery_id, queue, generation))
     batches = [
         (run_id, queue, items[start : start + BATCH_SIZE])
         for (run_id, queue), items in grouped.items()
@@ -99,24 +103,23 @@ def _group(rows, chaos) -> tuple[list, list]:
 def publish_due(limit: int | None = None) -> int:
     """Publish one batch; returns how many rows were published. Broker errors propagate, rows stay pending."""
     limit = limit or settings.LAB_RELAY_BATCH
-    now = timezone.now()
     due = (
-        OutboxRow.objects.filter(published_at__isnull=True, available_at__lte=now)
+        OutboxRow.objects.filter(published_at__isnull=True, available_at__lte=Now())
         .exclude(run_id__in=faults.paused_runs())
         .annotate(lane=Case(When(queue=URGENT_QUEUE, then=Value(0)), default=Value(1), output_field=IntegerField()))
         .order_by("lane", "id")
-        .values_list("id", "run_id", "delivery_id", "queue", "expected_attempts")
+        .values_list("id", "run_id", "delivery_id", "queue", "generation")
     )
     if uses_skip_locked():
         # The rows stay locked from the read to the mark, so other relays skip them.
         with transaction.atomic():
-            return _publish(list(due.select_for_update(skip_locked=True, of=("self",))[:limit]), now)
+            return _publish(list(due.select_for_update(skip_locked=True, of=("self",))[:limit]))
     # SQLite: the lease makes this the only relay, so it reads without taking the write lock
     # and holds it only to mark what it published.
-    return _publish(list(due[:limit]), now)
+    return _publish(list(due[:limit]))
 
 
-def _publish(rows: list[tuple], now) -> int:
+def _publish(rows: list[tuple]) -> int:
     if not rows:
         return 0
     chaos = {run_id: faults.fault_for(run_id, faults.PIPELINE) for run_id in {r[1] for r in rows}}
@@ -129,52 +132,29 @@ def _publish(rows: list[tuple], now) -> int:
             events.emit(run_id, "relay_crashed", published=len(rows), marked=0)
             log.warning("relay: injected crash after publishing %d rows, before marking them", len(rows))
             os._exit(1)
-    with transaction.atomic():
-        OutboxRow.objects.filter(pk__in=[r[0] for r in rows]).update(published_at=now)
-        # A worker may already have taken a message published a moment ago: leave alone
-        # every delivery changed since this pass began.
-        Delivery.objects.filter(
-            pk__in=[r[2] for r in rows],
-            status__in=[DeliveryStatus.PENDING, DeliveryStatus.QUEUED, DeliveryStatus.RETRY_SCHEDULED, DeliveryStatus.DEFERRED],
-            updated_at__lte=now,
-        ).update(status=DeliveryStatus.QUEUED, updated_at=now)
+    OutboxRow.objects.filter(pk__in=[r[0] for r in rows]).update(published_at=Now())
     # One event per message sent: a campaign batch is one line in the feed, not a hundred.
     by_run: dict[int, list] = {}
     run_of = {r[2]: r[1] for r in rows}
-    for delivery_id, queue, expected_attempts in singles:
-        by_run.setdefault(run_of[delivery_id], []).append(("published", {"delivery": delivery_id, "queue": queue, "attempt": expected_attempts + 1}))
+    for delivery_id, queue, generation in singles:
+        by_run.setdefault(run_of[delivery_id], []).append(("published", {"delivery": delivery_id, "queue": queue, "generation": generation}))
     for run_id, queue, items in batches:
-        by_run.setdefault(run_id, []).append(("published_batch", {"queue": queue, "count": len(items), "attempt": 1,
+        by_run.setdefault(run_id, []).append(("published_batch", {"queue": queue, "count": len(items),
                                                                   "deliveries": [pk for pk, _ in items]}))  # fmt: skip
     for run_id, published in by_run.items():
         events.emit_many(run_id, published)
     return len(rows)
 
 
-def rescue_stranded(now=None) -> int:
-    """Write a fresh outbox row for each delivery the broker or a dead worker has stranded."""
-    now = now or timezone.now()
-    quiet_since = now - timedelta(seconds=settings.LAB_REDELIVER_AFTER)
-    lease_expired = now - timedelta(seconds=settings.LAB_SENDING_LEASE)
-    rows = OutboxRow.objects.filter(delivery=OuterRef("pk"))
-    # Published a while ago and still not claimed: the broker may have lost the message.
-    never_claimed = Delivery.objects.filter(status=DeliveryStatus.QUEUED, updated_at__lt=quiet_since).exclude(
-        Exists(rows.filter(Q(published_at__isnull=True) | Q(published_at__gt=quiet_since)))
-    )
-    # Claimed by a worker that has not finished within its lease: it died with the message.
-    # (A rescue already on its way is given the same grace as any published message.)
-    worker_lost = Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_at__lt=lease_expired).exclude(
-        Exists(rows.filter(Q(published_at__isnull=True) | Q(published_at__gt=quiet_since)))
-    )
-    fields = ("id", "run_id", "queue", "attempts", "status")
-    stranded = [*never_claimed.values_list(*fields)[: settings.LAB_RELAY_BATCH], *worker_lost.values_list(*fields)[: settings.LAB_RELAY_BATCH]]
-    if not stranded:
-        return 0
-    OutboxRow.objects.bulk_create(
-        [OutboxRow(run_id=run_id, delivery_id=pk, queue=queue, expected_attempts=attempts) for pk, run_id, queue, attempts, _ in stranded]
-    )
-    for pk, run_id, _, attempts, status in stranded:
-        reason = "never claimed" if status == DeliveryStatus.QUEUED else "its worker was lost"
-        events.emit(run_id, "republished", delivery=pk, attempt=attempts + 1, reason=reason)
-    log.info("relay: republished %d stranded deliveries", len(stranded))
-    return len(stranded)
+def rescue_stranded() -> int:
+    """Take over deliveries whose worker was lost, and publish again what the broker lost."""
+    taken = deliveries.take_over_lost(settings.LAB_RELAY_BATCH)
+    for run_id, delivery_id, provider in taken:
+        pinned = f"; the retry goes only to {provider}, which may have sent it" if provider else ""
+        events.emit(run_id, "republished", delivery=delivery_id, reason=f"its worker was lost{pinned}")
+    unclaimed = deliveries.rescue_unclaimed(settings.LAB_RELAY_BATCH)
+    for run_id, delivery_id in unclaimed:
+        events.emit(run_id, "republished", delivery=delivery_id, reason="published long ago and never claimed")
+    if taken or unclaimed:
+        log.info("relay: took over %d deliveries from lost workers, republished %d never claimed", len(taken), len(unclaimed))
+    return len(taken) + len(unclaimed)

@@ -1,20 +1,22 @@
 """Deliver one message: the body of the Celery task (lessons: delivery-guarantees-idempotency,
 retries-backoff-jitter, circuit-breakers-bulkheads, dead-letter-queues).
 
-Steps:
-1. Claim the delivery with a conditional update at the attempt count the message
-   expects. A second copy of the message (redelivery, relay republish) finds the
-   count moved on and is dropped as a suppressed duplicate. Attempts are counted
-   here, before the provider call, so a message that crashes its worker cannot
-   loop forever.
-2. Keep per-user order for in-app messages: wait while an earlier one is unfinished.
+Steps (every change of state goes through labs/pipeline/deliveries.py):
+1. Claim the delivery with the generation the message carries. A second copy of the
+   message (redelivery, relay republish, rescue) finds the generation moved on and is
+   dropped as a suppressed duplicate.
+2. Keep per-user order for in-app messages: wait (holding no message) while an earlier
+   one is unfinished; its final transition wakes this one.
 3. Respect the user's preferences: opted out → suppressed; quiet hours → deferred
-   (security alerts excepted).
-4. Render the pinned template version; missing data is a poison message → dead letters.
-5. Pick a provider through its circuit breaker (transactional messages fail over to
-   the secondary), call it with a timeout and the delivery's idempotency key.
-6. Record the attempt and the next state in one transaction: delivered, a retry
-   scheduled in the database (an outbox row due later), or a dead letter.
+   (security alerts excepted), the window in force recorded on the attempt.
+4. Render the pinned template version; a message that cannot render is poison → dead letters.
+5. Pick a provider: the one an unknown outcome pinned it to, else the primary through its
+   circuit breaker (transactional messages fail over to the secondary). An open breaker's
+   refusal defers the delivery to the breaker's next trial without using an attempt.
+6. Dispatch: name the provider and count the attempt, then call it with a timeout and the
+   delivery's idempotency key.
+7. Record the attempt and the next state in one transaction: delivered, bounced (a
+   permanent rejection), a retry scheduled (an outbox row due later), or a dead letter.
 """
 
 import logging
@@ -25,35 +27,21 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import time as time_of_day
+from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from labs.models import (
-    TERMINAL,
-    WAITING,
-    AttemptOutcome,
-    DeadLetter,
-    Delivery,
-    DeliveryAttempt,
-    DeliveryStatus,
-    LabRun,
-    OutboxRow,
-    Priority,
-    TemplateCategory,
-)
-from labs.pipeline import budget, defences, events, faults, providers
+from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, LabRun, Priority, TemplateCategory
+from labs.pipeline import budget, defences, deliveries, events, faults, providers
 from labs.pipeline.backoff import backoff_ceiling_ms, full_jitter_ms
 from labs.pipeline.breaker import ProviderBreaker
 from labs.pipeline.topology import PROVIDERS
 
 log = logging.getLogger(__name__)
-
-ORDER_RECHECK = timedelta(milliseconds=300)
-
 
 class PoisonMessage(Exception):
     """A message that can never succeed as it is (bad template data)."""
@@ -71,119 +59,80 @@ class Outcome:
     latency_ms: int = 0
 
 
-def deliver(delivery_id: int, expected_attempts: int) -> None:
+@dataclass
+class Prepared:
+    subject: str
+    body: str
+    quiet_hours: str  # the window in force when the worker decided to send, "22:00-07:00" or ""
+    local_time: time_of_day | None  # the user's local time by the worker's clock
+
+
+def deliver(delivery_id: int, generation: int) -> None:
     now = timezone.now()
     run = LabRun.objects.filter(deliveries=delivery_id).first()
     if run is None:
         return  # the run was reset or deleted while the message waited
     idempotent = defences.enabled(run, "idempotency")
-    if not claim(delivery_id, expected_attempts, now, check_attempt=idempotent):
+    held = deliveries.claim(delivery_id, generation) if idempotent else deliveries.claim_any(delivery_id)
+    if held is None:
         note_duplicate(delivery_id)
         return
     delivery = Delivery.objects.select_related("recipient", "intent__template").get(pk=delivery_id)
-    delivery.run = run
+    delivery.run, delivery.generation = run, held  # every later change is conditional on holding this generation
     chaos = faults.fault_for(run.pk, faults.PIPELINE)
-    events.emit(run.pk, "attempt_started", delivery=delivery.pk, intent=delivery.intent_id, channel=delivery.channel, attempt=delivery.attempts)
+    events.emit(run.pk, "attempt_started", delivery=delivery.pk, intent=delivery.intent_id, channel=delivery.channel, attempt=delivery.attempts + 1)
     prepared = prepare(delivery, now, chaos)
     if prepared is None:
         return
-    outcome = call_provider(delivery, *prepared, idempotent)
+    outcome = call_provider(delivery, prepared, idempotent)
     if outcome is None:
         return
     if random.random() < chaos.get("worker_crash", 0.0):
         crash(delivery.pk)
-    record_attempt(delivery, delivery.attempts, outcome, now)
+    record_attempt(delivery, outcome, now, prepared)
 
 
-def prepare(delivery: Delivery, now: datetime, chaos: dict) -> tuple[str, str] | None:
-    """Everything before the provider call; returns (subject, body), or None when the delivery
-    was settled here (exhausted, deferred, suppressed, poison)."""
+def prepare(delivery: Delivery, now: datetime, chaos: dict) -> Prepared | None:
+    """Everything before the provider call; None when the delivery was settled or set aside
+    here (out of attempts, waiting its turn, suppressed, deferred, poison)."""
     run = delivery.run
-    attempt = delivery.attempts
-    if attempt > run.max_attempts and defences.enabled(run, "dead_letter_queue"):
-        # Only reachable when earlier attempts never finished (a crashing worker).
-        _dead_letter(delivery, attempt, "attempts_exhausted", f"gave up after {run.max_attempts} attempts")
+    if deliveries.attempts_left(delivery, run.max_attempts) <= 0 and defences.enabled(run, "dead_letter_queue"):
+        # Only reachable when earlier attempts never finished (lost workers, taken over).
+        _dead_letter(delivery, "attempts_exhausted", f"gave up after {run.max_attempts} attempts; the last one's outcome is unknown")
         return None
-    if delivery.channel == "inapp" and _earlier_inapp_unfinished(delivery):
-        _defer(delivery, attempt, now + ORDER_RECHECK, "waiting for an earlier in-app message to this user")
+    if delivery.channel == "inapp" and deliveries.wait_turn(delivery):
+        events.emit(run.pk, "deferred", delivery=delivery.pk, intent=delivery.intent_id, reason="waiting for an earlier in-app message to this user")
         return None
     if not delivery.recipient.opted_in(delivery.channel):
-        _finish(delivery, attempt, DeliveryStatus.SUPPRESSED, last_error=f"user opted out of {delivery.channel}")
-        events.emit(run.pk, "suppressed", delivery=delivery.pk, intent=delivery.intent_id, reason="opt_out")
+        if deliveries.finish(delivery, DeliveryStatus.SUPPRESSED, last_error=f"user opted out of {delivery.channel}"):
+            events.emit(run.pk, "suppressed", delivery=delivery.pk, intent=delivery.intent_id, reason="opt_out")
         return None
+    skewed_now = now + timedelta(minutes=chaos.get("clock_skew_minutes", 0))
+    window, local = quiet_window(delivery.recipient, skewed_now)
     if delivery.intent.template.category != TemplateCategory.SECURITY:
-        skewed_now = now + timedelta(minutes=chaos.get("clock_skew_minutes", 0))
         quiet_until = quiet_hours_end(delivery.recipient, skewed_now)
         if quiet_until is not None:
-            _defer(delivery, attempt, quiet_until - (skewed_now - now), "quiet hours")
+            until = quiet_until - (skewed_now - now)
+            if deliveries.defer(delivery, until):
+                events.emit(run.pk, "deferred", delivery=delivery.pk, intent=delivery.intent_id, until=until.isoformat(), reason="quiet hours")
             return None
     try:
-        return render(delivery)
+        subject, body = render(delivery)
     except PoisonMessage as exc:
-        record_attempt(delivery, attempt, Outcome(AttemptOutcome.REJECTED, error=str(exc), group=exc.group, temporary=False), now)
+        delivery.attempts += 1  # processing it was an attempt, though no provider was called
+        outcome = Outcome(AttemptOutcome.REJECTED, error=str(exc), group=exc.group, temporary=False)
+        row = _attempt_row(delivery, outcome, now, now)
+        if defences.enabled(run, "dead_letter_queue"):
+            _dead_letter(delivery, exc.group, str(exc), attempt=row, attempts=delivery.attempts)
+        else:  # nowhere to park it: it comes back again and again
+            _retry(delivery, row, outcome, attempts=delivery.attempts)
         return None
+    return Prepared(subject, body, window, local)
 
 
 def crash(delivery_id: int) -> None:
     log.warning("delivery %s: injected worker crash after the provider call, before the ack", delivery_id)
     os._exit(1)  # the process dies here: no attempt recorded, no ack sent
-
-
-def claim(delivery_id: int, expected_attempts: int, now: datetime, check_attempt: bool = True) -> bool:
-    """Take the delivery for one attempt; False if another copy of the message already did.
-
-    Without the idempotency defence any copy of the message takes the delivery,
-    whatever state it is in: that is how a redelivery turns into a second send.
-    """
-    if not check_attempt:
-        return Delivery.objects.filter(pk=delivery_id).update(
-            status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now
-        ) == 1
-    stale = now - timedelta(seconds=settings.LAB_SENDING_LEASE)
-    with transaction.atomic():
-        current = Delivery.objects.filter(pk=delivery_id, attempts=expected_attempts)
-        if connection.features.has_select_for_update:
-            current = current.select_for_update()  # the takeover below is decided on what this read sees
-        found = current.values_list("status", "claimed_at", "provider").first()
-        if found is None:
-            return False
-        status, claimed_at, provider = found
-        takeover = status == DeliveryStatus.SENDING and claimed_at is not None and claimed_at < stale
-        if status not in WAITING and not takeover:
-            return False
-        claimed = Delivery.objects.filter(pk=delivery_id, attempts=expected_attempts, status=status).update(
-            status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now, provider=""
-        )
-        if claimed and takeover:
-            # The worker that held it died mid-attempt: the attempt counts, its outcome is unknown.
-            # `provider` is the one it was calling (recorded before the call), or "" if it never called.
-            DeliveryAttempt.objects.create(
-                delivery_id=delivery_id,
-                number=expected_attempts,
-                provider=provider,
-                outcome=AttemptOutcome.CRASHED,
-                error="the worker was lost before it recorded the result",
-                started_at=claimed_at,
-                finished_at=now,
-            )
-    return claimed == 1
-
-
-def claim_many(delivery_ids: list[int], expected_attempts: int, now: datetime) -> set[int]:
-    """`claim` for many deliveries at one expected attempt count, in two statements; returns
-    the ids this caller took. Only for messages that cannot find a stale claim to take over
-    (first attempts: a delivery being sent has already counted its first attempt)."""
-    with transaction.atomic():
-        waiting = Delivery.objects.filter(pk__in=delivery_ids, attempts=expected_attempts, status__in=WAITING)
-        if connection.features.has_select_for_update:
-            # Lock in id order, so two workers holding copies of one batch queue up instead of deadlocking;
-            # the second one finds the attempt count moved on.
-            waiting = waiting.select_for_update().order_by("pk")
-        taken = list(waiting.values_list("pk", flat=True))
-        Delivery.objects.filter(pk__in=taken).update(
-            status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now, provider=""
-        )
-    return set(taken)
 
 
 def note_duplicate(delivery_id: int) -> None:
@@ -200,14 +149,6 @@ def note_provider_duplicates(run_id: int, provider: str, delivery_ids: list[int]
                               for pk in delivery_ids])  # fmt: skip
 
 
-def _earlier_inapp_unfinished(delivery: Delivery) -> bool:
-    return (
-        Delivery.objects.filter(recipient_id=delivery.recipient_id, channel="inapp", sequence__lt=delivery.sequence)
-        .exclude(status__in=TERMINAL)
-        .exists()
-    )
-
-
 def quiet_hours_end(recipient, now: datetime) -> datetime | None:
     """When the recipient's quiet hours end, if `now` falls inside them; else None."""
     if recipient.quiet_start is None or recipient.quiet_end is None:
@@ -221,6 +162,15 @@ def quiet_hours_end(recipient, now: datetime) -> datetime | None:
     if end_at <= local:
         end_at += timedelta(days=1)
     return end_at.astimezone(ZoneInfo("UTC"))
+
+
+def quiet_window(recipient, now: datetime) -> tuple[str, time_of_day]:
+    """The quiet hours in force ("22:00-07:00", or "" for none) and the user's local time at `now`:
+    recorded on each attempt and handed to the provider, so the auditor judges the send by them."""
+    local = now.astimezone(ZoneInfo(recipient.timezone)).time().replace(microsecond=0)
+    if recipient.quiet_start is None or recipient.quiet_end is None:
+        return "", local
+    return f"{recipient.quiet_start:%H:%M}-{recipient.quiet_end:%H:%M}", local
 
 
 class _StrictData(dict):
@@ -258,36 +208,35 @@ def pinned_provider(delivery: Delivery) -> str:
     )
 
 
-def call_provider(delivery: Delivery, subject: str, body: str, idempotent: bool = True) -> Outcome | None:
-    """Call the provider; None when this worker lost the delivery before it could call."""
+def call_provider(delivery: Delivery, prepared: Prepared, idempotent: bool = True) -> Outcome | None:
+    """Dispatch and call the provider; None when the delivery was settled without a call
+    (an open breaker deferred it) or this worker lost it before it could call."""
     run_id = delivery.run_id
-    primary, secondary = PROVIDERS[delivery.channel]
     use_breaker = defences.enabled(delivery.run, "circuit_breaker")
-    pinned = pinned_provider(delivery) if idempotent and (delivery.attempts > 1 or delivery.replays) else ""
-    if pinned:
-        provider = pinned if not use_breaker or _admitted(delivery.run_id, pinned) else None
-        refused = pinned
-    else:
-        provider = _admitted_provider(delivery, primary, secondary) if use_breaker else primary
-        refused = primary
+    provider, refused = choose_provider(delivery, (lambda name: _admitted(run_id, name)) if use_breaker else (lambda name: True),
+                                        pin=idempotent)  # fmt: skip
     if provider is None:
-        return Outcome(AttemptOutcome.BREAKER_OPEN, provider=refused, error=f"{refused}'s circuit breaker is open", group="breaker_open")
-    if not _move(delivery, delivery.attempts, provider=provider):
-        return None  # another worker took the delivery over: calling now could send it twice
+        refuse(delivery, refused, timezone.now())
+        return None
+    if not deliveries.dispatch(delivery, provider):
+        log.warning("delivery %s was taken over before its provider call", delivery.pk)
+        return None  # calling now could send it twice
     message = providers.OutgoingMessage(
         run_id=run_id,
         channel=delivery.channel,
         address=delivery.recipient.address(delivery.channel),
-        subject=subject,
-        body=body,
+        subject=prepared.subject,
+        body=prepared.body,
         # Without the idempotency defence every attempt looks new to the provider.
         idempotency_key=delivery.idempotency_key if idempotent else f"{delivery.idempotency_key}-{uuid.uuid4().hex}",
         intent_id=delivery.intent_id,
         recipient_number=delivery.recipient.number,
         sequence=delivery.sequence,
         template=delivery.intent.template.name,
+        quiet_hours=prepared.quiet_hours,
+        time_zone=delivery.recipient.timezone,
     )
-    budget.record_attempt(run_id, delivery.channel, delivery.attempts)
+    budget.record_attempt(run_id, delivery.channel, delivery.attempts - delivery.replayed_at_attempt)
     started = time.monotonic()
     try:
         result = providers.send(provider, message, settings.LAB_PROVIDER_TIMEOUT_MS)
@@ -295,10 +244,7 @@ def call_provider(delivery: Delivery, subject: str, body: str, idempotent: bool 
         latency = int((time.monotonic() - started) * 1000)
         if use_breaker:
             _record_breaker(run_id, provider, ok=not exc.temporary)  # a rejected address says nothing about health
-        status = AttemptOutcome.TIMEOUT if isinstance(exc, providers.ProviderTimeout) else (
-            AttemptOutcome.FAILED if exc.temporary else AttemptOutcome.REJECTED
-        )
-        return Outcome(status, provider, str(exc), exc.group, exc.temporary, latency)
+        return outcome_of_error(provider, exc, latency)
     latency = int((time.monotonic() - started) * 1000)
     if use_breaker:
         _record_breaker(run_id, provider, ok=True)
@@ -307,23 +253,58 @@ def call_provider(delivery: Delivery, subject: str, body: str, idempotent: bool 
     return Outcome(AttemptOutcome.SUCCEEDED, provider, latency_ms=latency)
 
 
+def outcome_of_error(provider: str, exc: providers.ProviderError, latency_ms: int) -> Outcome:
+    status = AttemptOutcome.TIMEOUT if isinstance(exc, providers.ProviderTimeout) else (
+        AttemptOutcome.FAILED if exc.temporary else AttemptOutcome.REJECTED
+    )
+    return Outcome(status, provider, str(exc), exc.group, exc.temporary, latency_ms)
+
+
+def refuse(delivery: Delivery, provider: str, now: datetime) -> None:
+    """An open breaker refused the call: nothing was tried, so no attempt is used. The delivery
+    waits for the breaker's next trial, or, past the message's deadline, is dead-lettered."""
+    run = delivery.run
+    error = f"{provider}'s circuit breaker is open"
+    row = DeliveryAttempt(delivery=delivery, number=delivery.attempts + 1, provider=provider, outcome=AttemptOutcome.BREAKER_OPEN,
+                          error=error, started_at=now, finished_at=now)  # fmt: skip
+    due = deliveries.deadline(delivery)
+    if now >= due and defences.enabled(run, "dead_letter_queue"):
+        _dead_letter(delivery, "breaker_open", f"{error} still, {settings.LAB_MESSAGE_DEADLINE} s after the message was accepted", attempt=row)
+        return
+    breaker = ProviderBreaker(run.pk, provider)
+    # Spread the waiting deliveries over half a cooldown, so the trial is not met by a herd.
+    trial = breaker.next_trial_at(now.timestamp()) + random.uniform(0, breaker.policy.open_for_s / 2)
+    until = datetime.fromtimestamp(trial, dt_timezone.utc)
+    if defences.enabled(run, "dead_letter_queue"):
+        until = min(until, due)
+    if deliveries.defer(delivery, until, attempt=row):
+        events.emit(run.pk, "deferred", delivery=delivery.pk, intent=delivery.intent_id, until=until.isoformat(),
+                    reason=f"{error}; waiting for its next trial")  # fmt: skip
+
+
 def _admitted(run_id: int, provider: str) -> bool:
     allowed, changed = ProviderBreaker(run_id, provider).admit()
     _announce_breaker(run_id, provider, changed)
     return allowed
 
 
-def _admitted_provider(delivery: Delivery, primary: str, secondary: str) -> str | None:
-    """Primary if its breaker lets the call through; a transactional message fails over to the secondary.
-    (A delivery pinned by an unknown outcome never gets here: see `pinned_provider`.)"""
-    if _admitted(delivery.run_id, primary):
-        return primary
-    if delivery.intent.priority != Priority.TRANSACTIONAL:
-        return None  # campaigns wait for the primary rather than crowd the backup
-    if _admitted(delivery.run_id, secondary):
+def choose_provider(delivery: Delivery, admitted, pin: bool = True) -> tuple[str | None, str]:
+    """(the provider to call, or None if a breaker refused; the provider asked first).
+
+    A delivery pinned by an unknown outcome goes only to that provider. Otherwise the primary,
+    if its breaker admits the call; a transactional message fails over to the secondary;
+    campaigns wait for the primary rather than crowd the backup.
+    """
+    primary, secondary = PROVIDERS[delivery.channel]
+    pinned = pinned_provider(delivery) if pin and delivery.attempts else ""
+    if pinned:
+        return (pinned if admitted(pinned) else None), pinned
+    if admitted(primary):
+        return primary, primary
+    if delivery.intent.priority == Priority.TRANSACTIONAL and admitted(secondary):
         events.emit(delivery.run_id, "failover", delivery=delivery.pk, provider=secondary, instead_of=primary)
-        return secondary
-    return None
+        return secondary, primary
+    return None, primary
 
 
 def _record_breaker(run_id: int, provider: str, ok: bool) -> None:
@@ -335,88 +316,64 @@ def _announce_breaker(run_id: int, provider: str, changed) -> None:
         events.emit(run_id, "breaker_changed", provider=provider, state=changed.state)
 
 
-def record_attempt(delivery: Delivery, attempt: int, outcome: Outcome, started_at: datetime) -> None:
-    """Record one attempt and move the delivery on: delivered, retry scheduled, or dead-lettered."""
-    now = timezone.now()
-    row = DeliveryAttempt(
+def _attempt_row(delivery: Delivery, outcome: Outcome, started_at: datetime, now: datetime, prepared: Prepared | None = None) -> DeliveryAttempt:
+    return DeliveryAttempt(
         delivery=delivery,
-        number=attempt,
+        number=delivery.attempts,
         provider=outcome.provider,
         outcome=outcome.status,
         error=outcome.error[:300],
         started_at=started_at,
         finished_at=now,
         latency_ms=outcome.latency_ms,
+        quiet_hours=prepared.quiet_hours if prepared else "",
+        local_time=prepared.local_time if prepared else None,
     )
+
+
+def record_attempt(delivery: Delivery, outcome: Outcome, started_at: datetime, prepared: Prepared | None = None) -> None:
+    """Record one attempt and move the delivery on: delivered, bounced, retry scheduled, or dead-lettered."""
+    now = timezone.now()
+    row = _attempt_row(delivery, outcome, started_at, now, prepared)
     run = delivery.run
+    attempt = delivery.attempts
     fields = {"intent": delivery.intent_id, "delivery": delivery.pk, "channel": delivery.channel, "attempt": attempt}
     if outcome.status == AttemptOutcome.SUCCEEDED:
-        with transaction.atomic():
-            if not _finish(delivery, attempt, DeliveryStatus.DELIVERED, provider=outcome.provider):
-                return  # taken over meanwhile: the new holder records what happens next
-            row.save()
-        events.emit(run.pk, "attempt_succeeded", provider=outcome.provider, latency_ms=outcome.latency_ms, **fields)
+        if deliveries.finish(delivery, DeliveryStatus.DELIVERED, row, provider=outcome.provider):
+            events.emit(run.pk, "attempt_succeeded", provider=outcome.provider, latency_ms=outcome.latency_ms, **fields)
         return
     events.emit(run.pk, "attempt_failed", provider=outcome.provider, error=outcome.error, **fields)
-    # Without the dead-letter queue nothing is ever given up on: it retries for ever.
-    if defences.enabled(run, "dead_letter_queue") and (not outcome.temporary or attempt >= run.max_attempts):
-        _dead_letter(delivery, attempt, outcome.group, outcome.error, provider=outcome.provider, attempt_row=row)
+    if not outcome.temporary:
+        # A permanent rejection (an invalid address) is a final answer, not something to replay.
+        if deliveries.finish(delivery, DeliveryStatus.BOUNCED, row, last_error=outcome.error[:300]):
+            events.emit(run.pk, "bounced", provider=outcome.provider, error=outcome.error, **fields)
         return
-    ceiling = backoff_ceiling_ms(attempt, run.retry_base_ms, run.retry_cap_ms)
+    # Without the dead-letter queue nothing is ever given up on: it retries for ever.
+    if defences.enabled(run, "dead_letter_queue") and deliveries.attempts_left(delivery, run.max_attempts) <= 0:
+        _dead_letter(delivery, outcome.group, outcome.error, attempt=row)
+        return
+    _retry(delivery, row, outcome)
+
+
+def _retry(delivery: Delivery, row: DeliveryAttempt, outcome: Outcome, **changes) -> None:
+    """Schedule the next attempt after a full-jitter backoff (the longest one past the retry budget)."""
+    run = delivery.run
+    fields = {"intent": delivery.intent_id, "delivery": delivery.pk, "channel": delivery.channel, "attempt": delivery.attempts}
+    used = delivery.attempts - delivery.replayed_at_attempt
+    ceiling = backoff_ceiling_ms(used, run.retry_base_ms, run.retry_cap_ms)
     jitter = defences.enabled(run, "jitter")
-    delay = full_jitter_ms(attempt, run.retry_base_ms, run.retry_cap_ms) if jitter else ceiling
+    delay = full_jitter_ms(used, run.retry_base_ms, run.retry_cap_ms) if jitter else ceiling
     if not budget.retry_allowed(run.pk, delivery.channel):
         delay = ceiling = run.retry_cap_ms
         events.emit(run.pk, "retry_budget_exhausted", **fields)
     row.backoff_ms, row.backoff_cap_ms = delay, ceiling
-    next_at = now + timedelta(milliseconds=delay)
-    with transaction.atomic():
-        moved = _move(delivery, attempt, status=DeliveryStatus.RETRY_SCHEDULED, next_attempt_at=next_at,
-                      provider=outcome.provider, last_error=outcome.error[:300])
-        if moved:
-            row.save()
-            OutboxRow.objects.create(run=run, delivery=delivery, queue=delivery.queue, expected_attempts=attempt, available_at=next_at)
-    events.emit(run.pk, "retry_scheduled", next_at=next_at.isoformat(), delay_ms=delay, ceiling_ms=ceiling,
-                max_attempts=run.max_attempts, **fields)
+    next_at = timezone.now() + timedelta(milliseconds=delay)
+    if deliveries.schedule_retry(delivery, next_at, row, outcome.error, **changes):
+        events.emit(run.pk, "retry_scheduled", next_at=next_at.isoformat(), delay_ms=delay, ceiling_ms=ceiling,
+                    max_attempts=run.max_attempts, **fields)  # fmt: skip
 
 
-def _move(delivery: Delivery, attempt: int, **changes) -> bool:
-    """Change the delivery only while this worker still holds it (same attempt, still sending)."""
-    moved = Delivery.objects.filter(pk=delivery.pk, attempts=attempt, status=DeliveryStatus.SENDING).update(
-        updated_at=timezone.now(), **changes
-    )
-    if not moved:
-        log.warning("delivery %s: attempt %s lost its claim before it could record the result", delivery.pk, attempt)
-    return bool(moved)
-
-
-def _finish(delivery: Delivery, attempt: int, status: str, **changes) -> bool:
-    return _move(delivery, attempt, status=status, finished_at=timezone.now(), next_attempt_at=None, **changes)
-
-
-def _defer(delivery: Delivery, attempt: int, until: datetime, reason: str) -> None:
-    """Put the delivery back without spending an attempt, to be tried again at `until`."""
-    with transaction.atomic():
-        if _move(delivery, attempt, status=DeliveryStatus.DEFERRED, attempts=attempt - 1, next_attempt_at=until):
-            OutboxRow.objects.create(
-                run_id=delivery.run_id, delivery=delivery, queue=delivery.queue, expected_attempts=attempt - 1, available_at=until
-            )
-    events.emit(delivery.run_id, "deferred", delivery=delivery.pk, intent=delivery.intent_id, until=until.isoformat(), reason=reason)
-
-
-def _dead_letter(delivery: Delivery, attempt: int, group: str, error: str, provider: str = "",
-                 attempt_row: DeliveryAttempt | None = None) -> None:  # fmt: skip
-    with transaction.atomic():
-        if _finish(delivery, attempt, DeliveryStatus.DEAD_LETTERED, last_error=error[:300], provider=provider or delivery.provider):
-            if attempt_row is not None:
-                attempt_row.save()
-            DeadLetter.objects.create(
-                run_id=delivery.run_id,
-                delivery=delivery,
-                error_group=group,
-                error=error[:300],
-                attempts=attempt,
-                was_replayed=delivery.replays > 0,
-            )
-    events.emit(delivery.run_id, "dead_lettered", delivery=delivery.pk, intent=delivery.intent_id, group=group, error=error,
-                replayed_before=delivery.replays > 0)
+def _dead_letter(delivery: Delivery, group: str, error: str, attempt: DeliveryAttempt | None = None, **changes) -> None:
+    if deliveries.dead_letter(delivery, group, error, attempt, **changes):
+        events.emit(delivery.run_id, "dead_lettered", delivery=delivery.pk, intent=delivery.intent_id, group=group, error=error,
+                    replayed_before=delivery.replays > 0)  # fmt: skip

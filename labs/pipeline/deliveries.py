@@ -1,0 +1,351 @@
+"""The delivery state machine: the only code that changes a delivery's status (lessons:
+transactional-outbox, delivery-guarantees-idempotency, dead-letter-queues).
+
+Every transition is one conditional UPDATE on (pk, generation) that moves the generation
+up by one, and a transition that needs a message writes its outbox row, carrying the new
+generation, in the same transaction. A message claims only the generation it carries, so a
+copy that arrives late (a broker redelivery, a relay that published twice, a rescue) finds
+the delivery moved on and does nothing. Times that another process compares (a claim's
+lease, a publish's age) are the database's clock (`Now()`), never a process's.
+
+    accept (intake) ─► pending ─┐
+                   retry_scheduled ─┤  claim (worker, with the message of this generation)
+                          deferred ─┤
+                                    ▼
+                                 sending ── dispatch (worker): names the provider, counts the attempt
+        ┌─────────┬─────────┬───────┼────────┬─────────────────┬─────────────────┐
+        ▼         ▼         ▼       ▼        ▼                 ▼                 ▼
+    delivered  bounced  suppressed  dead_   retry_          deferred         waiting_turn
+                                   lettered scheduled      (quiet hours,    (an earlier in-app
+          replay (triage) → pending ◄─┤                      open breaker)    message is unfinished;
+          discard (triage) → discarded◄┘                                      no message: its
+                                                                              predecessor's final
+                                                                              transition wakes it)
+    sending whose lease ran out ── take over (relay) ─► retry_scheduled, with a crashed attempt
+                                                         that names the provider it was sent to
+    waiting, message published long ago ── rescue (relay) ─► the same generation published again
+"""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from labs.models import (
+    TERMINAL,
+    WAITING,
+    AttemptOutcome,
+    DeadLetter,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    OutboxRow,
+    Recipient,
+)
+from labs.rows import insert_rows
+
+S = DeliveryStatus
+
+
+def _locks() -> bool:
+    return connection.features.has_select_for_update
+
+
+def _step(delivery: Delivery, from_states, **changes) -> bool:
+    """The one conditional UPDATE: move `delivery` on from the generation its holder knows."""
+    moved = Delivery.objects.filter(pk=delivery.pk, generation=delivery.generation, status__in=from_states).update(
+        generation=delivery.generation + 1, updated_at=Now(), **changes
+    )
+    if moved:
+        delivery.generation += 1
+    return bool(moved)
+
+
+def _message(delivery: Delivery, available_at: datetime | None = None) -> None:
+    """The outbox row that carries the delivery's current generation to a worker."""
+    OutboxRow.objects.create(run_id=delivery.run_id, delivery_id=delivery.pk, queue=delivery.queue,
+                             generation=delivery.generation, available_at=available_at or timezone.now())  # fmt: skip
+
+
+def deadline(delivery: Delivery) -> datetime:
+    """How long a message may wait for an open breaker before it is given up on."""
+    return delivery.created_at + timedelta(seconds=settings.LAB_MESSAGE_DEADLINE)
+
+
+def attempts_left(delivery: Delivery, max_attempts: int) -> int:
+    """Attempts left in the budget; a replay starts a fresh one (attempts themselves never go down)."""
+    return max_attempts - (delivery.attempts - delivery.replayed_at_attempt)
+
+
+# --- Claiming: a worker takes the delivery ---------------------------------------------------
+
+
+def claim(delivery_id: int, generation: int) -> int | None:
+    """Take a waiting delivery with the message of `generation`; the generation now held, or None
+    when the delivery has moved on (this message is a late copy)."""
+    taken = Delivery.objects.filter(pk=delivery_id, generation=generation, status__in=WAITING).update(
+        status=S.SENDING, generation=generation + 1, claimed_at=Now(), provider="", updated_at=Now()
+    )
+    return generation + 1 if taken else None
+
+
+def claim_any(delivery_id: int) -> int | None:
+    """Without the idempotency defence: any copy of the message takes the delivery, whatever
+    state it is in. That is how a redelivery turns into a second send."""
+    with transaction.atomic():
+        rows = Delivery.objects.filter(pk=delivery_id)
+        if _locks():
+            rows = rows.select_for_update()
+        current = rows.values_list("generation", flat=True).first()
+        if current is None:
+            return None
+        rows.update(status=S.SENDING, generation=current + 1, claimed_at=Now(), provider="", updated_at=Now())
+    return current + 1
+
+
+def claim_many(delivery_ids: list[int], generation: int) -> set[int]:
+    """`claim` for many deliveries whose messages carry one generation; the ids this caller took."""
+    with transaction.atomic():
+        waiting = Delivery.objects.filter(pk__in=delivery_ids, generation=generation, status__in=WAITING)
+        if _locks():
+            # Lock in id order, so two workers holding copies of one batch queue up instead of
+            # deadlocking; the second finds the generation moved on.
+            waiting = waiting.select_for_update().order_by("pk")
+        taken = list(waiting.values_list("pk", flat=True))
+        Delivery.objects.filter(pk__in=taken).update(
+            status=S.SENDING, generation=generation + 1, claimed_at=Now(), provider="", updated_at=Now()
+        )
+    return set(taken)
+
+
+def dispatch(delivery: Delivery, provider: str) -> bool:
+    """Name the provider and count the attempt, before calling it. False if the delivery was
+    taken over meanwhile: calling now could send it twice."""
+    if not _step(delivery, [S.SENDING], provider=provider, attempts=F("attempts") + 1):
+        return False
+    delivery.provider, delivery.attempts = provider, delivery.attempts + 1
+    return True
+
+
+def dispatch_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
+    """`dispatch` for a batch; returns the deliveries this worker still held (and may now send)."""
+    with transaction.atomic():
+        held = _held(deliveries)
+        Delivery.objects.filter(pk__in=held).update(
+            provider=provider, attempts=F("attempts") + 1, generation=F("generation") + 1, updated_at=Now()
+        )
+    mine = [d for d in deliveries if d.pk in held]
+    for delivery in mine:
+        delivery.provider, delivery.attempts, delivery.generation = provider, delivery.attempts + 1, delivery.generation + 1
+    return mine
+
+
+def _held(deliveries: list[Delivery]) -> set[int]:
+    """The ids of these deliveries still at the generation their holder knows, and sending;
+    locked until the caller's transaction ends where the database can lock rows."""
+    held: set[int] = set()
+    for generation in {d.generation for d in deliveries}:
+        mine = Delivery.objects.filter(pk__in=[d.pk for d in deliveries if d.generation == generation],
+                                       generation=generation, status=S.SENDING)  # fmt: skip
+        if _locks():
+            mine = mine.select_for_update().order_by("pk")  # id order: two batches queue, never deadlock
+        held.update(mine.values_list("pk", flat=True))
+    return held
+
+
+# --- Outcomes: the holder moves the delivery on ----------------------------------------------
+
+
+def _lock_turns(delivery: Delivery) -> None:
+    """In-app order: waiting for a turn and ending one are decided one at a time per user
+    (on SQLite the write transaction already serialises them)."""
+    if delivery.channel == "inapp" and _locks():
+        list(Recipient.objects.select_for_update().filter(pk=delivery.recipient_id).values_list("pk"))
+
+
+def _wake_next_turn(delivery: Delivery) -> None:
+    """The in-app message after this one may go now, if it is waiting for its turn."""
+    following = (
+        Delivery.objects.filter(recipient_id=delivery.recipient_id, channel="inapp", sequence__gt=delivery.sequence)
+        .exclude(status__in=TERMINAL)
+        .order_by("sequence")
+        .only("pk", "run_id", "queue", "generation", "status")
+        .first()
+    )
+    if following is not None and following.status == S.WAITING_TURN and _step(following, [S.WAITING_TURN], status=S.PENDING):
+        _message(following)
+
+
+def finish(delivery: Delivery, status: str, attempt: DeliveryAttempt | None = None, **changes) -> bool:
+    """A final outcome: delivered, bounced, suppressed (and dead-lettered, through `dead_letter`)."""
+    assert status in TERMINAL
+    with transaction.atomic():
+        _lock_turns(delivery)
+        if not _step(delivery, [S.SENDING], status=status, finished_at=Now(), next_attempt_at=None, **changes):
+            return False
+        if attempt is not None:
+            attempt.save()
+        if delivery.channel == "inapp":
+            _wake_next_turn(delivery)
+    return True
+
+
+def finish_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
+    """Mark a batch delivered by `provider` (never in-app: batches carry campaign channels);
+    returns the deliveries this worker still held. Call inside the transaction that records them."""
+    assert not any(d.channel == "inapp" for d in deliveries)
+    held = _held(deliveries)
+    Delivery.objects.filter(pk__in=held).update(
+        status=S.DELIVERED, provider=provider, finished_at=Now(), next_attempt_at=None,
+        generation=F("generation") + 1, updated_at=Now(),
+    )  # fmt: skip
+    mine = [d for d in deliveries if d.pk in held]
+    for delivery in mine:
+        delivery.generation += 1
+    return mine
+
+
+def dead_letter(delivery: Delivery, group: str, error: str, attempt: DeliveryAttempt | None = None, **changes) -> bool:
+    """Park the delivery for a person to decide: poison, out of attempts, or past its deadline."""
+    with transaction.atomic():
+        if not finish(delivery, S.DEAD_LETTERED, attempt, last_error=error[:300], **changes):
+            return False
+        DeadLetter.objects.create(run_id=delivery.run_id, delivery=delivery, error_group=group, error=error[:300],
+                                  attempts=delivery.attempts - delivery.replayed_at_attempt,
+                                  was_replayed=delivery.replays > 0)  # fmt: skip
+    return True
+
+
+def schedule_retry(delivery: Delivery, at: datetime, attempt: DeliveryAttempt, error: str, **changes) -> bool:
+    with transaction.atomic():
+        if not _step(delivery, [S.SENDING], status=S.RETRY_SCHEDULED, next_attempt_at=at, last_error=error[:300], **changes):
+            return False
+        attempt.save()
+        _message(delivery, at)
+    return True
+
+
+def defer(delivery: Delivery, until: datetime, attempt: DeliveryAttempt | None = None) -> bool:
+    """Put the delivery back without using an attempt (quiet hours, an open breaker), due at `until`."""
+    with transaction.atomic():
+        if not _step(delivery, [S.SENDING], status=S.DEFERRED, next_attempt_at=until):
+            return False
+        if attempt is not None:
+            attempt.save()
+        _message(delivery, until)
+    return True
+
+
+def wait_turn(delivery: Delivery) -> bool:
+    """In-app order: if an earlier message to this user is unfinished, wait for it (holding no
+    message: its final transition wakes this one) and return True; False to go ahead now."""
+    with transaction.atomic():
+        _lock_turns(delivery)
+        earlier = (
+            Delivery.objects.filter(recipient_id=delivery.recipient_id, channel="inapp", sequence__lt=delivery.sequence)
+            .exclude(status__in=TERMINAL)
+            .exists()
+        )
+        if earlier:
+            _step(delivery, [S.SENDING], status=S.WAITING_TURN, next_attempt_at=None)
+    return earlier
+
+
+# --- Triage: a person decides about a dead letter --------------------------------------------
+
+
+def replay(deliveries: list[Delivery]) -> list[Delivery]:
+    """Dead letters back to pending with a fresh attempt budget (call inside the triage's transaction)."""
+    replayed = []
+    for delivery in deliveries:
+        if _step(delivery, [S.DEAD_LETTERED], status=S.PENDING, replayed_at_attempt=F("attempts"), replays=F("replays") + 1,
+                 next_attempt_at=None, finished_at=None, last_error=""):  # fmt: skip
+            _message(delivery)
+            replayed.append(delivery)
+    return replayed
+
+
+def discard(deliveries: list[Delivery]) -> None:
+    for delivery in deliveries:
+        _step(delivery, [S.DEAD_LETTERED], status=S.DISCARDED)
+
+
+# --- The relay's rescues: messages the broker lost, workers that died -------------------------
+
+
+def take_over_lost(limit: int) -> list[tuple[int, int, str]]:
+    """Deliveries whose worker has held them past the lease: the worker is presumed lost.
+
+    Each is moved on to a retry due now, with a `crashed` attempt that names the provider it
+    was dispatched to (or none if it never got that far: the attempt still counts, so a
+    message that kills its worker cannot loop for ever). A slow worker that finishes first
+    wins: the takeover's UPDATE then finds the generation moved on and writes nothing.
+    Returns (run id, delivery id, provider) for each delivery taken over.
+    """
+    lease = Now() - timedelta(seconds=settings.LAB_SENDING_LEASE)
+    lost = list(
+        Delivery.objects.filter(status=S.SENDING, claimed_at__lt=lease)
+        .only("pk", "run_id", "queue", "generation", "provider", "attempts", "claimed_at")[:limit]
+    )
+    taken = []
+    for delivery in lost:
+        number = delivery.attempts if delivery.provider else delivery.attempts + 1
+        with transaction.atomic():
+            if not _step(delivery, [S.SENDING], status=S.RETRY_SCHEDULED, attempts=number, next_attempt_at=Now(),
+                         last_error="the worker was lost before it recorded the result"):  # fmt: skip
+                continue
+            DeliveryAttempt.objects.create(
+                delivery_id=delivery.pk, number=number, provider=delivery.provider, outcome=AttemptOutcome.CRASHED,
+                error="the worker was lost before it recorded the result", started_at=delivery.claimed_at,
+                finished_at=timezone.now(),
+            )  # fmt: skip
+            _message(delivery)
+        taken.append((delivery.run_id, delivery.pk, delivery.provider))
+    return taken
+
+
+def rescue_unclaimed(limit: int) -> list[tuple[int, int]]:
+    """Waiting deliveries whose message was published more than LAB_REDELIVER_AFTER seconds ago
+    and never claimed (the generation has not moved): the broker may have lost it (a Redis
+    restart drops what it held). Publishes the same generation again; whichever copy arrives
+    first claims, the other finds the generation moved on. Returns (run id, delivery id)."""
+    quiet_since = Now() - timedelta(seconds=settings.LAB_REDELIVER_AFTER)
+    current = OutboxRow.objects.filter(delivery=OuterRef("pk"), generation=OuterRef("generation"))
+    stranded = list(
+        Delivery.objects.filter(status__in=WAITING)
+        .filter(Exists(current.filter(published_at__lt=quiet_since)))
+        .exclude(Exists(current.filter(Q(published_at__isnull=True) | Q(published_at__gte=quiet_since))))
+        .values_list("pk", "run_id", "queue", "generation")[:limit]
+    )
+    if stranded:
+        now = timezone.now()
+        with transaction.atomic():
+            insert_rows(OutboxRow, [{"run_id": run_id, "delivery_id": pk, "queue": queue, "generation": generation,
+                                     "available_at": now, "created_at": now}
+                                    for pk, run_id, queue, generation in stranded])  # fmt: skip
+    return [(run_id, pk) for pk, run_id, _, _ in stranded]
+
+
+# --- Reading the state ------------------------------------------------------------------------
+
+
+def on_broker(run_id: int):
+    """The messages waiting on the broker: published rows of waiting deliveries at their current
+    generation (the relay writes no delivery state, so the rows are the queue's depth)."""
+    return OutboxRow.objects.filter(run_id=run_id, published_at__isnull=False, delivery__status__in=WAITING,
+                                    generation=F("delivery__generation"))  # fmt: skip
+
+
+def unreachable(run_id: int):
+    """Unfinished deliveries nothing can move any more: waiting with no message of their
+    generation (the publish after a commit never happened), or waiting their turn with no
+    earlier in-app message left to wake them."""
+    current = OutboxRow.objects.filter(delivery=OuterRef("pk"), generation=OuterRef("generation"))
+    earlier = Delivery.objects.filter(recipient_id=OuterRef("recipient_id"), channel="inapp",
+                                      sequence__lt=OuterRef("sequence")).exclude(status__in=TERMINAL)  # fmt: skip
+    return Delivery.objects.filter(run_id=run_id).filter(
+        (Q(status__in=WAITING) & ~Exists(current)) | (Q(status=S.WAITING_TURN) & ~Exists(earlier))
+    )
