@@ -6,7 +6,6 @@ mapping each offending field to what is wrong with it.
 """
 
 import json
-import string
 from datetime import time
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,7 +33,7 @@ from labs.models import (
     Recipient,
     Template,
 )
-from labs.pipeline import audit, deadletters, defences, events, faults, intake, metrics
+from labs.pipeline import audit, deadletters, defences, events, faults, intake, metrics, templating
 from labs.pipeline.topology import PROVIDERS
 
 MAX_DATA_BYTES = 4096
@@ -199,8 +198,10 @@ class TemplateIn(Schema):
 
     name: str = Field(..., min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     category: Literal["security", "transactional", "marketing"] | None = None
-    channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4)
-    bodies: dict[str, TemplateBody] = Field(..., min_length=1, description='Per locale; "en" is required (the fallback).')
+    channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4, description="Required for a new template.")
+    bodies: dict[str, TemplateBody] = Field(
+        ..., min_length=1, description='Per locale; "en" is required (the fallback). Placeholders are `{name}` only; `{{` and `}}` are literal braces.'
+    )
 
 
 class FaultsIn(Schema):
@@ -283,11 +284,12 @@ def preferences_json(r: Recipient) -> dict:
     }
 
 
-def _placeholders(text: str, field: str) -> set[str]:
+def _placeholders(text: str) -> list[str]:
+    """The names a stored template asks for ([] for a row written before templates were checked)."""
     try:
-        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
-    except ValueError as exc:
-        _bad_field(field, f"is not a valid template: {exc}")
+        return sorted(templating.placeholders(text))
+    except templating.TemplateError:
+        return []
 
 
 # --- Endpoints ------------------------------------------------------------------------------
@@ -355,13 +357,18 @@ def create_template(request, payload: TemplateIn):
     if "en" not in payload.bodies:
         _bad_field("bodies.en", "an English body is required: it is the fallback for other locales")
     for locale, body in payload.bodies.items():
-        _placeholders(body.subject, f"bodies.{locale}.subject")
-        _placeholders(body.body, f"bodies.{locale}.body")
+        for part in ("subject", "body"):
+            try:
+                templating.check(getattr(body, part))
+            except templating.TemplateError as exc:
+                _bad_field(f"bodies.{locale}.{part}", f"is not a valid template: {exc}")
     run = request.run
     with transaction.atomic():
         previous = Template.objects.filter(run=run, name=payload.name).order_by("-version").first()
         if previous is None and payload.category is None:
             _bad_field("category", "required for a new template: security, transactional or marketing")
+        if previous is None and payload.channels is None:
+            _bad_field("channels", "required for a new template: one or more of email, sms, push, inapp")
         version = (Template.objects.filter(run=run, name=payload.name).aggregate(v=Max("version"))["v"] or 0) + 1
         template = Template.objects.create(
             run=run,
@@ -386,7 +393,7 @@ def current_run(request):
         "users": [preferences_json(r) | {"name": r.name} for r in run.recipients.order_by("number")],
         "templates": [
             {"name": t.name, "version": t.version, "category": t.category, "channels": t.channels,
-             "locales": sorted(t.bodies), "placeholders": sorted(_placeholders(t.bodies["en"]["body"], "template"))}
+             "locales": sorted(t.bodies), "placeholders": _placeholders(t.bodies["en"]["body"])}
             for t in latest.values()
         ],  # fmt: skip
         "channels": Channel.values,

@@ -1,0 +1,159 @@
+"""Hostile and careless input (issue 13): every cause of an HTTP 500 found from outside now gets a
+4xx naming the field, writes nothing, and no template can make a worker build gigabytes or die.
+
+Each test sends what the attacker or the careless client sent and checks what they would see
+(the status and the message) and what they would leave behind (nothing). The same module runs
+on PostgreSQL, which refuses NUL characters that SQLite stores.
+"""
+
+import json
+import uuid
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from courseware.loading import load_content
+from courseware.models import CheckAnswer, InlineCheck
+from labs.models import DeadLetter, Delivery, DeliveryStatus, LabRun, NotificationIntent, OutboxRow, Recipient, Template
+from labs.pipeline import events, faults, templating, traffic, worker
+from labs.runs import create_run
+from labs.seeding import TEMPLATES
+from tests.harness import wait_for
+
+GOOD = {"user_id": 1, "template": "password_reset", "data": {"code": "1234"}}
+LAB = "dead-letters-poison"
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def run(db, django_user_model):
+    lab_run = create_run(django_user_model.objects.create_user("ada", password="not-used-1234"))
+    yield lab_run
+    faults.clear_faults(lab_run.pk)
+
+
+@pytest.fixture
+def api(run):
+    return Client(HTTP_AUTHORIZATION=f"Bearer {run.api_key}")
+
+
+@pytest.fixture
+def learner(db, django_user_model):
+    """A signed-in learner with a run started from a lab page."""
+    client = Client()
+    client.force_login(django_user_model.objects.create_user("grace"))
+    client.post(reverse("labs:start", args=[LAB]))
+    client.run = LabRun.objects.get(owner__username="grace")
+    yield client
+    faults.clear_faults(client.run.pk)
+
+
+def send(api, body, key="key-1"):
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
+    return api.post("/api/notifications", json.dumps(body), content_type="application/json", **headers)
+
+
+def post_json(api, path, raw: str):
+    """Send `raw` as the body: Python's json module writes NaN and Infinity as a careless client does."""
+    return api.post(path, raw, content_type="application/json")
+
+
+def nothing_written() -> bool:
+    return not (NotificationIntent.objects.exists() or Delivery.objects.exists() or OutboxRow.objects.exists())
+
+
+def refused(response, field: str, status: int = 422) -> dict:
+    """The response is a JSON 4xx whose errors name `field`; returns the body."""
+    assert response.status_code == status, response.content[:500]
+    body = response.json()
+    assert field in body["errors"], body
+    assert field in body["error"]
+    return body
+
+
+# --- Templates: `{name}` only, checked when created and when rendered ---------------------------------
+
+
+def test_a_new_template_needs_its_channels(api, run):
+    response = post_json(api, "/api/templates", json.dumps({"name": "fresh", "category": "marketing", "bodies": {"en": {"body": "Hi {name}"}}}))
+
+    refused(response, "channels")
+    assert not Template.objects.filter(run=run, name="fresh").exists()
+
+
+@pytest.mark.parametrize(
+    ("bodies", "field", "words"),
+    [
+        ({"en": {"body": "Hi {name[x]}"}}, "bodies.en.body", "item access"),
+        ({"en": {"body": "Hi {name.__class__}"}}, "bodies.en.body", "attribute access"),
+        ({"en": {"body": "Hi {name!r}"}}, "bodies.en.body", "conversions"),
+        ({"en": {"body": "Hi {name:>100000000}"}}, "bodies.en.body", "format specs"),
+        ({"en": {"body": "Hi {0}"}}, "bodies.en.body", "not a placeholder"),
+        ({"en": {"body": "Hi {}"}}, "bodies.en.body", "empty placeholder"),
+        ({"en": {"body": "Hi {name"}}, "bodies.en.body", "never closed"),
+        ({"en": {"body": "Hi name}"}}, "bodies.en.body", "closes nothing"),
+        ({"en": {"body": "Hi"}, "fr": {"subject": "{code:.999999}", "body": "Salut"}}, "bodies.fr.subject", "format specs"),
+    ],
+)
+def test_a_template_outside_the_language_is_refused_naming_the_locale_and_field(api, run, bodies, field, words):
+    response = post_json(api, "/api/templates", json.dumps({"name": "fresh", "category": "marketing", "channels": ["email"], "bodies": bodies}))
+
+    assert words in refused(response, field)["error"]
+    assert not Template.objects.filter(run=run, name="fresh").exists()
+
+
+def test_a_template_in_the_language_is_created_and_renders_its_literal_braces(api, run):
+    body = {"name": "fresh", "category": "marketing", "channels": ["email"], "bodies": {"en": {"subject": "{{draft}}", "body": "Hi {name}, {code}"}}}
+
+    response = post_json(api, "/api/templates", json.dumps(body))
+
+    assert response.status_code == 201, response.content
+    template = Template.objects.get(run=run, name="fresh")
+    assert templating.render(template.bodies["en"]["subject"], {}) == "{draft}"
+    assert templating.render(template.bodies["en"]["body"], {"name": "Ada", "code": 7}) == "Hi Ada, 7"
+
+
+def test_every_seeded_template_is_in_the_language():
+    for name, _, _, bodies in TEMPLATES:
+        for locale, body in bodies.items():
+            templating.check(body["subject"])
+            assert templating.placeholders(body["body"]), (name, locale)
+
+
+@pytest.mark.parametrize("text", ["{name[x]}", "{name.__class__}", "{name:>100000000}", "{name!s}", "{", "}"])
+def test_a_stored_template_outside_the_language_is_a_poison_message_at_render_time(run, text):
+    """A row written before templates were checked reaches the worker: it must fail at once, as poison."""
+    template = Template.objects.create(run=run, name="legacy", version=1, category="marketing", channels=["email"],
+                                       bodies={"en": {"subject": "", "body": text}})  # fmt: skip
+    intent = traffic.send_one(run, 1, "password_reset").intent
+    NotificationIntent.objects.filter(pk=intent.pk).update(template=template)
+    delivery = Delivery.objects.select_related("recipient", "intent__template").get(intent=intent)
+
+    with pytest.raises(worker.PoisonMessage):
+        worker.render(delivery)
+
+
+def test_rendering_is_bounded_whatever_the_stored_data():
+    with pytest.raises(templating.TemplateError, match="longer than"):
+        templating.render("{a}{a}{a}", {"a": "x" * 40_000})
+
+
+def test_a_stored_template_with_a_huge_width_is_dead_lettered_as_poison_by_a_real_worker(celery_worker, relay, django_user_model):
+    run = create_run(django_user_model.objects.create_user(f"w-{uuid.uuid4().hex[:6]}"), retry_base_ms=100, max_attempts=3)
+    Recipient.objects.filter(run=run).update(quiet_start=None, quiet_end=None, email_opt_in=True)
+    # As a row written before templates were checked: 10**9 characters if str.format rendered it.
+    Template.objects.create(run=run, name="legacy", version=1, category="transactional", channels=["email"],
+                            bodies={"en": {"subject": "", "body": "{code:>1000000000}"}})  # fmt: skip
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {run.api_key}")
+
+    response = send(api, {"user_id": 1, "template": "legacy", "data": {"code": "1"}})
+
+    assert response.status_code == 202, response.content
+    letter = wait_for(lambda: DeadLetter.objects.filter(run=run).first(), 30, "the poison message's dead letter")
+    assert letter.error_group == worker.PoisonMessage.group and "format specs" in letter.error
+    assert letter.attempts == 1
+    delivery = Delivery.objects.get(run=run)
+    assert delivery.status == DeliveryStatus.DEAD_LETTERED
+    assert not any(e["kind"] == "republished" for e in events.recent(run.pk))
+    assert delivery.attempt_rows.count() == 1
