@@ -413,7 +413,13 @@ def current_metrics(request):
 
 
 @api.get("/runs/current/events", tags=["runs"], summary="The run's events after an event id")
-def current_events(request, after: str = "-", limit: int = Query(200, ge=1, le=1000)):
+def current_events(request, after: str = Query("-", description="An event id; - for the oldest kept."),
+                   limit: int = Query(200, ge=1, le=1000)):  # fmt: skip
+    if after != "-":
+        try:
+            events.check_event_id(after)
+        except ValueError as exc:
+            _bad_field("after", str(exc))
     return {"events": events.recent(request.run.pk, after=after, count=limit)}
 
 

@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.db import IntegrityError, transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -254,7 +254,10 @@ async def stream(request: HttpRequest, run_id: int) -> HttpResponse:
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
     if not live.stream_token_allows(request.GET.get("token", ""), run_id, session_key):
         await sync_to_async(_get_run_for_user)(request, run_id)
-    after = live.stream_position(request.GET.get("after") or request.headers.get("Last-Event-ID"))
+    try:
+        after = live.stream_position(request.GET.get("after"), request.headers.get("Last-Event-ID"))
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
     if isinstance(request, ASGIRequest):
         response = StreamingHttpResponse(live.stream(run_id, after), content_type="text/event-stream")
     else:

@@ -157,3 +157,37 @@ def test_a_stored_template_with_a_huge_width_is_dead_lettered_as_poison_by_a_rea
     assert delivery.status == DeliveryStatus.DEAD_LETTERED
     assert not any(e["kind"] == "republished" for e in events.recent(run.pk))
     assert delivery.attempt_rows.count() == 1
+
+
+
+# --- Event ids: the API's feed and the lab stream -----------------------------------------------------
+
+
+@pytest.mark.parametrize("after", ["", "$", "+", "abc", "1-1-1", "1", "99999999999999999999-0", "0-18446744073709551616",
+                                   "18446744073709551615-18446744073709551615", "٣-0", "1-²"])  # fmt: skip
+def test_the_event_feed_refuses_an_after_that_is_not_an_event_id(api, run, after):
+    refused(api.get("/api/runs/current/events", {"after": after}), "after")
+
+
+def test_the_event_feed_resumes_after_a_real_event_id(api, run):
+    faults.set_fault(run.pk, "sms-primary", down=True)
+    faults.set_fault(run.pk, "sms-primary")
+    first, second = api.get("/api/runs/current/events").json()["events"][-2:]
+
+    response = api.get("/api/runs/current/events", {"after": first["id"]})
+
+    assert response.status_code == 200
+    assert [e["id"] for e in response.json()["events"]] == [second["id"]]
+    assert api.get("/api/runs/current/events", {"after": "18446744073709551615-18446744073709551614"}).json() == {"events": []}
+
+
+@pytest.mark.parametrize("header", [{"after": "99999999999999999999-0"}, {"after": "abc"}, {"HTTP_LAST_EVENT_ID": "1-1-1"}])
+def test_the_lab_stream_refuses_an_after_that_is_not_an_event_id(learner, header):
+    query = {k: v for k, v in header.items() if not k.startswith("HTTP_")}
+    headers = {k: v for k, v in header.items() if k.startswith("HTTP_")}
+
+    response = learner.get(reverse("labs:stream", args=[learner.run.pk]), query, **headers)
+
+    assert response.status_code == 400
+    assert ("after" if query else "Last-Event-ID") in response.content.decode()
+    assert "event id" in response.content.decode()
