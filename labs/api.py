@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Header, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
-from pydantic import ConfigDict, StrictInt, field_validator
+from pydantic import ConfigDict, FiniteFloat, StrictInt, field_validator
 from redis.exceptions import RedisError
 
 from labs import runs
@@ -207,7 +207,7 @@ class TemplateIn(Schema):
 class FaultsIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    faults: dict[str, dict[str, bool | int | float]] = Field(
+    faults: dict[str, dict[str, bool | int | FiniteFloat]] = Field(
         ..., description='Per target (a provider such as "sms-primary", or "pipeline"), e.g. {"sms-primary": {"error_rate": 0.5}}.'
     )
 
@@ -436,6 +436,7 @@ def get_faults(request):
         "available": {
             "provider": {name: getattr(kind, "__name__", kind) for name, kind in faults.PROVIDER_FAULTS.items()},
             "pipeline": {name: getattr(kind, "__name__", kind) for name, kind in faults.PIPELINE_FAULTS.items()},
+            "ranges": {name: {"min": low, "max": high} for name, (low, high) in faults.WHOLE_NUMBER_RANGES.items()},
             "targets": list(faults.TARGETS),
         },
     }

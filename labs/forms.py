@@ -45,9 +45,9 @@ def fault_form(target: str, data=None, current: dict | None = None) -> forms.For
             fields[name] = forms.FloatField(required=False, min_value=0, max_value=1, label=f"{label} (0–1)", help_text=help_text,
                                             widget=forms.NumberInput(attrs={"step": "0.05", "min": 0, "max": 1}))  # fmt: skip
         else:
-            minimum = None if name == "clock_skew_minutes" else 0
-            fields[name] = forms.IntegerField(required=False, min_value=minimum, label=label, help_text=help_text,
-                                              widget=forms.NumberInput(attrs={"min": minimum} if minimum is not None else {}))  # fmt: skip
+            low, high = faults.WHOLE_NUMBER_RANGES[name]
+            fields[name] = forms.IntegerField(required=False, min_value=low, max_value=high, label=label, help_text=help_text,
+                                              widget=forms.NumberInput(attrs={"min": low, "max": high}))  # fmt: skip
     form_class = type("FaultForm", (forms.Form,), fields)
     form = form_class(data, initial=current or {}, prefix=target)
     form.target = target

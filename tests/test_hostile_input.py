@@ -191,3 +191,68 @@ def test_the_lab_stream_refuses_an_after_that_is_not_an_event_id(learner, header
     assert response.status_code == 400
     assert ("after" if query else "Last-Event-ID") in response.content.decode()
     assert "event id" in response.content.decode()
+
+
+# --- Faults: every number bounded, in the API and on the page -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ('{"sms-primary": {"latency_ms": Infinity}}', "finite number"),
+        ('{"sms-primary": {"latency_ms": NaN}}', "finite number"),
+        ('{"sms-primary": {"latency_ms": 1e400}}', "finite number"),
+        ('{"sms-primary": {"latency_ms": 100000000000000000000000000000}}', "from 0 to 60,000"),
+        ('{"sms-primary": {"latency_ms": -1}}', "from 0 to 60,000"),
+        ('{"sms-primary": {"latency_jitter_ms": 60001}}', "from 0 to 60,000"),
+        ('{"sms-primary": {"fail_first": 1000000000}}', "from 0 to 10,000"),
+        ('{"sms-primary": {"error_rate": 1.5}}', "between 0 and 1"),
+        ('{"sms-primary": {"lost_ack": -0.1}}', "between 0 and 1"),
+        ('{"pipeline": {"clock_skew_minutes": 1000000000000}}', "from -1,440 to 1,440"),
+        ('{"pipeline": {"clock_skew_minutes": -1441}}', "from -1,440 to 1,440"),
+        ('{"pipeline": {"clock_skew_minutes": 2.5}}', "whole number"),
+    ],
+)
+def test_a_fault_setting_out_of_its_range_is_refused_and_changes_nothing(api, run, raw, words):
+    faults.set_fault(run.pk, "email-primary", down=True)
+
+    response = api.put("/api/runs/current/faults", '{"faults": %s}' % raw, content_type="application/json")
+
+    assert response.status_code == 422, response.content
+    assert words in response.json()["error"]
+    field = next(iter(response.json()["errors"]))
+    assert field.startswith("faults.") and field.split(".")[1] in ("sms-primary", "pipeline")
+    assert faults.all_faults(run.pk) == {"email-primary": {"down": True}}
+
+
+def test_every_whole_number_fault_has_a_range():
+    whole = {name for name, kind in {**faults.PROVIDER_FAULTS, **faults.PIPELINE_FAULTS}.items() if kind is int}
+
+    assert whole == set(faults.WHOLE_NUMBER_RANGES)
+
+
+def test_the_faults_api_lists_the_range_of_every_whole_number_fault(api):
+    ranges = api.get("/api/runs/current/faults").json()["available"]["ranges"]
+
+    assert ranges["latency_ms"] == {"min": 0, "max": 60_000}
+    assert ranges["clock_skew_minutes"] == {"min": -1440, "max": 1440}
+
+
+@pytest.mark.parametrize(("field", "value"), [("latency_ms", "1000000000000"), ("latency_ms", "-5"), ("fail_first", "10001"),
+                                              ("error_rate", "inf"), ("error_rate", "nan")])  # fmt: skip
+def test_the_fault_form_bounds_every_number(learner, field, value):
+    url = reverse("labs:fault", args=[learner.run.pk])
+
+    response = learner.post(url, {"target": "sms-primary", f"sms-primary-{field}": value}, **HTMX)
+
+    assert response.status_code == 200 and f'id="id_sms-primary-{field}_errors"' in response.content.decode()
+    assert faults.all_faults(learner.run.pk) == {}
+
+
+def test_the_fault_form_bounds_the_clock_skew(learner):
+    url = reverse("labs:fault", args=[learner.run.pk])
+
+    response = learner.post(url, {"target": "pipeline", "pipeline-clock_skew_minutes": str(10**12)}, **HTMX)
+
+    assert "less than or equal to 1440" in response.content.decode()
+    assert faults.all_faults(learner.run.pk) == {}
