@@ -5,9 +5,9 @@ Every error is JSON with a human `error` line and, for invalid input, `errors`
 mapping each offending field to what is wrong with it.
 """
 
-import json
+import logging
 from datetime import time
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import RequestDataTooBig
@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Header, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
-from pydantic import ConfigDict, FiniteFloat, StrictInt, field_validator
+from pydantic import AfterValidator, ConfigDict, FiniteFloat, StrictBool, StrictInt, field_validator
 from redis.exceptions import RedisError
 
 from labs import runs
@@ -36,8 +36,22 @@ from labs.models import (
 from labs.pipeline import audit, deadletters, defences, events, faults, intake, metrics, templating
 from labs.pipeline.topology import PROVIDERS
 
-MAX_DATA_BYTES = 4096
+log = logging.getLogger(__name__)
+
 ChannelName = Literal["email", "sms", "push", "inapp"]
+# The columns these land in are 32-bit on some databases; a larger number can name nothing.
+LARGEST_USER_ID = 2**31 - 1
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL refuses NUL in text and JSON; saying so here keeps it from surfacing as a 500.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,4})?$", description='e.g. "en", "fr", "pt-BR"')]
 
 
 class RunKey(HttpBearer):
@@ -62,11 +76,21 @@ api = NinjaAPI(
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "none", "list", "dict"}
+_SOURCES = ("body", "header", "path", "query")
+
+
+def _is_tag(part) -> bool:
+    """A union member's tag, such as "int" or "function-after[_no_nul(), str]"; "[key]" marks a wrong dictionary key."""
+    return part in _UNION_TAGS or (isinstance(part, str) and part.endswith("]") and "[" in part)
 
 
 def _field_name(loc: tuple) -> str:
     """("body", "payload", "notifications", 3, "user_id") -> "notifications[3].user_id"."""
-    parts = [p for p in loc if p not in ("body", "payload", "header", "path", "query") and p not in _UNION_TAGS]
+    if loc and loc[0] in _SOURCES:
+        loc = loc[1:]
+        if loc and loc[0] == "payload":  # every endpoint's body parameter
+            loc = loc[1:]
+    parts = [p for p in loc if not _is_tag(p)]
     name = ""
     for part in parts:
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
@@ -83,9 +107,10 @@ def invalid_input(request, exc: ValidationError):
     errors = {}
     for name, messages in found.items():
         # A value that fits none of a union's types yields one message per type: say it once.
-        if len(messages) > 1:
-            kinds = [m.removeprefix("Input should be ").removeprefix("a valid ") for m in messages]
-            errors[name] = "Input should be a " + ", ".join(kinds[:-1]) + " or " + kinds[-1]
+        kinds = list(dict.fromkeys(m.removeprefix("Input should be ").removeprefix("a valid ").removeprefix("a ") for m in messages))
+        if len(messages) > 1 and len(kinds) > 1:
+            kinds = [("an " if kind[0] in "aeiou" else "a ") + kind for kind in kinds]
+            errors[name] = "Input should be " + ", ".join(kinds[:-1]) + " or " + kinds[-1]
         else:
             errors[name] = messages[0]
     summary = "; ".join(f"{name}: {message}" for name, message in errors.items())
@@ -135,6 +160,16 @@ def http_error(request, exc: HttpError):
     return api.create_response(request, {"error": str(exc)}, status=exc.status_code)
 
 
+@api.exception_handler(Exception)
+def unexpected(request, exc: Exception):
+    # The API promises JSON errors: without this, Django would answer with its HTML error page.
+    log.exception("unexpected error in %s %s", request.method, request.path)
+    return api.create_response(
+        request, {"error": f"internal error ({type(exc).__name__}): nothing you sent caused it; it is logged for us to fix"},
+        status=500,
+    )
+
+
 def _bad_field(name: str, message: str, status: int = 422):
     raise intake.IntakeError(status, {name: message})
 
@@ -145,17 +180,18 @@ def _bad_field(name: str, message: str, status: int = 422):
 class NotificationIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: StrictInt = Field(..., ge=1, description="A user of this run (GET /api/runs/current lists them).")
-    template: str = Field(..., min_length=1, max_length=64)
+    user_id: StrictInt = Field(..., ge=1, le=LARGEST_USER_ID, description="A user of this run (GET /api/runs/current lists them).")
+    template: Text = Field(..., min_length=1, max_length=64)
     channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4, description="Default: the user's preferred channels among the template's.")
     priority: Literal["transactional", "marketing"] | None = Field(None, description="Default: from the template's category.")
-    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict, description="Values for the template's placeholders.")
+    data: dict[Text, Text | int | FiniteFloat | bool | None] = Field(
+        default_factory=dict, description=f"Values for the template's placeholders; at most {templating.MAX_DATA_BYTES} bytes as JSON."
+    )
 
     @field_validator("data")
     @classmethod
-    def data_is_small(cls, value: dict) -> dict:
-        if len(json.dumps(value)) > MAX_DATA_BYTES:
-            raise ValueError(f"must be at most {MAX_DATA_BYTES} bytes as JSON")
+    def data_fits_a_template(cls, value: dict) -> dict:
+        templating.check_data(value)
         return value
 
     def to_request(self, idempotency_key: str) -> intake.IntentRequest:
@@ -163,7 +199,7 @@ class NotificationIn(Schema):
 
 
 class BatchItem(NotificationIn):
-    idempotency_key: str = Field(..., min_length=1, max_length=200)
+    idempotency_key: Text = Field(..., min_length=1, max_length=200)
 
 
 class BatchIn(Schema):
@@ -173,24 +209,32 @@ class BatchIn(Schema):
 
 
 class QuietHours(Schema):
-    start: time
-    end: time
+    start: time = Field(..., description="Local wall-clock time in the user's timezone, without an offset.")
+    end: time = Field(..., description="Local wall-clock time in the user's timezone, without an offset.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def local_time(cls, value: time) -> time:
+        # Quiet hours follow the user's `timezone` (daylight saving included); a fixed offset would contradict it.
+        if value.tzinfo is not None:
+            raise ValueError("give a local time without an offset, such as 22:00: the user's timezone says where")
+        return value
 
 
 class PreferencesIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    channels: dict[ChannelName, bool] | None = None
+    channels: dict[ChannelName, StrictBool] | None = None
     quiet_hours: QuietHours | None = Field(None, description="null removes quiet hours.")
-    timezone: str | None = None
-    locale: str | None = Field(None, min_length=2, max_length=8)
+    timezone: Text | None = Field(None, min_length=1, max_length=48)
+    locale: Locale | None = None
 
 
 class TemplateBody(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    subject: str = Field("", max_length=200)
-    body: str = Field(..., min_length=1, max_length=2000)
+    subject: Text = Field("", max_length=200)
+    body: Text = Field(..., min_length=1, max_length=2000)
 
 
 class TemplateIn(Schema):
@@ -199,15 +243,16 @@ class TemplateIn(Schema):
     name: str = Field(..., min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     category: Literal["security", "transactional", "marketing"] | None = None
     channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4, description="Required for a new template.")
-    bodies: dict[str, TemplateBody] = Field(
-        ..., min_length=1, description='Per locale; "en" is required (the fallback). Placeholders are `{name}` only; `{{` and `}}` are literal braces.'
-    )
+    bodies: dict[Locale, TemplateBody] = Field(
+        ..., min_length=1, max_length=20,
+        description='Per locale; "en" is required (the fallback). Placeholders are `{name}` only; `{{` and `}}` are literal braces.',
+    )  # fmt: skip
 
 
 class FaultsIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    faults: dict[str, dict[str, bool | int | FiniteFloat]] = Field(
+    faults: dict[Text, dict[Text, bool | int | FiniteFloat]] = Field(
         ..., description='Per target (a provider such as "sms-primary", or "pipeline"), e.g. {"sms-primary": {"error_rate": 0.5}}.'
     )
 
@@ -215,16 +260,16 @@ class FaultsIn(Schema):
 class DefencesIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    outbox: bool | None = None
-    idempotency: bool | None = None
-    jitter: bool | None = None
-    circuit_breaker: bool | None = None
-    dead_letter_queue: bool | None = None
-    priority_lane: bool | None = None
+    outbox: StrictBool | None = None
+    idempotency: StrictBool | None = None
+    jitter: StrictBool | None = None
+    circuit_breaker: StrictBool | None = None
+    dead_letter_queue: StrictBool | None = None
+    priority_lane: StrictBool | None = None
 
 
 class DeadLetterGroupIn(Schema):
-    group: str = Field(..., min_length=1, max_length=64)
+    group: Text = Field(..., min_length=1, max_length=64)
 
 
 # --- Presenting ------------------------------------------------------------------------------
@@ -296,7 +341,7 @@ def _placeholders(text: str) -> list[str]:
 
 
 @api.post("/notifications", tags=["notifications"], summary="Send a notification", response={200: dict, 202: dict})
-def send_notification(request, payload: NotificationIn, idempotency_key: str = Header(..., alias="Idempotency-Key", min_length=1, max_length=200)):
+def send_notification(request, payload: NotificationIn, idempotency_key: Text = Header(..., alias="Idempotency-Key", min_length=1, max_length=200)):
     """Writes the intent and its outbox rows in one transaction. Repeating a key with the same body returns the first intent (200)."""
     [result] = intake.accept(request.run, [payload.to_request(idempotency_key)])
     intent = _intents(request.run).prefetch_related("deliveries").get(pk=result.intent.pk)

@@ -256,3 +256,109 @@ def test_the_fault_form_bounds_the_clock_skew(learner):
 
     assert "less than or equal to 1440" in response.content.decode()
     assert faults.all_faults(learner.run.pk) == {}
+
+
+# --- The API's input: ids, NaN, quiet hours, NUL characters, booleans; JSON whatever goes wrong -------
+
+
+@pytest.mark.parametrize("user_id", [2**31, 2**63 - 1, 2**63, 2**64, 10**30])
+def test_a_user_id_too_large_for_any_user_is_refused(api, user_id):
+    refused(send(api, {**GOOD, "user_id": user_id}), "user_id")
+    batch = {"notifications": [{**GOOD, "idempotency_key": "k0"}, {**GOOD, "idempotency_key": "k1", "user_id": user_id}]}
+    refused(post_json(api, "/api/notifications/batch", json.dumps(batch)), "notifications[1].user_id")
+    assert nothing_written()
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_in_template_data_are_refused(api, constant):
+    raw = '{"user_id": 1, "template": "password_reset", "data": {"code": %s}}' % constant
+
+    response = api.post("/api/notifications", raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+    batch = '{"notifications": [{"idempotency_key": "k", "user_id": 1, "template": "password_reset", "data": {"code": %s}}]}' % constant
+
+    assert "finite number" in refused(response, "data.code")["errors"]["data.code"]
+    refused(post_json(api, "/api/notifications/batch", batch), "notifications[0].data.code")
+    assert nothing_written()
+
+
+@pytest.mark.parametrize("quiet", [{"start": "22:00:00+01:00", "end": "07:00:00+01:00"}, {"start": "22:00", "end": "07:00Z"}])
+def test_quiet_hours_with_an_offset_are_refused_because_the_users_timezone_decides(api, run, quiet):
+    before = Recipient.objects.values("quiet_start", "quiet_end").get(run=run, number=2)
+
+    response = api.put("/api/users/2/notification-preferences", {"quiet_hours": quiet}, content_type="application/json")
+
+    body = refused(response, "quiet_hours.start" if "+" in quiet["start"] else "quiet_hours.end")
+    assert "without an offset" in body["error"]
+    assert Recipient.objects.values("quiet_start", "quiet_end").get(run=run, number=2) == before
+
+
+@pytest.mark.parametrize("path", ["/api/notifications/99999999999999999999", "/api/users/99999999999999999999/notification-preferences",
+                                  "/api/dead-letters/99999999999999999999/replay", "/api/dead-letters/99999999999999999999/discard"])  # fmt: skip
+def test_a_huge_id_in_an_api_path_is_not_found_or_refused(api, path):
+    response = api.post(path) if path.endswith(("replay", "discard")) else api.get(path)
+
+    assert response.status_code in (404, 422), response.content[:300]
+    assert "error" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "field"),
+    [
+        ("/api/notifications", {**GOOD, "data": {"code": "12\x0034"}}, {"HTTP_IDEMPOTENCY_KEY": "k"}, "data.code"),
+        ("/api/notifications", {**GOOD, "data": {"co\x00de": "1"}}, {"HTTP_IDEMPOTENCY_KEY": "k"}, "data.co\x00de"),
+        ("/api/notifications", {**GOOD, "template": "pass\x00word"}, {"HTTP_IDEMPOTENCY_KEY": "k"}, "template"),
+        ("/api/notifications", GOOD, {"HTTP_IDEMPOTENCY_KEY": "k\x00"}, "Idempotency-Key"),
+        ("/api/notifications/batch", {"notifications": [{**GOOD, "idempotency_key": "k\x00"}]}, {}, "notifications[0].idempotency_key"),
+        ("/api/templates", {"name": "fresh", "category": "marketing", "channels": ["email"], "bodies": {"en": {"body": "Hi\x00"}}}, {}, "bodies.en.body"),
+        ("/api/dead-letters/replay", {"group": "provider\x00"}, {}, "group"),
+    ],
+)
+def test_nul_characters_are_refused_before_the_database_sees_them(api, run, path, body, headers, field):
+    response = api.post(path, json.dumps(body), content_type="application/json", **headers)
+
+    refused(response, field)
+    assert nothing_written()
+    assert not Template.objects.filter(run=run, name="fresh").exists()
+
+
+@pytest.mark.parametrize("change", [{"locale": "e\x00"}, {"timezone": "Europe/Paris\x00"}, {"locale": "x" * 9}, {"timezone": "a/" * 40}])
+def test_preferences_refuse_nul_characters_and_oversized_names(api, run, change):
+    before = Recipient.objects.values("locale", "timezone").get(run=run, number=2)
+
+    response = api.put("/api/users/2/notification-preferences", json.dumps(change), content_type="application/json")
+
+    refused(response, next(iter(change)))
+    assert Recipient.objects.values("locale", "timezone").get(run=run, number=2) == before
+
+
+@pytest.mark.parametrize("locale", ["x" * 9, "en\x00", "EN", "../en"])
+def test_a_template_locale_that_is_not_a_language_tag_is_refused(api, run, locale):
+    body = {"name": "fresh", "category": "marketing", "channels": ["email"], "bodies": {"en": {"body": "Hi"}, locale: {"body": "Hi"}}}
+
+    response = post_json(api, "/api/templates", json.dumps(body))
+
+    assert "pattern" in refused(response, f"bodies.{locale}")["error"]
+    assert not Template.objects.filter(run=run, name="fresh").exists()
+
+
+def test_priority_lane_must_be_true_or_false_not_a_number(api, run):
+    response = api.put("/api/runs/current/defences", {"priority_lane": 0}, content_type="application/json")
+
+    refused(response, "priority_lane")
+    assert api.get("/api/runs/current/defences").json()["priority_lane"] is True
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unexpected_error_in_the_api_is_a_json_500_whatever_debug_is(api, settings, monkeypatch, debug):
+    settings.DEBUG = debug
+
+    def broken(run):
+        raise RuntimeError("the audit query blew up")
+
+    monkeypatch.setattr("labs.api.audit.audit", broken)
+
+    response = api.get("/api/runs/current/audit")
+
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("application/json")
+    assert "RuntimeError" in response.json()["error"] and "blew up" not in response.json()["error"]

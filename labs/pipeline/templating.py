@@ -16,12 +16,16 @@ So the language has three things only:
 
 `check` runs when a template is created (the API answers 422 naming the field); `render`
 checks again, because rows written before this language existed may hold anything, and the
-worker turns its TemplateError into a poison message at once.
+worker turns its TemplateError into a poison message at once. `check_data` is the one rule
+for the data a template is filled from, for the API and the lab page's send form alike.
 """
 
+import json
+import math
 import re
 from collections.abc import Mapping
 
+MAX_DATA_BYTES = 4096
 # A rendered subject or body longer than this is refused: no notification needs more, and it
 # bounds the work of old rows whose data was never checked.
 MAX_RENDERED_CHARS = 100_000
@@ -97,3 +101,23 @@ def render(text: str, data: Mapping) -> str:
         out.append(value)
     return "".join(out)
 
+
+def check_data(data) -> None:
+    """ValueError unless `data` can fill a template: a JSON object whose values are strings, finite
+    numbers, booleans or null, with no NUL character, and at most MAX_DATA_BYTES as JSON."""
+    if not isinstance(data, dict):
+        raise ValueError('must be a JSON object, e.g. {"code": "271828"}')
+    for name, value in data.items():
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            raise ValueError(f"{name}: must be a string, a number, true, false or null (not a list or an object)")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name}: must be a finite number, not {value}")
+        # PostgreSQL refuses NUL inside JSON text.
+        if "\x00" in name or (isinstance(value, str) and "\x00" in value):
+            raise ValueError(f"{name!r}: must not contain NUL characters (\\u0000)")
+    try:
+        size = len(json.dumps(data))
+    except ValueError:  # an integer too long to write out
+        size = MAX_DATA_BYTES + 1
+    if size > MAX_DATA_BYTES:
+        raise ValueError(f"must be at most {MAX_DATA_BYTES} bytes as JSON")
