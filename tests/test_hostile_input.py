@@ -362,3 +362,87 @@ def test_an_unexpected_error_in_the_api_is_a_json_500_whatever_debug_is(api, set
     assert response.status_code == 500
     assert response["Content-Type"].startswith("application/json")
     assert "RuntimeError" in response.json()["error"] and "blew up" not in response.json()["error"]
+
+
+# --- The lab page's forms and the lesson checks -------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", ['{"code": NaN}', '{"code": Infinity}', "[" * 100_000 + "]" * 100_000,
+                                  '{"code": {"nested": 1}}', '{"a": "' + "x" * 5000 + '"}', '{"code": "\\u0000"}'])  # fmt: skip
+def test_the_send_form_refuses_data_it_cannot_store_or_render(learner, data):
+    url = reverse("labs:send", args=[learner.run.pk])
+
+    response = learner.post(url, {"user_id": "3", "template": "password_reset", "data": data}, **HTMX)
+
+    assert response.status_code == 200  # htmx swaps the form with its error in place
+    assert 'id="id_data_errors"' in response.content.decode()
+    assert not NotificationIntent.objects.exists()
+
+
+@pytest.mark.parametrize("user_id", [str(10**30), "51", "0", "²", "-1"])
+def test_the_send_form_refuses_a_user_outside_the_run(learner, user_id):
+    url = reverse("labs:send", args=[learner.run.pk])
+
+    response = learner.post(url, {"user_id": user_id, "template": "password_reset"}, **HTMX)
+
+    assert response.status_code == 200
+    assert 'id="id_user_id_errors"' in response.content.decode()
+    assert not NotificationIntent.objects.exists()
+
+
+def _dead_letter(run) -> DeadLetter:
+    delivery = Delivery.objects.get(intent=traffic.send_one(run, 5, "weekly_digest").intent)
+    Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.DEAD_LETTERED, attempts=4)
+    return DeadLetter.objects.create(run=run, delivery=delivery, error_group="provider_unavailable", error="503", attempts=4)
+
+
+@pytest.mark.parametrize("action", ["labs:replay", "labs:discard"])
+@pytest.mark.parametrize("value", ["²", "٣", str(10**30), "1" * 5000, "-1", " 1"])
+def test_the_workbench_refuses_a_dead_letter_id_that_is_not_one(learner, action, value):
+    letter = _dead_letter(learner.run)
+
+    response = learner.post(reverse(action, args=[learner.run.pk]), {"dead_letter": [str(letter.pk), value]}, **HTMX)
+
+    assert response.status_code == 200
+    assert "dead_letter" in response.content.decode() and "is not the id of a dead letter" in response.content.decode()
+    letter.refresh_from_db()
+    assert letter.resolution == DeadLetter.Resolution.OPEN  # the good id in the same request is not touched either
+
+
+def test_without_javascript_a_bad_dead_letter_id_comes_back_as_an_error_message(learner):
+    letter = _dead_letter(learner.run)
+
+    response = learner.post(reverse("labs:discard", args=[learner.run.pk]), {"dead_letter": "²"}, follow=True)
+
+    assert "is not the id of a dead letter" in response.content.decode()
+    letter.refresh_from_db()
+    assert letter.resolution == DeadLetter.Resolution.OPEN
+
+
+def test_the_workbench_refuses_a_group_with_a_nul_character(learner):
+    letter = _dead_letter(learner.run)
+
+    response = learner.post(reverse("labs:replay", args=[learner.run.pk]), {"group": "provider_unavailable\x00"}, **HTMX)
+
+    assert "group" in response.content.decode() and "Null characters are not allowed" in response.content.decode()
+    letter.refresh_from_db()
+    assert letter.resolution == DeadLetter.Resolution.OPEN
+
+
+@pytest.fixture
+def course(db):
+    load_content()
+    return InlineCheck.objects.order_by("pk").first()
+
+
+@pytest.mark.parametrize("option", ["²", "٣", str(10**30), "9" * 5000, "-1", "", "99"])
+def test_a_lesson_check_refuses_an_option_that_is_not_one_even_anonymously(client, course, django_user_model, option):
+    answer_url = reverse("courseware:answer_check", args=[course.check_id])
+
+    anonymous = client.post(answer_url, {"option": option})
+    client.force_login(django_user_model.objects.create_user("linus"))
+    signed_in = client.post(answer_url, {"option": option}, **HTMX)
+
+    assert anonymous.status_code == 400 and "Choose one of the answers first." in anonymous.content.decode()
+    assert signed_in.status_code == 200 and "Choose one of the answers first." in signed_in.content.decode()
+    assert not CheckAnswer.objects.exists()
