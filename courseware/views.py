@@ -16,6 +16,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
+from config.whole_numbers import whole_number
 from courseware import progress
 from courseware.models import CheckAnswer, GlossaryTerm, InlineCheck, Lesson
 from courseware.rendering import CHECK_MARKER, code_css as generate_code_css
@@ -111,8 +112,7 @@ def inline_check(request: HttpRequest, check_id: str) -> HttpResponse:
 @require_POST
 def answer_check(request: HttpRequest, check_id: str) -> HttpResponse:
     check = _get_check(check_id)
-    option = request.POST.get("option", "")
-    chosen = int(option) if option.isdigit() and int(option) < len(check.options) else None
+    chosen = whole_number(request.POST.get("option", ""), len(check.options) - 1)
     if chosen is None:
         state = CheckState(check)
         context = {"state": state, "lesson": check.lesson, "error": "Choose one of the answers first."}

@@ -5,10 +5,9 @@ Every error is JSON with a human `error` line and, for invalid input, `errors`
 mapping each offending field to what is wrong with it.
 """
 
-import json
-import string
+import logging
 from datetime import time
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import RequestDataTooBig
@@ -19,7 +18,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Header, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
-from pydantic import ConfigDict, StrictInt, field_validator
+from pydantic import AfterValidator, ConfigDict, FiniteFloat, StrictBool, StrictInt, field_validator
 from redis.exceptions import RedisError
 
 from labs import runs
@@ -34,11 +33,25 @@ from labs.models import (
     Recipient,
     Template,
 )
-from labs.pipeline import audit, deadletters, defences, events, faults, intake, metrics
+from labs.pipeline import audit, deadletters, defences, events, faults, intake, metrics, templating
 from labs.pipeline.topology import PROVIDERS
 
-MAX_DATA_BYTES = 4096
+log = logging.getLogger(__name__)
+
 ChannelName = Literal["email", "sms", "push", "inapp"]
+# The columns these land in are 32-bit on some databases; a larger number can name nothing.
+LARGEST_USER_ID = 2**31 - 1
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL refuses NUL in text and JSON; saying so here keeps it from surfacing as a 500.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,4})?$", description='e.g. "en", "fr", "pt-BR"')]
 
 
 class RunKey(HttpBearer):
@@ -63,11 +76,21 @@ api = NinjaAPI(
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "none", "list", "dict"}
+_SOURCES = ("body", "header", "path", "query")
+
+
+def _is_tag(part) -> bool:
+    """A union member's tag, such as "int" or "function-after[_no_nul(), str]"; "[key]" marks a wrong dictionary key."""
+    return part in _UNION_TAGS or (isinstance(part, str) and part.endswith("]") and "[" in part)
 
 
 def _field_name(loc: tuple) -> str:
     """("body", "payload", "notifications", 3, "user_id") -> "notifications[3].user_id"."""
-    parts = [p for p in loc if p not in ("body", "payload", "header", "path", "query") and p not in _UNION_TAGS]
+    if loc and loc[0] in _SOURCES:
+        loc = loc[1:]
+        if loc and loc[0] == "payload":  # every endpoint's body parameter
+            loc = loc[1:]
+    parts = [p for p in loc if not _is_tag(p)]
     name = ""
     for part in parts:
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
@@ -84,9 +107,10 @@ def invalid_input(request, exc: ValidationError):
     errors = {}
     for name, messages in found.items():
         # A value that fits none of a union's types yields one message per type: say it once.
-        if len(messages) > 1:
-            kinds = [m.removeprefix("Input should be ").removeprefix("a valid ") for m in messages]
-            errors[name] = "Input should be a " + ", ".join(kinds[:-1]) + " or " + kinds[-1]
+        kinds = list(dict.fromkeys(m.removeprefix("Input should be ").removeprefix("a valid ").removeprefix("a ") for m in messages))
+        if len(messages) > 1 and len(kinds) > 1:
+            kinds = [("an " if kind[0] in "aeiou" else "a ") + kind for kind in kinds]
+            errors[name] = "Input should be " + ", ".join(kinds[:-1]) + " or " + kinds[-1]
         else:
             errors[name] = messages[0]
     summary = "; ".join(f"{name}: {message}" for name, message in errors.items())
@@ -136,6 +160,16 @@ def http_error(request, exc: HttpError):
     return api.create_response(request, {"error": str(exc)}, status=exc.status_code)
 
 
+@api.exception_handler(Exception)
+def unexpected(request, exc: Exception):
+    # The API promises JSON errors: without this, Django would answer with its HTML error page.
+    log.exception("unexpected error in %s %s", request.method, request.path)
+    return api.create_response(
+        request, {"error": f"internal error ({type(exc).__name__}): nothing you sent caused it; it is logged for us to fix"},
+        status=500,
+    )
+
+
 def _bad_field(name: str, message: str, status: int = 422):
     raise intake.IntakeError(status, {name: message})
 
@@ -146,17 +180,18 @@ def _bad_field(name: str, message: str, status: int = 422):
 class NotificationIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: StrictInt = Field(..., ge=1, description="A user of this run (GET /api/runs/current lists them).")
-    template: str = Field(..., min_length=1, max_length=64)
+    user_id: StrictInt = Field(..., ge=1, le=LARGEST_USER_ID, description="A user of this run (GET /api/runs/current lists them).")
+    template: Text = Field(..., min_length=1, max_length=64)
     channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4, description="Default: the user's preferred channels among the template's.")
     priority: Literal["transactional", "marketing"] | None = Field(None, description="Default: from the template's category.")
-    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict, description="Values for the template's placeholders.")
+    data: dict[Text, Text | int | FiniteFloat | bool | None] = Field(
+        default_factory=dict, description=f"Values for the template's placeholders; at most {templating.MAX_DATA_BYTES} bytes as JSON."
+    )
 
     @field_validator("data")
     @classmethod
-    def data_is_small(cls, value: dict) -> dict:
-        if len(json.dumps(value)) > MAX_DATA_BYTES:
-            raise ValueError(f"must be at most {MAX_DATA_BYTES} bytes as JSON")
+    def data_fits_a_template(cls, value: dict) -> dict:
+        templating.check_data(value)
         return value
 
     def to_request(self, idempotency_key: str) -> intake.IntentRequest:
@@ -164,7 +199,7 @@ class NotificationIn(Schema):
 
 
 class BatchItem(NotificationIn):
-    idempotency_key: str = Field(..., min_length=1, max_length=200)
+    idempotency_key: Text = Field(..., min_length=1, max_length=200)
 
 
 class BatchIn(Schema):
@@ -174,24 +209,32 @@ class BatchIn(Schema):
 
 
 class QuietHours(Schema):
-    start: time
-    end: time
+    start: time = Field(..., description="Local wall-clock time in the user's timezone, without an offset.")
+    end: time = Field(..., description="Local wall-clock time in the user's timezone, without an offset.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def local_time(cls, value: time) -> time:
+        # Quiet hours follow the user's `timezone` (daylight saving included); a fixed offset would contradict it.
+        if value.tzinfo is not None:
+            raise ValueError("give a local time without an offset, such as 22:00: the user's timezone says where")
+        return value
 
 
 class PreferencesIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    channels: dict[ChannelName, bool] | None = None
+    channels: dict[ChannelName, StrictBool] | None = None
     quiet_hours: QuietHours | None = Field(None, description="null removes quiet hours.")
-    timezone: str | None = None
-    locale: str | None = Field(None, min_length=2, max_length=8)
+    timezone: Text | None = Field(None, min_length=1, max_length=48)
+    locale: Locale | None = None
 
 
 class TemplateBody(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    subject: str = Field("", max_length=200)
-    body: str = Field(..., min_length=1, max_length=2000)
+    subject: Text = Field("", max_length=200)
+    body: Text = Field(..., min_length=1, max_length=2000)
 
 
 class TemplateIn(Schema):
@@ -199,14 +242,17 @@ class TemplateIn(Schema):
 
     name: str = Field(..., min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     category: Literal["security", "transactional", "marketing"] | None = None
-    channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4)
-    bodies: dict[str, TemplateBody] = Field(..., min_length=1, description='Per locale; "en" is required (the fallback).')
+    channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4, description="Required for a new template.")
+    bodies: dict[Locale, TemplateBody] = Field(
+        ..., min_length=1, max_length=20,
+        description='Per locale; "en" is required (the fallback). Placeholders are `{name}` only; `{{` and `}}` are literal braces.',
+    )  # fmt: skip
 
 
 class FaultsIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    faults: dict[str, dict[str, bool | int | float]] = Field(
+    faults: dict[Text, dict[Text, bool | int | FiniteFloat]] = Field(
         ..., description='Per target (a provider such as "sms-primary", or "pipeline"), e.g. {"sms-primary": {"error_rate": 0.5}}.'
     )
 
@@ -214,16 +260,16 @@ class FaultsIn(Schema):
 class DefencesIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    outbox: bool | None = None
-    idempotency: bool | None = None
-    jitter: bool | None = None
-    circuit_breaker: bool | None = None
-    dead_letter_queue: bool | None = None
-    priority_lane: bool | None = None
+    outbox: StrictBool | None = None
+    idempotency: StrictBool | None = None
+    jitter: StrictBool | None = None
+    circuit_breaker: StrictBool | None = None
+    dead_letter_queue: StrictBool | None = None
+    priority_lane: StrictBool | None = None
 
 
 class DeadLetterGroupIn(Schema):
-    group: str = Field(..., min_length=1, max_length=64)
+    group: Text = Field(..., min_length=1, max_length=64)
 
 
 # --- Presenting ------------------------------------------------------------------------------
@@ -283,18 +329,19 @@ def preferences_json(r: Recipient) -> dict:
     }
 
 
-def _placeholders(text: str, field: str) -> set[str]:
+def _placeholders(text: str) -> list[str]:
+    """The names a stored template asks for ([] for a row written before templates were checked)."""
     try:
-        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
-    except ValueError as exc:
-        _bad_field(field, f"is not a valid template: {exc}")
+        return sorted(templating.placeholders(text))
+    except templating.TemplateError:
+        return []
 
 
 # --- Endpoints ------------------------------------------------------------------------------
 
 
 @api.post("/notifications", tags=["notifications"], summary="Send a notification", response={200: dict, 202: dict})
-def send_notification(request, payload: NotificationIn, idempotency_key: str = Header(..., alias="Idempotency-Key", min_length=1, max_length=200)):
+def send_notification(request, payload: NotificationIn, idempotency_key: Text = Header(..., alias="Idempotency-Key", min_length=1, max_length=200)):
     """Writes the intent and its outbox rows in one transaction. Repeating a key with the same body returns the first intent (200)."""
     [result] = intake.accept(request.run, [payload.to_request(idempotency_key)])
     intent = _intents(request.run).prefetch_related("deliveries").get(pk=result.intent.pk)
@@ -355,13 +402,18 @@ def create_template(request, payload: TemplateIn):
     if "en" not in payload.bodies:
         _bad_field("bodies.en", "an English body is required: it is the fallback for other locales")
     for locale, body in payload.bodies.items():
-        _placeholders(body.subject, f"bodies.{locale}.subject")
-        _placeholders(body.body, f"bodies.{locale}.body")
+        for part in ("subject", "body"):
+            try:
+                templating.check(getattr(body, part))
+            except templating.TemplateError as exc:
+                _bad_field(f"bodies.{locale}.{part}", f"is not a valid template: {exc}")
     run = request.run
     with transaction.atomic():
         previous = Template.objects.filter(run=run, name=payload.name).order_by("-version").first()
         if previous is None and payload.category is None:
             _bad_field("category", "required for a new template: security, transactional or marketing")
+        if previous is None and payload.channels is None:
+            _bad_field("channels", "required for a new template: one or more of email, sms, push, inapp")
         version = (Template.objects.filter(run=run, name=payload.name).aggregate(v=Max("version"))["v"] or 0) + 1
         template = Template.objects.create(
             run=run,
@@ -386,7 +438,7 @@ def current_run(request):
         "users": [preferences_json(r) | {"name": r.name} for r in run.recipients.order_by("number")],
         "templates": [
             {"name": t.name, "version": t.version, "category": t.category, "channels": t.channels,
-             "locales": sorted(t.bodies), "placeholders": sorted(_placeholders(t.bodies["en"]["body"], "template"))}
+             "locales": sorted(t.bodies), "placeholders": _placeholders(t.bodies["en"]["body"])}
             for t in latest.values()
         ],  # fmt: skip
         "channels": Channel.values,
@@ -406,7 +458,13 @@ def current_metrics(request):
 
 
 @api.get("/runs/current/events", tags=["runs"], summary="The run's events after an event id")
-def current_events(request, after: str = "-", limit: int = Query(200, ge=1, le=1000)):
+def current_events(request, after: str = Query("-", description="An event id; - for the oldest kept."),
+                   limit: int = Query(200, ge=1, le=1000)):  # fmt: skip
+    if after != "-":
+        try:
+            events.check_event_id(after)
+        except ValueError as exc:
+            _bad_field("after", str(exc))
     return {"events": events.recent(request.run.pk, after=after, count=limit)}
 
 
@@ -423,6 +481,7 @@ def get_faults(request):
         "available": {
             "provider": {name: getattr(kind, "__name__", kind) for name, kind in faults.PROVIDER_FAULTS.items()},
             "pipeline": {name: getattr(kind, "__name__", kind) for name, kind in faults.PIPELINE_FAULTS.items()},
+            "ranges": {name: {"min": low, "max": high} for name, (low, high) in faults.WHOLE_NUMBER_RANGES.items()},
             "targets": list(faults.TARGETS),
         },
     }

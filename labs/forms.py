@@ -10,8 +10,9 @@ import re
 
 from django import forms
 
+from config.whole_numbers import LARGEST_ROW_ID, whole_number
 from labs.models import LabRun
-from labs.pipeline import defences, faults
+from labs.pipeline import defences, faults, templating
 from labs.seeding import USERS_PER_RUN
 
 
@@ -45,9 +46,9 @@ def fault_form(target: str, data=None, current: dict | None = None) -> forms.For
             fields[name] = forms.FloatField(required=False, min_value=0, max_value=1, label=f"{label} (0–1)", help_text=help_text,
                                             widget=forms.NumberInput(attrs={"step": "0.05", "min": 0, "max": 1}))  # fmt: skip
         else:
-            minimum = None if name == "clock_skew_minutes" else 0
-            fields[name] = forms.IntegerField(required=False, min_value=minimum, label=label, help_text=help_text,
-                                              widget=forms.NumberInput(attrs={"min": minimum} if minimum is not None else {}))  # fmt: skip
+            low, high = faults.WHOLE_NUMBER_RANGES[name]
+            fields[name] = forms.IntegerField(required=False, min_value=low, max_value=high, label=label, help_text=help_text,
+                                              widget=forms.NumberInput(attrs={"min": low, "max": high}))  # fmt: skip
     form_class = type("FaultForm", (forms.Form,), fields)
     form = form_class(data, initial=current or {}, prefix=target)
     form.target = target
@@ -73,21 +74,20 @@ def template_choices(run: LabRun) -> list[tuple[str, str]]:
 
 
 class SendForm(forms.Form):
-    user_id = forms.IntegerField(min_value=1, initial=7, label="User")
+    user_id = forms.IntegerField(min_value=1, max_value=USERS_PER_RUN, initial=7, label="User")
     template = forms.ChoiceField(initial="password_reset")
     channels = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: the user's preferred channels.",
         choices=[("email", "email"), ("sms", "SMS"), ("push", "push"), ("inapp", "in-app")],
     )
-    data = forms.CharField(required=False, label="Template data (JSON)", help_text="Empty: sample data for the template.",
+    data = forms.CharField(required=False, max_length=templating.MAX_DATA_BYTES, label="Template data (JSON)",
+                           help_text="Empty: sample data for the template.",
                            widget=forms.TextInput(attrs={"placeholder": '{"code": "271828"}', "spellcheck": "false"}))  # fmt: skip
     idempotency_key = forms.CharField(required=False, max_length=200, help_text="Empty: a fresh key. Repeat one to see a replay.")
 
     def __init__(self, run: LabRun, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["template"].choices = template_choices(run)
-        self.fields["user_id"].max_value = USERS_PER_RUN
-        self.fields["user_id"].widget.attrs["max"] = USERS_PER_RUN
 
     def clean_data(self):
         raw = self.cleaned_data["data"].strip()
@@ -95,10 +95,12 @@ class SendForm(forms.Form):
             return None
         try:
             value = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
             raise forms.ValidationError('Write a JSON object, e.g. {"code": "271828"}.') from None
-        if not isinstance(value, dict):
-            raise forms.ValidationError('Write a JSON object, e.g. {"code": "271828"}.')
+        try:
+            templating.check_data(value)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Template data {exc}.") from None
         return value
 
 
@@ -137,6 +139,28 @@ class PolicyForm(forms.ModelForm):
         if attempts is not None and not 1 <= attempts <= 20:
             self.add_error("max_attempts", "Between 1 and 20.")
         return cleaned
+
+
+class DeadLetterIdsField(forms.Field):
+    """The ticked dead letters, one `dead_letter=<id>` pair each: every value must be an id (ASCII digits, in the column's range)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> list[int]:
+        ids = []
+        for raw in value or []:
+            row_id = whole_number(raw, LARGEST_ROW_ID)
+            if row_id is None:
+                raise forms.ValidationError(f"{raw[:30]!r} is not the id of a dead letter.")
+            ids.append(row_id)
+        return ids
+
+
+class DeadLetterPickForm(forms.Form):
+    """What the workbench replays or discards: a whole error group, or the ticked dead letters."""
+
+    group = forms.CharField(required=False, max_length=64)  # Django's CharField also refuses NUL characters
+    dead_letter = DeadLetterIdsField(required=False)
 
 
 class PredictionForm(forms.Form):

@@ -20,7 +20,6 @@ in a second: slower, but live.
 import asyncio
 import hashlib
 import json
-import re
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from urllib.parse import urlsplit
@@ -42,7 +41,6 @@ TOKEN_SALT = "labs.live.stream"
 TOKEN_MAX_AGE = 12 * 3600
 BLOCK_MS = 15_000  # a keep-alive comment this often keeps proxies from closing an idle stream
 RETRY_MS = 1000  # when a one-shot answer (WSGI) tells the page to come back
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 # --- The event feed ----------------------------------------------------------------------------
 
@@ -186,9 +184,18 @@ def _before(stream_id: str) -> str:
 # --- The stream --------------------------------------------------------------------------------
 
 
-def stream_position(requested: str | None) -> str:
-    """The stream id to resume after, from the page's `after` or the browser's Last-Event-ID; "$" for "from now"."""
-    return requested if requested and STREAM_ID.match(requested) else "$"
+def stream_position(after: str | None, last_event_id: str | None) -> str:
+    """The stream id to resume after: the page's `after`, else the browser's Last-Event-ID, else "$" ("from now").
+
+    ValueError naming the one that is not an event id: Redis would refuse it mid-stream.
+    """
+    for name, value in (("after", after), ("Last-Event-ID", last_event_id)):
+        if value:
+            try:
+                return events.check_event_id(value)
+            except ValueError as exc:
+                raise ValueError(f"{name} {exc}") from None
+    return "$"
 
 
 def frame(payload: dict) -> str:

@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.db import IntegrityError, transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -27,6 +27,7 @@ from labs import checks, lineage, live, panels, runs, steps
 from labs.catalogue import CATALOGUE
 from labs.forms import (
     BurstForm,
+    DeadLetterPickForm,
     DefencesForm,
     PoisonForm,
     PolicyForm,
@@ -254,7 +255,10 @@ async def stream(request: HttpRequest, run_id: int) -> HttpResponse:
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
     if not live.stream_token_allows(request.GET.get("token", ""), run_id, session_key):
         await sync_to_async(_get_run_for_user)(request, run_id)
-    after = live.stream_position(request.GET.get("after") or request.headers.get("Last-Event-ID"))
+    try:
+        after = live.stream_position(request.GET.get("after"), request.headers.get("Last-Event-ID"))
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
     if isinstance(request, ASGIRequest):
         response = StreamingHttpResponse(live.stream(run_id, after), content_type="text/event-stream")
     else:
@@ -427,32 +431,39 @@ def policy(request: HttpRequest, run_id: int) -> HttpResponse:
 # --- Dead-letter workbench ---------------------------------------------------------------------
 
 
-def _letter_ids(request: HttpRequest) -> list[int]:
-    return [int(value) for value in request.POST.getlist("dead_letter") if value.isdigit()]
-
-
-def _workbench_response(request: HttpRequest, run: LabRun, note: str) -> HttpResponse:
+def _workbench_response(request: HttpRequest, run: LabRun, note: str = "", form: DeadLetterPickForm | None = None) -> HttpResponse:
+    """The workbench after `note`; with an invalid `form`, what was wrong with it and nothing done."""
+    error = " ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()) if form is not None else ""
     if not request.htmx:
-        messages.success(request, note)
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, note)
         return _back(run)
     state = panels.run_state(run)
-    response = render(request, "labs/dead_letter_workbench.html#workbench_response", {"run": run, "state": state, "note": note})
-    return _changed(response)
+    context = {"run": run, "state": state, "note": note, "error": error}
+    response = render(request, "labs/dead_letter_workbench.html#workbench_response", context)
+    return response if error else _changed(response)
 
 
 @require_POST
 def replay(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
-    group = request.POST.get("group")
-    count = deadletters.replay_group(run, group) if group else deadletters.replay(run, _letter_ids(request))
+    form = DeadLetterPickForm(request.POST)
+    if not form.is_valid():
+        return _workbench_response(request, run, form=form)
+    group = form.cleaned_data["group"]
+    count = deadletters.replay_group(run, group) if group else deadletters.replay(run, form.cleaned_data["dead_letter"])
     return _workbench_response(request, run, f"Replayed {count} dead letter(s)" + (f" of {group}." if group else "."))
 
 
 @require_POST
 def discard(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
-    group = request.POST.get("group")
-    ids = _letter_ids(request)
+    form = DeadLetterPickForm(request.POST)
+    if not form.is_valid():
+        return _workbench_response(request, run, form=form)
+    group, ids = form.cleaned_data["group"], form.cleaned_data["dead_letter"]
     if group:
         ids = list(run.dead_letters.filter(error_group=group, resolution=DeadLetter.Resolution.OPEN).values_list("pk", flat=True))
     count = deadletters.discard(run, ids)

@@ -10,6 +10,7 @@ and the pipeline carries on (its state lives in the database).
 
 import json
 import logging
+import re
 import time
 
 from redis.exceptions import RedisError
@@ -19,6 +20,9 @@ from config.redis_client import get_redis, key
 log = logging.getLogger(__name__)
 
 STREAM_LENGTH = 5000
+# A stream id is two 64-bit numbers, "<milliseconds>-<sequence>", in ASCII digits (`\d` would also take "٣").
+EVENT_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+ID_PART_MAX = 2**64 - 1
 
 
 def stream_key(run_id: int) -> str:
@@ -46,6 +50,18 @@ def emit_many(run_id: int, events: list[tuple[str, dict]]) -> None:
             pipe.execute()
     except RedisError as exc:
         log.warning("run %s: %d event(s) dropped, Redis is unreachable (%s)", run_id, len(events), exc)
+
+
+def check_event_id(value: str) -> str:
+    """`value` if it is an event id that events can follow; otherwise ValueError saying what one looks like.
+
+    Redis would refuse anything else with "Invalid stream ID", and nothing follows the last possible id.
+    """
+    match = EVENT_ID.fullmatch(value)
+    parts = (int(match[1]), int(match[2])) if match else None
+    if parts is None or max(parts) > ID_PART_MAX or parts == (ID_PART_MAX, ID_PART_MAX):
+        raise ValueError("must be an event id such as 1700000000000-0 (the id of an event you were sent)")
+    return value
 
 
 def recent(run_id: int, after: str = "-", count: int = 200) -> list[dict]:

@@ -23,6 +23,7 @@ Pipeline faults:
 """
 
 import json
+import math
 
 from config.redis_client import get_redis, key
 from labs.pipeline import events
@@ -50,6 +51,14 @@ PIPELINE_FAULTS: dict[str, type | str] = {
     "clock_skew_minutes": int,
 }
 TARGETS = (*ALL_PROVIDERS, PIPELINE)
+# Each whole-number fault's range: wide enough for any experiment, narrow enough that no setting
+# makes a worker sleep, count or shift its clock without end (10**12 minutes overflows a datetime).
+WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
+    "latency_ms": (0, 60_000),
+    "latency_jitter_ms": (0, 60_000),
+    "fail_first": (0, 10_000),
+    "clock_skew_minutes": (-24 * 60, 24 * 60),
+}
 
 
 def _faults_key(run_id: int) -> str:
@@ -83,15 +92,16 @@ def validate(target: str, settings: dict) -> dict:
             if not isinstance(value, bool):
                 raise ValueError(f"{target}.{name} must be true or false")
             clean[name] = value
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{target}.{name} must be a number")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value in (math.inf, -math.inf) or value != value:
+            raise ValueError(f"{target}.{name} must be a finite number")  # value != value: NaN
         elif kind == SHARE:
             if not 0 <= value <= 1:
                 raise ValueError(f"{target}.{name} is a share of calls: between 0 and 1")
             clean[name] = float(value)
         else:
-            if value != int(value) or (name != "clock_skew_minutes" and value < 0):
-                raise ValueError(f"{target}.{name} must be a whole number" + ("" if name == "clock_skew_minutes" else " ≥ 0"))
+            low, high = WHOLE_NUMBER_RANGES[name]
+            if (isinstance(value, float) and not value.is_integer()) or not low <= value <= high:
+                raise ValueError(f"{target}.{name} must be a whole number from {low:,} to {high:,}")
             clean[name] = int(value)
     return clean
 

@@ -181,12 +181,13 @@ class _StrictData(dict):
 def render(delivery: Delivery) -> tuple[str, str]:
     template = delivery.intent.template
     bodies = template.bodies.get(delivery.recipient.locale) or template.bodies["en"]
-    data = _StrictData({"name": delivery.recipient.name, **delivery.intent.data})
-    formatter = string.Formatter()
+    data = {"name": delivery.recipient.name, **delivery.intent.data}
+    from labs.pipeline import templating  # here, not at the top: keeps this change to render() while worker.py is rewritten
+
     try:
-        return formatter.vformat(bodies.get("subject", ""), (), data), formatter.vformat(bodies["body"], (), data)
-    except (ValueError, IndexError, AttributeError, KeyError) as exc:
-        raise PoisonMessage(f"template data does not fit the template: {exc}") from exc
+        return templating.render(bodies.get("subject", ""), data), templating.render(bodies["body"], data)
+    except templating.TemplateError as exc:
+        raise PoisonMessage(str(exc)) from exc
 
 
 UNKNOWN_OUTCOMES = (AttemptOutcome.TIMEOUT, AttemptOutcome.CRASHED)
