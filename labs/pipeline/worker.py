@@ -22,7 +22,6 @@ Steps (every change of state goes through labs/pipeline/deliveries.py):
 import logging
 import os
 import random
-import string
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, LabRun, Priority, TemplateCategory
-from labs.pipeline import budget, defences, deliveries, events, faults, providers
+from labs.pipeline import budget, defences, deliveries, events, faults, providers, templating
 from labs.pipeline.backoff import backoff_ceiling_ms, full_jitter_ms
 from labs.pipeline.breaker import ProviderBreaker
 from labs.pipeline.topology import PROVIDERS
@@ -173,17 +172,10 @@ def quiet_window(recipient, now: datetime) -> tuple[str, time_of_day]:
     return f"{recipient.quiet_start:%H:%M}-{recipient.quiet_end:%H:%M}", local
 
 
-class _StrictData(dict):
-    def __missing__(self, name):
-        raise PoisonMessage(f"template data has no value for {{{name}}}")
-
-
 def render(delivery: Delivery) -> tuple[str, str]:
     template = delivery.intent.template
     bodies = template.bodies.get(delivery.recipient.locale) or template.bodies["en"]
     data = {"name": delivery.recipient.name, **delivery.intent.data}
-    from labs.pipeline import templating  # here, not at the top: keeps this change to render() while worker.py is rewritten
-
     try:
         return templating.render(bodies.get("subject", ""), data), templating.render(bodies["body"], data)
     except templating.TemplateError as exc:
