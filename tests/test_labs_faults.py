@@ -1,7 +1,6 @@
 """Each fault against a real worker, relay and Redis: with the defence on the invariant
 holds (nothing lost, nothing sent twice); with the matching defence off it visibly breaks."""
 
-import time
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -131,7 +130,11 @@ def test_a_paused_relay_lets_the_outbox_grow_and_drains_it_when_resumed(run):
     def pending() -> int:
         return OutboxRow.objects.filter(run=run, published_at=None).count()
 
-    time.sleep(1.0)  # ten relay passes
+    # Meanwhile the relay keeps serving other runs: one of theirs goes all the way through.
+    other = create_run(run.owner)
+    Recipient.objects.filter(run=other).update(inapp_opt_in=True)
+    traffic.send_one(other, 1, "security_alert", channels=["inapp"])
+    wait_for(lambda: audit.audit(other)["delivered"] == 1, 20, "another run's message, past the paused one")
     assert pending() == 12 and audit.audit(run)["provider_sends"] == 0
     faults.set_fault(run.pk, faults.PIPELINE)  # resume
     result = settled(run)
