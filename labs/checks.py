@@ -55,7 +55,7 @@ FACTS: dict[str, str] = {
     "quiet_hours_violations": "messages sent inside the user's quiet hours",
     # From the run's metrics (labs.pipeline.metrics).
     "sent": "provider calls made",
-    "bounced": "provider calls rejected for good (400)",
+    "bounced": "deliveries bounced: the provider rejected the address for good (400)",
     "failed_attempts": "attempts that failed or timed out",
     "breaker_refusals": "attempts refused by an open circuit breaker",
     "latency_p50_ms": "provider latency, median (ms)",

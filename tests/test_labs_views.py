@@ -395,3 +395,19 @@ def test_the_herd_is_the_share_of_one_round_of_retries_due_together():
     assert herd_pct(herd) == 100 and herd_pct(spread) <= 30
     assert herd_pct(herd + spread) == 100  # the herd is not diluted by a later, jittered burst
     assert herd_pct(herd[:5]) == 0  # too few retries to call it a herd
+
+
+def test_with_redis_down_a_lab_page_says_so_and_the_lessons_keep_working(learner, run, settings):
+    from tests.harness import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    page = learner.get(reverse("labs:lab", args=[LAB]))
+    panels = learner.get(reverse("labs:panels", args=[run.pk]), HTTP_HX_REQUEST="true")
+    lesson = learner.get(reverse("courseware:index"))
+
+    assert page.status_code == 503 and "Redis is unreachable" in page.content.decode()
+    assert page["Retry-After"] == "5" and "<html" in page.content.decode()
+    assert panels.status_code == 503 and "Redis is unreachable" in panels.content.decode() and "<html" not in panels.content.decode()
+    assert lesson.status_code == 200
+    assert LabRun.objects.filter(pk=run.pk).exists()
