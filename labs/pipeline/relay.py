@@ -146,15 +146,21 @@ def _publish(rows: list[tuple]) -> int:
     return len(rows)
 
 
+RESCUE_BATCHES = 10  # a Redis restart can strand thousands of messages: republish them ten batches at a time
+
+
 def rescue_stranded() -> int:
     """Take over deliveries whose worker was lost, and publish again what the broker lost."""
+    by_run: dict[int, list] = {}
     taken = deliveries.take_over_lost(settings.LAB_RELAY_BATCH)
     for run_id, delivery_id, provider in taken:
         pinned = f"; the retry goes only to {provider}, which may have sent it" if provider else ""
-        events.emit(run_id, "republished", delivery=delivery_id, reason=f"its worker was lost{pinned}")
-    unclaimed = deliveries.rescue_unclaimed(settings.LAB_RELAY_BATCH)
+        by_run.setdefault(run_id, []).append(("republished", {"delivery": delivery_id, "reason": f"its worker was lost{pinned}"}))
+    unclaimed = deliveries.rescue_unclaimed(settings.LAB_RELAY_BATCH * RESCUE_BATCHES)
     for run_id, delivery_id in unclaimed:
-        events.emit(run_id, "republished", delivery=delivery_id, reason="published long ago and never claimed")
+        by_run.setdefault(run_id, []).append(("republished", {"delivery": delivery_id, "reason": "published long ago and never claimed"}))
+    for run_id, found in by_run.items():
+        events.emit_many(run_id, found)
     if taken or unclaimed:
         log.info("relay: took over %d deliveries from lost workers, republished %d never claimed", len(taken), len(unclaimed))
     return len(taken) + len(unclaimed)
