@@ -66,3 +66,28 @@ def test_the_relay_keeps_rows_pending_through_a_broker_outage_and_publishes_them
     assert relay.popen.wait(timeout=15) == 0
     assert "relay: stopped" in relay.output()
     assert not client.zrange(f"{prefix}heartbeat:relay", 0, -1)  # a clean stop leaves no heartbeat behind
+
+
+def test_after_a_redis_restart_the_relay_republishes_what_the_broker_held_at_once(
+    transactional_db, django_user_model, process_env, process_logs, private_redis
+):
+    prefix = f"relay-test-{uuid.uuid4().hex[:6]}:"
+    # No worker, and a redeliver delay far longer than this test: only noticing the restart can republish.
+    env = {**process_env, "REDIS_URL": private_redis.url, "FAULTLINE_REDIS_PREFIX": prefix, "LAB_REDELIVER_AFTER": "600"}
+    broker = private_redis()
+    relay = ServiceProcess("relay", python_argv("manage.py", "relay"), env, process_logs).start()
+    client = redis_lib.Redis(port=private_redis.port)
+    wait_for(lambda: client.exists(f"{prefix}heartbeat:relay"), 20, "the relay's heartbeat")
+    run = create_run(django_user_model.objects.create_user("restart", password="not-used-1234"))
+    intake.accept(run, [intake.IntentRequest(f"k{i}", i, "password_reset", data={"code": "1"}) for i in range(1, 11)])
+    wait_for(lambda: client.llen(f"{prefix}urgent") == 10, 20, "the ten messages on the broker")
+
+    broker.kill()
+    private_redis()  # back on the same port, empty: the ten messages are gone
+    client = redis_lib.Redis(port=private_redis.port)
+
+    wait_for(lambda: client.llen(f"{prefix}urgent") == 10, 30, "the ten messages published again")
+    assert "the broker restarted" in relay.output()
+    assert OutboxRow.objects.filter(run=run).count() == 20  # one copy each, at the same generation
+    assert set(OutboxRow.objects.filter(run=run).values_list("generation", flat=True)) == {0}
+    relay.stop()

@@ -307,15 +307,19 @@ def take_over_lost(limit: int) -> list[tuple[int, int, str]]:
     return taken
 
 
-def rescue_unclaimed(limit: int) -> list[tuple[int, int]]:
+def rescue_unclaimed(limit: int, published_before=None, queues: list[str] | None = None) -> list[tuple[int, int]]:
     """Waiting deliveries whose message was published more than LAB_REDELIVER_AFTER seconds ago
-    and never claimed (the generation has not moved): the broker may have lost it (a Redis
-    restart drops what it held). Publishes the same generation again; whichever copy arrives
-    first claims, the other finds the generation moved on. Returns (run id, delivery id)."""
-    quiet_since = Now() - timedelta(seconds=settings.LAB_REDELIVER_AFTER)
+    (or before `published_before`: the moment the broker restarted) and never claimed, with no
+    copy published since: the broker may have lost it (a Redis restart drops what it held).
+    Publishes the same generation again; whichever copy arrives first claims, the other finds
+    the generation moved on. `queues` limits it to those lanes. Returns (run id, delivery id)."""
+    quiet_since = published_before or Now() - timedelta(seconds=settings.LAB_REDELIVER_AFTER)
     current = OutboxRow.objects.filter(delivery=OuterRef("pk"), generation=OuterRef("generation"))
+    waiting = Delivery.objects.filter(status__in=WAITING)
+    if queues is not None:
+        waiting = waiting.filter(queue__in=queues)
     stranded = list(
-        Delivery.objects.filter(status__in=WAITING)
+        waiting
         .filter(Exists(current.filter(published_at__lt=quiet_since)))
         .exclude(Exists(current.filter(Q(published_at__isnull=True) | Q(published_at__gte=quiet_since))))
         .values_list("pk", "run_id", "queue", "generation")[:limit]

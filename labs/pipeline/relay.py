@@ -29,6 +29,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from config.celery import app
+from config.redis_client import get_redis
 from labs.models import OutboxRow, RelayLease
 from labs.pipeline import deliveries, events, faults
 from labs.pipeline.intake import URGENT_QUEUE
@@ -147,6 +148,31 @@ def _publish(rows: list[tuple]) -> int:
 
 
 RESCUE_BATCHES = 10  # a Redis restart can strand thousands of messages: republish them ten batches at a time
+_broker_run_id: str | None = None  # the broker's identity when last seen; it changes when Redis restarts
+_lost_before = None  # set when the broker restarted: every message published before then is gone
+
+
+BUSY_PATIENCE = 10
+
+
+def broker_depths() -> dict[str, int]:
+    """How many messages wait on each lab queue of the broker (Redis lists; kombu's passive
+    queue_declare does not see a prefixed Redis queue, so this asks the channel for the size)."""
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        return {queue: channel._size(queue) for queue in settings.LAB_QUEUES}
+
+
+def _note_broker_restart() -> None:
+    """A Redis restart (without persistence) drops every message it held: remember the moment,
+    so the rescue republishes at once what was published before it, instead of waiting
+    LAB_REDELIVER_AFTER for each. (Redis's run_id is new on every start.)"""
+    global _broker_run_id, _lost_before
+    current = get_redis().info("server").get("run_id")
+    if _broker_run_id is not None and current != _broker_run_id:
+        _lost_before = timezone.now()
+        log.warning("relay: the broker restarted; republishing what it held")
+    _broker_run_id = current
 
 
 def rescue_stranded() -> int:
@@ -156,7 +182,23 @@ def rescue_stranded() -> int:
     for run_id, delivery_id, provider in taken:
         pinned = f"; the retry goes only to {provider}, which may have sent it" if provider else ""
         by_run.setdefault(run_id, []).append(("republished", {"delivery": delivery_id, "reason": f"its worker was lost{pinned}"}))
-    unclaimed = deliveries.rescue_unclaimed(settings.LAB_RELAY_BATCH * RESCUE_BATCHES)
+    global _lost_before
+    _note_broker_restart()
+    limit = settings.LAB_RELAY_BATCH * RESCUE_BATCHES
+    if _lost_before is not None:
+        unclaimed = deliveries.rescue_unclaimed(limit, published_before=_lost_before)
+        if len(unclaimed) < limit:
+            _lost_before = None  # all of it is on its way again
+    else:
+        # A message unclaimed for a while on a lane with a backlog is most likely still waiting
+        # its turn: republishing it would only deepen the queue. Those lanes wait ten times longer.
+        depth = broker_depths()
+        idle = [queue for queue, waiting in depth.items() if not waiting]
+        busy = [queue for queue, waiting in depth.items() if waiting]
+        unclaimed = deliveries.rescue_unclaimed(limit, queues=idle)
+        if busy:
+            patience = Now() - timedelta(seconds=settings.LAB_REDELIVER_AFTER * BUSY_PATIENCE)
+            unclaimed += deliveries.rescue_unclaimed(limit, published_before=patience, queues=busy)
     for run_id, delivery_id in unclaimed:
         by_run.setdefault(run_id, []).append(("republished", {"delivery": delivery_id, "reason": "published long ago and never claimed"}))
     for run_id, found in by_run.items():
