@@ -160,6 +160,8 @@ def broker_depths() -> dict[str, int]:
     queue_declare does not see a prefixed Redis queue, so this asks the channel for the size)."""
     with app.connection_for_write() as connection:
         channel = connection.default_channel
+        if not hasattr(channel, "_size"):  # another transport, or a kombu without it: treat every lane as idle
+            return dict.fromkeys(settings.LAB_QUEUES, 0)
         return {queue: channel._size(queue) for queue in settings.LAB_QUEUES}
 
 
