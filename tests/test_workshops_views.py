@@ -17,20 +17,8 @@ from labs import runs, steps
 from labs.catalogue import CATALOGUE
 from labs.models import Experiment, LabRun, RunLab
 from labs.pipeline import events, faults
-from tests.workshop_roles import (  # noqa: F401 - fixtures
-    LAB,
-    PASSWORD,
-    anonymous,
-    classmate,
-    forget_redis_state,
-    instructor,
-    learner,
-    other_instructor,
-    other_workshop,
-    signed_in,
-    stranger,
-    workshop,
-)
+from tests.workshop_roles import *  # noqa: F403 - the fixtures by role
+from tests.workshop_roles import LAB, PASSWORD, signed_in
 from workshops import broadcasts, codes, joining
 from workshops.models import Announcement, Broadcast, EmergencyStop, Seat, Workshop
 

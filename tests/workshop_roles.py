@@ -1,6 +1,7 @@
 """Fixtures by role for the workshop tests: two instructors with a workshop each, learners seated in them, a visitor.
 
-Import the fixtures a module needs by name. Every learner joins through `workshops.joining`,
+A test module takes them all with `from tests.workshop_roles import *` (the names in `__all__`),
+and its helpers by name. Every learner joins through `workshops.joining`,
 as the join page does, so each has a real run of the lab seeded in the database.
 """
 
@@ -11,6 +12,9 @@ from django.test import Client
 from config.redis_client import get_redis, key
 from workshops import joining
 from workshops.models import Workshop
+
+__all__ = ["forget_redis_state", "instructor", "other_instructor", "workshop", "other_workshop", "learner", "classmate",
+           "stranger", "anonymous"]  # fmt: skip
 
 LAB = "dead-letters-poison"
 PASSWORD = "correct-horse-battery-42"
