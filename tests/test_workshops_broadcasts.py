@@ -3,18 +3,15 @@
 A real relay process (tests/conftest.py) on the test database and Redis; nothing else is running.
 """
 
-from django.contrib.auth.models import Group
-
 from labs.pipeline import events, faults
 from tests.harness import wait_for
-from tests.workshop_roles import LAB, forget_redis_state  # noqa: F401 - a fixture
+from tests.workshop_roles import LAB, forget_redis_state, make_instructor  # noqa: F401 - a fixture
 from workshops import broadcasts, joining
 from workshops.models import Broadcast, Workshop
 
 
 def test_the_relay_ends_a_broadcast_when_its_time_is_up_and_tells_each_learners_page(relay, django_user_model):
-    teacher = django_user_model.objects.create_user("grace")
-    teacher.groups.add(Group.objects.get(name="instructor"))
+    teacher = make_instructor(django_user_model, "grace")
     workshop = Workshop.objects.create(owner=teacher, title="Game day", lab=LAB)
     seats = [joining.join(workshop, django_user_model.objects.create_user(name)) for name in ("ada", "alan")]
 

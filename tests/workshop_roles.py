@@ -6,6 +6,7 @@ as the join page does, so each has a real run of the lab seeded in the database.
 """
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.test import Client
 
@@ -28,8 +29,9 @@ def signed_in(user) -> Client:
 
 
 def make_instructor(django_user_model, username: str):
+    """A user an admin made an instructor. (The group comes from a migration, which a transactional test's flush empties.)"""
     user = django_user_model.objects.create_user(username, password=PASSWORD)
-    user.groups.add(Group.objects.get(name="instructor"))
+    user.groups.add(Group.objects.get_or_create(name=settings.INSTRUCTOR_GROUP)[0])
     return user
 
 
