@@ -7,7 +7,9 @@
    Anyone else is refused, with nothing written, when joining is closed, every seat is
    taken, or they are the instructor.
 3. A seat without a run gets the learner's run of the lab, started again from its seed
-   (it leaves any earlier seat), or a new run (see workshops.models for why).
+   (it leaves any earlier seat), or a new run (see workshops.models for why). This is a
+   transaction of its own, after the lock is released: a class joining at once queues on
+   the lock only for taking seats.
 """
 
 from django.db import IntegrityError, transaction
@@ -51,22 +53,35 @@ def refusal(workshop: Workshop, user) -> str | None:
 
 def join(workshop: Workshop, user) -> Seat:
     """The learner's seat, with a run; JoinRefused (nothing written) when they may not join."""
+    seat = take_seat(workshop, user)
+    give_run(seat)
+    return seat
+
+
+def take_seat(workshop: Workshop, user) -> Seat:
+    """Steps 1 and 2: the learner's seat, taken under the workshop's lock (held only this long)."""
     with transaction.atomic():
         locked = Workshop.objects.select_for_update().get(pk=workshop.pk)
         seat = Seat.objects.filter(workshop=locked, learner=user).first()
-        if seat is None:
-            problem = refusal(locked, user)
-            if problem:
-                raise JoinRefused(problem)
-            try:
-                with transaction.atomic():
-                    seat = Seat.objects.create(workshop=locked, learner=user)
-            except IntegrityError:  # a second click raced the first
-                seat = Seat.objects.get(workshop=locked, learner=user)
-        if seat.run_id is None:
-            seat.run = _run_for_seat(locked, user)
-            seat.save(update_fields=["run"])
-    return seat
+        if seat is not None:
+            return seat
+        problem = refusal(locked, user)
+        if problem:
+            raise JoinRefused(problem)
+        try:
+            with transaction.atomic():
+                return Seat.objects.create(workshop=locked, learner=user)
+        except IntegrityError:  # a second click raced the first
+            return Seat.objects.get(workshop=locked, learner=user)
+
+
+def give_run(seat: Seat) -> None:
+    """Step 3: a seat without a run gets one."""
+    if seat.run_id is not None:
+        return
+    with transaction.atomic():
+        seat.run = _run_for_seat(seat.workshop, seat.learner)
+        seat.save(update_fields=["run"])
 
 
 def _run_for_seat(workshop: Workshop, user):

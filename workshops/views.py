@@ -158,7 +158,8 @@ def _join_from_post(request: HttpRequest, workshop: Workshop, login_form, signup
     elif action == "signup" and signup_form.is_valid():
         with transaction.atomic():  # a refused seat takes the new account back with it
             user = signup_form.save()
-            seat = joining.join(workshop, user)
+            seat = joining.take_seat(workshop, user)
+        joining.give_run(seat)
     else:
         return None
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
