@@ -124,8 +124,8 @@ def test_a_visitor_signs_in_on_the_join_page_and_a_wrong_password_writes_nothing
     django_user_model.objects.create_user("ada", password=PASSWORD)
 
     wrong = anonymous.post(join_url(workshop), {"action": "login", "username": "ada", "password": "nope"})
-    assert wrong.status_code == 409 or "Please enter a correct username and password" in wrong.content.decode()
-    assert not Seat.objects.exists()
+    assert wrong.status_code == 200 and "Please enter a correct username and password" in wrong.content.decode()
+    assert not Seat.objects.exists() and "_auth_user_id" not in anonymous.session
 
     response = anonymous.post(join_url(workshop), {"action": "login", "username": "ada", "password": PASSWORD})
     assert response["Location"] == reverse("labs:lab", args=[LAB])
@@ -135,6 +135,7 @@ def test_a_visitor_signs_in_on_the_join_page_and_a_wrong_password_writes_nothing
 def test_an_unknown_code_says_so_and_writes_nothing(workshop, anonymous, django_user_model):
     typed = anonymous.post(reverse("workshops:join"), {"code": "abc-def"})
     assert typed.status_code == 404 and "No workshop has the code abc-def" in typed.content.decode()
+    assert "This field is required." in anonymous.post(reverse("workshops:join"), {"code": ""}).content.decode()
 
     link = anonymous.get(join_url(workshop, "ZZZZZZ"))
     assert link.status_code == 404 and "No workshop has the code ZZZZZZ" in link.content.decode()
@@ -350,3 +351,9 @@ def test_a_raised_hand_shows_on_the_grid_until_the_instructor_lowers_it(workshop
     htmx(instructor, reverse("workshops:lower_hand", args=[workshop.pk, learner.seat.pk]))
     assert Seat.objects.get(pk=learner.seat.pk).hand_raised_at is None
     assert "I need help" in bar(learner)
+
+
+def test_a_learner_sees_while_their_instructor_has_the_grid_open(workshop, instructor, learner):
+    assert 'data-testid="watched"' not in bar(learner)
+    instructor.get(reverse("workshops:grid", args=[workshop.pk]), HTTP_HX_REQUEST="true")  # the grid's poll
+    assert 'data-testid="watched"' in bar(learner) and "(open now)" in bar(learner)

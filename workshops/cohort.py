@@ -94,7 +94,7 @@ class Cohort:
 def read(workshop: Workshop, sort: str = "name", show: str = "all", now=None) -> Cohort:
     now = now or timezone.now()
     lab = CATALOGUE.get(workshop.lab)
-    seats = list(Seat.objects.filter(workshop=workshop).select_related("learner", "run__lab"))
+    seats = list(Seat.objects.filter(workshop=workshop).select_related("learner", "run"))
     tiles = [Tile(seat=seat, checks_total=len(lab.checks) if lab else 0) for seat in seats]
     with_runs = [tile for tile in tiles if tile.seat.run_id]
     run_ids = [tile.seat.run_id for tile in with_runs]

@@ -103,12 +103,14 @@ def create(request: HttpRequest) -> HttpResponse:
 def join(request: HttpRequest) -> HttpResponse:
     """Type a code: on to that workshop's join page, or a message saying no workshop has it."""
     form = JoinCodeForm(request.GET or request.POST or None)
+    unknown = False
     if form.is_bound and form.is_valid():
         workshop = joining.find(form.cleaned_data["code"])
         if workshop is not None:
             return redirect("workshops:join_code", workshop.join_code)
         form.add_error("code", joining.unknown_code_message(form.data.get("code", "")))
-    return render(request, "workshops/join.html", {"form": form}, status=404 if form.errors else 200)
+        unknown = True
+    return render(request, "workshops/join.html", {"form": form}, status=404 if unknown else 200)
 
 
 @require_http_methods(["GET", "POST"])
