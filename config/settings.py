@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "courseware",
     "practice",
     "labs",
+    "workshops",
 ]
 
 MIDDLEWARE = [

@@ -11,6 +11,7 @@ urlpatterns = [
     path("lessons/", include("courseware.urls")),
     path("practice/", include("practice.urls")),
     path("labs/", include("labs.urls")),
+    path("workshops/", include("workshops.urls")),
     path("api/", labs_api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -69,9 +69,10 @@ EVENT_WORDING: dict[str, tuple[str, str, str]] = {
     "breaker_changed": ("breaker", "The circuit breaker of {provider} is now {state}", "warn"),
     "fault_changed": ("fault", "{fault_text}", "warn"),
     "defences_changed": ("defences", "{defences_text}", "warn"),
+    "classroom": ("instructor", "{text}", "warn"),  # written by a workshop's instructor (the workshops app)
 }
 # Events a screen reader hears (summarised, at most every few seconds): the ones a learner acts on.
-ANNOUNCED = {"fault_changed", "defences_changed", "breaker_changed", "dead_lettered", "failover"}
+ANNOUNCED = {"fault_changed", "defences_changed", "breaker_changed", "dead_lettered", "failover", "classroom"}
 
 
 class _Blank(dict):

@@ -77,15 +77,7 @@ class RunState:
 
     @property
     def invariants(self) -> list[tuple[str, bool, str]]:
-        """The auditor's invariants as (name, holds, detail)."""
-        f = self.facts
-        lost = f["lost"] + f["stranded"]
-        return [
-            ("Nothing lost", lost == 0, f"{lost} lost or stranded"),
-            ("Nothing sent twice", f["duplicate_sends"] == 0, f"{f['duplicate_sends']} duplicate sends"),
-            ("Quiet hours respected", f["quiet_hours_violations"] == 0, f"{f['quiet_hours_violations']} sent in quiet hours"),
-            ("Per-user order kept", f["order_violations"] == 0, f"{f['order_violations']} out of order"),
-        ]
+        return invariants(self.facts)
 
     @property
     def breaker_rows(self) -> list[dict]:
@@ -104,6 +96,17 @@ class RunState:
         """Whether something is moving or waiting on a clock, so the panels should tick on their own."""
         f = self.facts
         return bool(f["in_flight"] or f["outbox_pending"] or f["retries_scheduled"] or self.faults or f["breakers_open"])
+
+
+def invariants(f: dict) -> list[tuple[str, bool, str]]:
+    """The auditor's invariants as (name, holds, detail), from a run's facts (labs.checks)."""
+    lost = f["lost"] + f["stranded"]
+    return [
+        ("Nothing lost", lost == 0, f"{lost} lost or stranded"),
+        ("Nothing sent twice", f["duplicate_sends"] == 0, f"{f['duplicate_sends']} duplicate sends"),
+        ("Quiet hours respected", f["quiet_hours_violations"] == 0, f"{f['quiet_hours_violations']} sent in quiet hours"),
+        ("Per-user order kept", f["order_violations"] == 0, f"{f['order_violations']} out of order"),
+    ]
 
 
 def run_state(run: LabRun, lab: Lab | None = None) -> RunState:

@@ -1,4 +1,9 @@
-"""Lab runs: create, reset, delete, and forget the ones nobody uses."""
+"""Lab runs: create, reset, delete, and forget the ones nobody uses.
+
+A run started for a lab (from its page, or by joining a workshop) is registered as the
+learner's run of that lab (`RunLab`); `start_lab_run` and `restart_lab_run` are the one
+place that starts one or starts it again.
+"""
 
 import logging
 from datetime import timedelta
@@ -8,7 +13,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.redis_client import get_redis, key
-from labs.models import LabRun, new_api_key
+from labs.lab_files import Lab
+from labs.models import LabRun, Recipient, RunLab, new_api_key
+from labs.pipeline import defences
 from labs.seeding import seed
 
 log = logging.getLogger(__name__)
@@ -21,6 +28,40 @@ def create_run(owner, **policy) -> LabRun:
         run = LabRun.objects.create(owner=owner, **policy)
         seed(run)
     return run
+
+
+def page_run_policy() -> dict:
+    """The retry policy of a run started for a lab; tests make it faster with LAB_PAGE_RUN_POLICY."""
+    return getattr(settings, "LAB_PAGE_RUN_POLICY", {})
+
+
+def open_preferences(run: LabRun, lab: Lab) -> None:
+    """Everyone accepts every channel, nobody has quiet hours: counts in the lab add up exactly."""
+    # Opt-outs and quiet hours would skip or defer some messages (until the morning) and
+    # blur what the lab is about; a lab about preferences keeps them.
+    if not lab.keep_preferences:
+        Recipient.objects.filter(run=run).update(
+            quiet_start=None, quiet_end=None, email_opt_in=True, sms_opt_in=True, push_opt_in=True, inapp_opt_in=True
+        )
+
+
+def start_lab_run(owner, lab: Lab) -> RunLab:
+    """A new run of `lab` for `owner`, registered as their run of it (IntegrityError if they have one)."""
+    with transaction.atomic():
+        run = create_run(owner, **page_run_policy())
+        run_lab = RunLab.objects.create(run=run, owner=owner, lab=lab.slug)
+        open_preferences(run, lab)
+    return run_lab
+
+
+def restart_lab_run(run_lab: RunLab, lab: Lab) -> None:
+    """Start the run of a lab again from its seed, every defence on; the learner's history is kept."""
+    run = run_lab.run
+    reset_run(run)
+    defences.set_defences(run, **dict.fromkeys(defences.NAMES, True))
+    open_preferences(run, lab)
+    run_lab.started_at = run.last_activity_at  # experiments before it belong to an earlier go
+    run_lab.save(update_fields=["started_at"])
 
 
 def _forget_in_redis(run_id: int) -> None:

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -38,16 +38,10 @@ from labs.forms import (
     fault_settings,
 )
 from labs.lab_files import Lab
-from labs.models import DeadLetter, Delivery, Experiment, LabRun, NotificationIntent, Recipient, RunLab
+from labs.models import DeadLetter, Delivery, Experiment, LabRun, NotificationIntent, RunLab
 from labs.pipeline import deadletters, defences, faults, intake, traffic
 
-# The retry policy of a run started from a lab page; tests make it faster with LAB_PAGE_RUN_POLICY.
-DEFAULT_POLICY: dict = {}
 CHANGED = "lab:changed"  # the client event that makes the page refresh its live panels
-
-
-def _policy() -> dict:
-    return getattr(settings, "LAB_PAGE_RUN_POLICY", DEFAULT_POLICY)
 
 
 def _get_lab(slug: str) -> Lab:
@@ -81,16 +75,6 @@ def _back(run: LabRun) -> HttpResponse:
 
 def _changed(response: HttpResponse) -> HttpResponse:
     return trigger_client_event(response, CHANGED)
-
-
-def _open_preferences(run: LabRun, lab: Lab) -> None:
-    """Everyone accepts every channel, nobody has quiet hours: counts in the lab add up exactly."""
-    # Opt-outs and quiet hours would skip or defer some messages (until the morning) and
-    # blur what the lab is about; a lab about preferences keeps them.
-    if not lab.keep_preferences:
-        Recipient.objects.filter(run=run).update(
-            quiet_start=None, quiet_end=None, email_opt_in=True, sms_opt_in=True, push_opt_in=True, inapp_opt_in=True
-        )
 
 
 # --- Pages --------------------------------------------------------------------------------------
@@ -202,10 +186,7 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     lab = _get_lab(slug)
     if not RunLab.objects.filter(owner=request.user, lab=slug).exists():
         try:
-            with transaction.atomic():
-                run = runs.create_run(request.user, **_policy())
-                RunLab.objects.create(run=run, owner=request.user, lab=slug)
-                _open_preferences(run, lab)
+            runs.start_lab_run(request.user, lab)
         except IntegrityError:
             pass  # a second click raced the first: that run is the learner's
     return redirect("labs:lab", slug)
@@ -215,11 +196,7 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
 def reset(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     run_lab = _run_lab(run)
-    runs.reset_run(run)
-    defences.set_defences(run, **dict.fromkeys(defences.NAMES, True))
-    _open_preferences(run, _get_lab(run_lab.lab))
-    run_lab.started_at = run.last_activity_at
-    run_lab.save(update_fields=["started_at"])
+    runs.restart_lab_run(run_lab, _get_lab(run_lab.lab))
     messages.success(request, "The run starts again from its seed: no traffic, no faults, every defence on. Your history is kept.")
     return _back(run)
 

@@ -150,3 +150,12 @@ def count_call(run_id: int, target: str) -> int:
 def count_calls(run_id: int, target: str, calls: int) -> int:
     """Count `calls` more calls; returns the number of the last one."""
     return get_redis().incrby(_calls_key(run_id, target), calls)
+
+
+def all_faults_of(run_ids: list[int]) -> dict[int, dict[str, dict]]:
+    """`all_faults` of many runs in one round trip (a workshop's grid reads a whole cohort at once)."""
+    with get_redis().pipeline(transaction=False) as pipe:
+        for run_id in run_ids:
+            pipe.hgetall(_faults_key(run_id))
+        found = pipe.execute()
+    return {run_id: {t.decode(): json.loads(v) for t, v in raw.items()} for run_id, raw in zip(run_ids, found, strict=True)}

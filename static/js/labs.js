@@ -117,6 +117,10 @@
     setStatus("live", (onFallback ? "Live (every second)" : "Live") + " · last event " + lag + " ms ago" +
       (payload.skipped ? " · " + payload.skipped + " not shown" : ""));
     announce(payload.announce);
+    // Parts of the page drawn by other apps (a workshop's classroom bar) redraw on "lab-<kind>" events.
+    payload.kinds.forEach(function (kind) {
+      window.htmx.trigger(document.body, "lab-" + kind);
+    });
     requestPanels();
     if (payload.kinds.indexOf("fault_changed") >= 0 || payload.kinds.indexOf("defences_changed") >= 0) refreshFaultPanel();
   }

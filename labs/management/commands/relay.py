@@ -27,13 +27,14 @@ from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from config import heartbeat
-from labs import runs
+from labs import runs, signals
 from labs.pipeline import relay
 
 log = logging.getLogger("faultline.relay")
 
 RESCUE_EVERY = 5.0
 HOUSEKEEPING_EVERY = 60.0
+TICK_EVERY = 1.0  # labs.signals.relay_tick
 OUTAGE_ERRORS = (KombuError, RedisError, OSError, DatabaseError)
 
 
@@ -87,7 +88,7 @@ def serve(interval: float, instance: str) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    last_beat = last_rescue = last_housekeeping = 0.0
+    last_beat = last_rescue = last_housekeeping = last_tick = 0.0
     failures = 0
     while not stopping.is_set():
         now = time.monotonic()
@@ -107,6 +108,9 @@ def serve(interval: float, instance: str) -> None:
                 if now - last_housekeeping >= HOUSEKEEPING_EVERY:
                     runs.delete_idle_runs()
                     last_housekeeping = now
+                if now - last_tick >= TICK_EVERY:
+                    tick()
+                    last_tick = now
             if failures:
                 log.info("relay: connected again after %d failed passes", failures)
                 failures = 0
@@ -124,3 +128,12 @@ def serve(interval: float, instance: str) -> None:
         relay.release_lease()
     except DatabaseError:
         pass
+
+
+def tick() -> None:
+    """Send labs.signals.relay_tick; a receiver that fails is logged and does not stop the relay."""
+    for receiver, result in signals.relay_tick.send_robust(sender=relay):
+        if isinstance(result, OUTAGE_ERRORS):
+            raise result  # the database or Redis is down: the loop backs off as for its own work
+        if isinstance(result, Exception):
+            log.error("relay: %s failed: %r", getattr(receiver, "__qualname__", receiver), result, exc_info=result)

@@ -1,0 +1,28 @@
+"""A broadcast fault ends on the server: the relay process ends it after its duration, with no browser open.
+
+A real relay process (tests/conftest.py) on the test database and Redis; nothing else is running.
+"""
+
+from labs.pipeline import events, faults
+from tests.harness import wait_for
+from tests.workshop_roles import LAB, forget_redis_state, make_instructor  # noqa: F401 - a fixture
+from workshops import broadcasts, joining
+from workshops.models import Broadcast, Workshop
+
+
+def test_the_relay_ends_a_broadcast_when_its_time_is_up_and_tells_each_learners_page(relay, django_user_model):
+    teacher = make_instructor(django_user_model, "grace")
+    workshop = Workshop.objects.create(owner=teacher, title="Game day", lab=LAB)
+    seats = [joining.join(workshop, django_user_model.objects.create_user(name)) for name in ("ada", "alan")]
+
+    started = broadcasts.start(workshop, teacher, "email-primary", {"down": True}, duration_s=2)
+    for seat in seats:
+        assert faults.all_faults(seat.run_id) == {"email-primary": {"down": True}}
+
+    wait_for(lambda: all(faults.all_faults(seat.run_id) == {} for seat in seats), 15, "the relay to end the broadcast")
+    ended = Broadcast.objects.get(pk=started.pk)
+    assert ended.ending == Broadcast.Ending.EXPIRED
+    assert 2 <= (ended.ended_at - ended.started_at).total_seconds() < 6  # the relay looks about once a second
+    for seat in seats:
+        said = [e["text"] for e in events.recent(seat.run_id) if e["kind"] == "classroom"]
+        assert said[-1] == "Your instructor's fault ended (its time ran out): email-primary down"

@@ -1,0 +1,21 @@
+from django.urls import path
+
+from workshops import views
+
+app_name = "workshops"
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("new", views.create, name="create"),
+    path("join/", views.join, name="join"),
+    path("join/<str:code>/", views.join_code, name="join_code"),
+    path("<int:workshop_id>/", views.grid, name="grid"),
+    path("<int:workshop_id>/joining", views.joining_switch, name="joining"),
+    path("<int:workshop_id>/code", views.rotate_code, name="rotate_code"),
+    path("<int:workshop_id>/broadcasts", views.broadcast, name="broadcast"),
+    path("<int:workshop_id>/broadcasts/<int:broadcast_id>/end", views.end_broadcast, name="end_broadcast"),
+    path("<int:workshop_id>/stop", views.stop, name="stop"),
+    path("<int:workshop_id>/announcements", views.announce, name="announce"),
+    path("<int:workshop_id>/seats/<int:seat_id>/hand", views.lower_hand, name="lower_hand"),
+    path("seats/<int:seat_id>/", views.classroom, name="classroom"),
+    path("seats/<int:seat_id>/hand", views.hand, name="hand"),
+]
