@@ -213,24 +213,13 @@ class DeliveryMachine(RuleBasedStateMachine):
             self.relay_rescues_what_was_never_claimed()
             self.relay_publishes()
             while self.broker:
-                self.a_worker_takes_a_message_calmly()
+                self.a_worker_handles_the_next_message_in_one_go("ok")
         unfinished = Delivery.objects.filter(run=self.run).exclude(status__in=TERMINAL)
         assert not unfinished.exists(), list(unfinished.values_list("pk", "status"))
         self.nothing_is_sent_twice()
         faults.clear_faults(self.run.pk)
         for provider in [name for pair in PROVIDERS.values() for name in pair]:
             ProviderBreaker(self.run.pk, provider).record(True)
-
-    def a_worker_takes_a_message_calmly(self):
-        job = self._take(0)
-        if job is None:
-            return
-        self._dispatch(job)
-        if job.stage == "dispatched":
-            self._call(job, "ok")
-            worker.record_attempt(job.delivery, job.outcome, timezone.now())
-            self.workers.remove(job)
-
 
 def test_no_interleaving_of_crashes_redeliveries_takeovers_and_replays_loses_or_sends_twice(django_user_model):
     owner = django_user_model.objects.create_user(f"model-{uuid.uuid4().hex[:6]}", password="not-used-1234")

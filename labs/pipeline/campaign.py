@@ -82,7 +82,7 @@ def _load(run: LabRun, held: dict[int, int]) -> list[Delivery]:
     return taken
 
 
-def _send(run: LabRun, channel: str, ready: list[tuple[Delivery, "worker.Prepared"]]) -> list[tuple[Delivery, worker.Outcome]]:
+def _send(run: LabRun, channel: str, ready: list[tuple[Delivery, worker.Prepared]]) -> list[tuple[Delivery, worker.Outcome]]:
     primary = PROVIDERS[channel][0]
     use_breaker = defences.enabled(run, "circuit_breaker")
     if use_breaker:
