@@ -154,6 +154,8 @@ HEARTBEAT_TTL = env_int("HEARTBEAT_TTL", 6, minimum=3)
 # --- Labs -------------------------------------------------------------------------
 # A run nobody has used for this long is deleted by the relay's housekeeping.
 LAB_RUN_IDLE_MINUTES = env_int("LAB_RUN_IDLE_MINUTES", 12 * 60, minimum=1)
+# Days a workshop's runs stay (read-only, for its debrief) after the instructor ends it; then the relay deletes them.
+WORKSHOP_KEEP_DAYS = env_int("WORKSHOP_KEEP_DAYS", 14, minimum=1)
 # Seconds a published message may sit unclaimed before the relay publishes it again
 # (a Redis restart can lose what it held; the database still knows).
 LAB_REDELIVER_AFTER = env_int("LAB_REDELIVER_AFTER", 60, minimum=1)

@@ -35,6 +35,7 @@ from labs.models import (
 )
 from labs.pipeline import audit, deadletters, defences, events, faults, intake, metrics, templating
 from labs.pipeline.topology import PROVIDERS
+from workshops import access
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,17 @@ class RunKey(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> LabRun | None:
         run = LabRun.objects.filter(api_key=token).first()
         if run is not None:
+            if request.method not in ("GET", "HEAD"):
+                refuse_if_frozen(run)
             runs.touch(run)
             request.run = run
         return run
+
+
+def refuse_if_frozen(run: LabRun) -> None:
+    """A run of an ended workshop is read-only: reading it works, changing it is refused with why."""
+    if access.is_frozen(run.pk):
+        raise HttpError(409, access.FROZEN_MESSAGE)
 
 
 api = NinjaAPI(

@@ -70,9 +70,10 @@ EVENT_WORDING: dict[str, tuple[str, str, str]] = {
     "fault_changed": ("fault", "{fault_text}", "warn"),
     "defences_changed": ("defences", "{defences_text}", "warn"),
     "classroom": ("instructor", "{text}", "warn"),  # written by a workshop's instructor (the workshops app)
+    "run_frozen": ("ended", "{text}", "warn"),  # the run's workshop ended: the page reloads, read-only
 }
 # Events a screen reader hears (summarised, at most every few seconds): the ones a learner acts on.
-ANNOUNCED = {"fault_changed", "defences_changed", "breaker_changed", "dead_lettered", "failover", "classroom"}
+ANNOUNCED = {"fault_changed", "defences_changed", "breaker_changed", "dead_lettered", "failover", "classroom", "run_frozen"}
 
 
 class _Blank(dict):

@@ -110,7 +110,8 @@ def touch(run: LabRun) -> None:
 
 def delete_idle_runs(now=None) -> int:
     cutoff = (now or timezone.now()) - timedelta(minutes=settings.LAB_RUN_IDLE_MINUTES)
-    idle = list(LabRun.objects.filter(last_activity_at__lt=cutoff))
+    # A run in a workshop seat is kept for the instructor's debrief; workshops.lifecycle deletes it after the workshop.
+    idle = list(LabRun.objects.filter(last_activity_at__lt=cutoff, seat__isnull=True))
     for run in idle:
         delete_run(run)
     if idle:

@@ -40,6 +40,7 @@ from labs.forms import (
 from labs.lab_files import Lab
 from labs.models import DeadLetter, Delivery, Experiment, LabRun, NotificationIntent, RunLab
 from labs.pipeline import deadletters, defences, faults, intake, traffic
+from workshops import access
 
 CHANGED = "lab:changed"  # the client event that makes the page refresh its live panels
 
@@ -51,15 +52,33 @@ def _get_lab(slug: str) -> Lab:
     return lab
 
 
-def _get_run_for_user(request: HttpRequest, run_id: int) -> LabRun:
-    """The run, if it is the signed-in user's; 404 for anyone else (the run's existence stays private)."""
+def _get_run_for_user(request: HttpRequest, run_id: int, even_if_frozen: bool = False) -> LabRun:
+    """The run, if it is the signed-in user's; 404 for anyone else (the run's existence stays private).
+    A change to a run of an ended workshop is refused with 403 and why (its owner may still delete it)."""
     if not request.user.is_authenticated:
         raise Http404("No such run")
     run = LabRun.objects.filter(pk=run_id, owner=request.user).select_related("lab").first()
     if run is None:
         raise Http404("No such run")
+    if request.method not in ("GET", "HEAD") and not even_if_frozen:
+        access.refuse_if_frozen(run.pk)
     runs.touch(run)  # a run in use is not an idle run for the relay's housekeeping
     return run
+
+
+def _get_run_to_read(request: HttpRequest, run_id: int) -> tuple[LabRun, bool]:
+    """(the run, read-only?): its owner reads and changes it; an instructor of the workshop whose seat
+    holds it reads it (workshops.access), and the learner's page says so. 404 for anyone else."""
+    if request.user.is_authenticated:
+        run = LabRun.objects.filter(pk=run_id, owner=request.user).select_related("lab").first()
+        if run is not None:
+            runs.touch(run)
+            return run, False
+    seat = access.watched_seat(request.user, run_id)
+    if seat is None:
+        raise Http404("No such run")
+    access.note_watching(seat)
+    return LabRun.objects.select_related("lab").get(pk=run_id), True
 
 
 def _run_lab(run: LabRun) -> RunLab:
@@ -91,17 +110,22 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
     lab = _get_lab(slug)
-    titles = dict(Lesson.objects.filter(slug__in=lab.lessons).values_list("slug", "title"))
-    lessons = [(lesson, titles.get(lesson, lesson.replace("-", " "))) for lesson in lab.lessons]
-    context = {"lab": lab, "run": None, "lessons": lessons}
+    context = {"lab": lab, "run": None, "lessons": lab_lessons(lab)}
     if request.user.is_authenticated:
         run_lab = RunLab.objects.filter(owner=request.user, lab=slug).select_related("run").first()
         if run_lab is not None:
-            context.update(_run_context(request, lab, run_lab))
+            context.update(run_context(request, lab, run_lab), read_only=access.is_frozen(run_lab.run_id))
     return render(request, "labs/lab.html", context)
 
 
-def _run_context(request: HttpRequest, lab: Lab, run_lab: RunLab) -> dict:
+def lab_lessons(lab: Lab) -> list[tuple[str, str]]:
+    """(slug, title) of the lessons to read first."""
+    titles = dict(Lesson.objects.filter(slug__in=lab.lessons).values_list("slug", "title"))
+    return [(lesson, titles.get(lesson, lesson.replace("-", " "))) for lesson in lab.lessons]
+
+
+def run_context(request: HttpRequest, lab: Lab, run_lab: RunLab) -> dict:
+    """What the lab page shows of a run (its owner's page, or an instructor's read-only drop-in)."""
     run = run_lab.run
     runs.touch(run)
     state = panels.run_state(run, lab)
@@ -203,7 +227,7 @@ def reset(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_POST
 def end(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run = _get_run_for_user(request, run_id, even_if_frozen=True)
     slug = _run_lab(run).lab
     runs.delete_run(run)
     messages.success(request, "Run deleted. Your experiment history is kept.")
@@ -231,7 +255,7 @@ async def stream(request: HttpRequest, run_id: int) -> HttpResponse:
     """
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
     if not live.stream_token_allows(request.GET.get("token", ""), run_id, session_key):
-        await sync_to_async(_get_run_for_user)(request, run_id)
+        await sync_to_async(_get_run_to_read)(request, run_id)
     try:
         after = live.stream_position(request.GET.get("after"), request.headers.get("Last-Event-ID"))
     except ValueError as exc:
@@ -252,11 +276,11 @@ async def stream(request: HttpRequest, run_id: int) -> HttpResponse:
 @never_cache
 @require_GET
 def live_panels(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run, read_only = _get_run_to_read(request, run_id)
     run_lab = _run_lab(run)
     lab = _get_lab(run_lab.lab)
     state = panels.run_state(run, lab)
-    context = {"run": run, "lab": lab, "state": state, "cards": _step_cards(lab, run_lab, state), "oob": True}
+    context = {"run": run, "lab": lab, "state": state, "cards": _step_cards(lab, run_lab, state), "oob": True, "read_only": read_only}
     return render(request, "labs/live_panels.html", context)
 
 
@@ -452,7 +476,7 @@ def discard(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_GET
 def notification(request: HttpRequest, run_id: int, intent_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run, _ = _get_run_to_read(request, run_id)
     intent = get_object_or_404(NotificationIntent.objects.select_related("template", "recipient"), run=run, pk=intent_id)
     context = {"run": run, "intent": intent, "lineage": lineage.lineage(run, intent), "lab": _get_lab(_run_lab(run).lab)}
     template = "labs/lineage.html#lineage" if request.htmx else "labs/lineage.html"
@@ -461,7 +485,7 @@ def notification(request: HttpRequest, run_id: int, intent_id: int) -> HttpRespo
 
 @require_GET
 def delivery(request: HttpRequest, run_id: int, delivery_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run, _ = _get_run_to_read(request, run_id)
     intent_id = get_object_or_404(Delivery, run=run, pk=delivery_id).intent_id
     if request.htmx:
         return notification(request, run_id, intent_id)

@@ -215,7 +215,7 @@ def test_joining_another_workshop_of_the_same_lab_takes_the_run_there(workshop, 
 
 def test_the_instructor_does_not_take_a_seat_in_their_own_workshop(workshop, instructor):
     response = instructor.post(join_url(workshop), {"action": "join"})
-    assert "You run this workshop" in response.content.decode() and not Seat.objects.exists()
+    assert "You teach this workshop" in response.content.decode() and not Seat.objects.exists()
 
 
 def test_a_learner_who_deleted_their_run_gets_a_new_one_by_joining_again(workshop, learner):

@@ -1,7 +1,7 @@
 """The cohort grid: a tile per learner, read in a fixed number of queries whatever the cohort's size.
 
 A refresh (the grid polls every POLL_SECONDS) reads:
-1. The seats with their learners, runs and RunLab rows: one query.
+1. The seats with their learners, runs and RunLab rows: one query; the roster's names: one more.
 2. Every run's experiments of the current go (since the run was started or reset, and since
    the learner joined): one query, for the current step, predictions written and last progress.
 3. Outbox backlog and open dead letters of every run: one GROUP BY query each.
@@ -30,6 +30,7 @@ from labs.models import DeadLetter, Experiment, OutboxRow
 from labs.pipeline import events, faults
 from labs.pipeline.breaker import CLOSED, BreakerState, ProviderBreaker
 from labs.pipeline.topology import ALL_PROVIDERS
+from workshops import roster
 from workshops.models import Seat, Workshop
 
 POLL_SECONDS = 2
@@ -59,6 +60,7 @@ class Tile:
     invariants: list = field(default_factory=list)  # [name, holds, detail]
     measured_at: float | None = None
     stuck: bool = False
+    real_name: str = ""  # from the workshop's roster, when the learner's e-mail or username is on it
 
     @property
     def name(self) -> str:
@@ -95,7 +97,8 @@ def read(workshop: Workshop, sort: str = "name", show: str = "all", now=None) ->
     now = now or timezone.now()
     lab = CATALOGUE.get(workshop.lab)
     seats = list(Seat.objects.filter(workshop=workshop).select_related("learner", "run"))
-    tiles = [Tile(seat=seat, checks_total=len(lab.checks) if lab else 0) for seat in seats]
+    on_roster = roster.names(workshop)
+    tiles = [Tile(seat=seat, checks_total=len(lab.checks) if lab else 0, real_name=roster.name_of(seat.learner, on_roster)) for seat in seats]
     with_runs = [tile for tile in tiles if tile.seat.run_id]
     run_ids = [tile.seat.run_id for tile in with_runs]
     if run_ids:

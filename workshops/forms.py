@@ -103,3 +103,47 @@ class BroadcastForm(forms.Form):
 class AnnouncementForm(forms.Form):
     text = forms.CharField(max_length=500, label="Announcement", widget=forms.Textarea(attrs={"rows": 2}),
                            help_text="Shown at the top of every learner's lab page until you take it down.")  # fmt: skip
+
+
+class CoInstructorForm(forms.Form):
+    username = forms.CharField(max_length=150, label="Add a co-instructor (their username)")
+
+    def __init__(self, workshop: Workshop, *args, **kwargs):
+        self.workshop = workshop
+        super().__init__(*args, **kwargs)
+
+    def clean_username(self):
+        from django.contrib.auth import get_user_model
+
+        typed = self.cleaned_data["username"].strip()
+        user = get_user_model().objects.filter(username__iexact=typed).first()
+        if user is None:
+            raise forms.ValidationError(f"No account has the username “{typed}”. They sign up first, then you add them.")
+        if user.pk == self.workshop.owner_id:
+            raise forms.ValidationError("You own this workshop already.")
+        if self.workshop.seats.filter(learner=user).exists():
+            raise forms.ValidationError(f"{user.get_username()} is a learner in this workshop: a co-instructor would see their classmates' runs.")
+        return user
+
+
+class RosterForm(forms.Form):
+    text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 5, "placeholder": "Rosalind Franklin, rosalind@example.org"}),
+                           label="Paste the roster", help_text="One person a line: name, e-mail or username.")  # fmt: skip
+    file = forms.FileField(required=False, label="…or upload a CSV file")
+
+    def clean(self):
+        from workshops import roster
+
+        cleaned = super().clean()
+        upload = cleaned.get("file")
+        if upload is not None:
+            if upload.size > roster.MAX_BYTES:
+                raise forms.ValidationError(f"The file is too big: at most {roster.MAX_BYTES // 1000} kB.")
+            try:
+                text = upload.read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise forms.ValidationError("The file is not UTF-8 text: save the spreadsheet as “CSV UTF-8”.") from None
+        else:
+            text = cleaned.get("text") or ""
+        cleaned["people"] = roster.parse(text)  # a ValidationError names the line
+        return cleaned

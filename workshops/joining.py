@@ -40,10 +40,12 @@ def unknown_code_message(typed_code: str) -> str:
 def refusal(workshop: Workshop, user) -> str | None:
     """Why `user` (None: a visitor not signed in yet) may not take a new seat, or None."""
     if user is not None and user.is_authenticated:
-        if user.pk == workshop.owner_id:
-            return "You run this workshop: your learners join it; you follow them on its grid."
+        if user.pk == workshop.owner_id or workshop.co_instructors.filter(pk=user.pk).exists():
+            return "You teach this workshop: your learners join it; you follow them on its grid."
         if Seat.objects.filter(workshop=workshop, learner=user).exists():
             return None
+    if workshop.ended:
+        return f"“{workshop.title}” has ended: it takes no new learners."
     if not workshop.joining_open:
         return f"Joining “{workshop.title}” is closed. Ask your instructor to reopen it."
     if workshop.seats.count() >= workshop.capacity:

@@ -10,6 +10,8 @@ joining another workshop of the same lab moves it there, and the earlier instruc
 longer sees it.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -32,12 +34,26 @@ class Workshop(models.Model):
     join_code = models.CharField(max_length=codes.LENGTH, unique=True, default=codes.new_code)
     joining_open = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Teaching assistants the owner added: they see and drive the grid; only the owner adds or removes them, or ends it.
+    co_instructors = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="workshops_co_taught")
+    # Ended: every run of it is read-only, and the relay deletes them `WORKSHOP_KEEP_DAYS` later.
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     class Meta:
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    @property
+    def runs_deleted_on(self):
+        """When an ended workshop's runs are deleted (workshops.lifecycle); None while it runs."""
+        return self.ended_at + timedelta(days=settings.WORKSHOP_KEEP_DAYS) if self.ended_at else None
 
     @property
     def shown_code(self) -> str:
@@ -53,6 +69,7 @@ class Seat(models.Model):
     run = models.OneToOneField(LabRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="seat")
     joined_at = models.DateTimeField(default=timezone.now)
     hand_raised_at = models.DateTimeField(null=True, blank=True)  # "I need help", until lowered
+    watched_at = models.DateTimeField(null=True, blank=True)  # an instructor last looked at this run (dropped in)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["workshop", "learner"], name="one_seat_per_learner")]
@@ -106,3 +123,16 @@ class Announcement(models.Model):
 
     class Meta:
         ordering = ["-made_at", "-id"]
+
+
+class RosterEntry(models.Model):
+    """A person the instructor expects: the grid shows their real name on the tile of the account
+    whose e-mail or username matches, and who has not joined yet."""
+
+    workshop = models.ForeignKey(Workshop, on_delete=models.CASCADE, related_name="roster")
+    name = models.CharField(max_length=120)
+    email = models.EmailField(blank=True)  # matched without regard to case
+    username = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]

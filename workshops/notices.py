@@ -13,6 +13,7 @@ from django.utils import timezone
 from config.redis_client import get_redis, key
 from labs.live import settings_text
 from labs.pipeline import events
+from workshops.access import being_watched
 from workshops.models import Announcement, Broadcast, EmergencyStop, Seat, Workshop
 
 STOP_SHOWN_FOR = timedelta(minutes=10)  # how long a learner's page mentions an emergency stop
@@ -37,14 +38,14 @@ def duration_text(seconds: int) -> str:
 
 def announce(workshop: Workshop, by, text: str) -> Announcement:
     announcement = Announcement.objects.create(workshop=workshop, made_by=by, text=text)
-    tell(_run_ids(workshop), f"Announcement from your instructor: {text}")
+    tell(run_ids(workshop), f"Announcement from your instructor: {text}")
     return announcement
 
 
 def take_down(workshop: Workshop) -> int:
     taken = Announcement.objects.filter(workshop=workshop, taken_down_at__isnull=True).update(taken_down_at=timezone.now())
     if taken:
-        tell(_run_ids(workshop), "Your instructor took the announcement down")
+        tell(run_ids(workshop), "Your instructor took the announcement down")
     return taken
 
 
@@ -64,7 +65,7 @@ def _grid_key(workshop: Workshop) -> str:
     return key("workshop", str(workshop.pk), "grid-open")
 
 
-def _run_ids(workshop: Workshop) -> list[int]:
+def run_ids(workshop: Workshop) -> list[int]:
     return list(workshop.seats.filter(run__isnull=False).values_list("run_id", flat=True))
 
 
@@ -93,7 +94,8 @@ class Classroom:
     announcement: Announcement | None
     instructor_faults: list[InstructorFault]
     stop: EmergencyStop | None
-    watched: bool
+    watched: bool  # the grid is open
+    looked_at: bool  # an instructor is looking at this run now (dropped in)
 
 
 def classroom(seat: Seat) -> Classroom:
@@ -106,4 +108,5 @@ def classroom(seat: Seat) -> Classroom:
         instructor_faults=[InstructorFault(describe(b), b.ends_at) for b in in_force],
         stop=stop,
         watched=grid_open(workshop),
+        looked_at=being_watched(seat),
     )

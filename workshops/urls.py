@@ -16,6 +16,11 @@ urlpatterns = [
     path("<int:workshop_id>/stop", views.stop, name="stop"),
     path("<int:workshop_id>/announcements", views.announce, name="announce"),
     path("<int:workshop_id>/seats/<int:seat_id>/hand", views.lower_hand, name="lower_hand"),
+    path("<int:workshop_id>/seats/<int:seat_id>/run", views.drop_in, name="drop_in"),
+    path("<int:workshop_id>/seats/<int:seat_id>/reset", views.reset_seat, name="reset_seat"),
+    path("<int:workshop_id>/co-instructors", views.co_instructors, name="co_instructors"),
+    path("<int:workshop_id>/roster", views.upload_roster, name="roster"),
+    path("<int:workshop_id>/end", views.end_workshop, name="end"),
     path("seats/<int:seat_id>/", views.classroom, name="classroom"),
     path("seats/<int:seat_id>/hand", views.hand, name="hand"),
 ]

@@ -1,8 +1,11 @@
 """Workshop pages: the instructor's list and grid, joining by code, and the learner's classroom bar.
 
-Who sees what:
-- A workshop's grid and every action on it are its instructor's (the owner's): anyone else
-  gets 404 from `_get_workshop_for_instructor`, so a workshop's existence stays private.
+Who sees what (workshops/access.py):
+- A workshop's grid and every action on it are its instructors': its owner and the co-instructors
+  the owner added. Anyone else gets 404 from `_get_workshop_for_instructor`, so a workshop's
+  existence stays private. Adding co-instructors and ending the workshop are the owner's alone.
+- An instructor drops in on a seated learner's run: the lab page, read-only, and its read-only
+  URLs (panels, lineage, stream); the learner's bar says they are being looked at.
 - A seat's classroom bar and hand are its learner's: anyone else gets 404 from `_get_seat_for_learner`.
 - Creating a workshop needs the instructor role (403 otherwise); an admin grants it by adding
   the user to the "instructor" group (accounts.roles).
@@ -14,6 +17,7 @@ Each instructor action answers an htmx request with the controls again (and a "c
 event, so the grid refreshes at once); without htmx it redirects back to the grid.
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -32,8 +36,10 @@ from django_htmx.http import trigger_client_event
 from accounts.forms import SignUpForm
 from accounts.roles import is_instructor
 from labs.catalogue import CATALOGUE
-from workshops import broadcasts, codes, cohort, joining, notices
-from workshops.forms import AnnouncementForm, BroadcastForm, JoinCodeForm, WorkshopForm
+from labs import runs
+from labs.views import lab_lessons, run_context
+from workshops import access, broadcasts, codes, cohort, joining, lifecycle, notices, roster
+from workshops.forms import AnnouncementForm, BroadcastForm, CoInstructorForm, JoinCodeForm, RosterForm, WorkshopForm
 from workshops.models import Seat, Workshop
 
 COHORT_CHANGED = "cohort:changed"  # the client event that makes the grid refresh now
@@ -48,8 +54,17 @@ def _only_for(request: HttpRequest, rows, **lookup):
 
 
 def _get_workshop_for_instructor(request: HttpRequest, workshop_id: int) -> Workshop:
-    """The workshop, if the signed-in user runs it; 404 for anyone else."""
-    return _only_for(request, Workshop.objects, pk=workshop_id, owner_id=request.user.pk)
+    """The workshop, if the signed-in user owns or co-teaches it; 404 for anyone else."""
+    return access.workshop_for_instructor(request.user, workshop_id)
+
+
+def _get_workshop_for_owner(request: HttpRequest, workshop_id: int) -> Workshop:
+    """The workshop, if the signed-in user owns it; 404 for anyone else, co-instructors included."""
+    return access.workshop_for_owner(request.user, workshop_id)
+
+
+def _get_seat_with_run(workshop: Workshop, seat_id: int) -> Seat:
+    return get_object_or_404(Seat.objects.select_related("learner", "run"), workshop=workshop, pk=seat_id, run__isnull=False)
 
 
 def _get_seat_for_learner(request: HttpRequest, seat_id: int) -> Seat:
@@ -75,7 +90,7 @@ def index(request: HttpRequest) -> HttpResponse:
     seats = Seat.objects.filter(learner=request.user).select_related("workshop__owner").order_by("-joined_at")
     context = {
         "instructor": is_instructor(request.user),
-        "taught": Workshop.objects.filter(owner=request.user).annotate(seats_taken=Count("seats")),
+        "taught": access.taught_by(request.user).annotate(seats_taken=Count("seats")),
         "seats": seats,
         "join_form": JoinCodeForm(),
     }
@@ -203,6 +218,13 @@ def _controls_context(request: HttpRequest, workshop: Workshop, **forms) -> dict
         "announcement_form": forms.get("announcement_form") or AnnouncementForm(),
         "announcement": notices.current_announcement(workshop),
         "stops": workshop.stops.select_related("stopped_by")[:5],
+        "owner": workshop.owner_id == request.user.pk,
+        "co_instructors": list(workshop.co_instructors.all()),
+        "co_instructor_form": forms.get("co_instructor_form") or CoInstructorForm(workshop),
+        "roster_form": forms.get("roster_form") or RosterForm(),
+        "roster_size": workshop.roster.count(),
+        "keep_days": settings.WORKSHOP_KEEP_DAYS,
+        "not_joined": roster.not_joined(workshop),
     }
 
 
@@ -328,3 +350,76 @@ def hand(request: HttpRequest, seat_id: int) -> HttpResponse:
         return render(request, "workshops/classroom_bar.html", {"classroom": notices.classroom(seat)})
     messages.success(request, "Your hand is raised: your instructor sees it on the grid." if seat.hand_raised_at else "Hand lowered.")
     return redirect("labs:lab", seat.workshop.lab)
+
+
+# --- Drop in on a learner's run ------------------------------------------------------------------
+
+
+@never_cache
+@require_GET
+def drop_in(request: HttpRequest, workshop_id: int, seat_id: int) -> HttpResponse:
+    """The learner's lab page as they see it, without its controls; the learner's bar says an instructor is looking."""
+    workshop = _get_workshop_for_instructor(request, workshop_id)
+    seat = _get_seat_with_run(workshop, seat_id)
+    lab = CATALOGUE[workshop.lab]
+    if not access.being_watched(seat):
+        notices.tell([seat.run_id], "Your instructor is looking at your run")
+    access.note_watching(seat)
+    context = {"lab": lab, "lessons": lab_lessons(lab), **run_context(request, lab, seat.run.lab),
+               "read_only": True, "watching": seat, "workshop": workshop}  # fmt: skip
+    return render(request, "labs/lab.html", context)
+
+
+@require_POST
+def reset_seat(request: HttpRequest, workshop_id: int, seat_id: int) -> HttpResponse:
+    """Start the learner's run again from its seed, as their own Reset button does; they are told."""
+    workshop = _get_workshop_for_instructor(request, workshop_id)
+    seat = _get_seat_with_run(workshop, seat_id)
+    if workshop.ended:
+        raise PermissionDenied(access.FROZEN_MESSAGE)
+    runs.restart_lab_run(seat.run.lab, CATALOGUE[workshop.lab])
+    notices.tell([seat.run_id], "Your instructor reset your run: it starts again from its seed; your history is kept")
+    messages.success(request, f"{seat.learner.get_username()}'s run starts again from its seed.")
+    return redirect("workshops:drop_in", workshop.pk, seat.pk)
+
+
+# --- Co-instructors, roster, ending --------------------------------------------------------------
+
+
+@require_POST
+def co_instructors(request: HttpRequest, workshop_id: int) -> HttpResponse:
+    workshop = _get_workshop_for_owner(request, workshop_id)
+    if request.POST.get("remove"):
+        removed = workshop.co_instructors.filter(pk=request.POST["remove"] if request.POST["remove"].isascii() and
+                                                 request.POST["remove"].isdecimal() else 0).first()  # fmt: skip
+        if removed is None:
+            return _controls_response(request, workshop, error="That person is not a co-instructor of this workshop.")
+        workshop.co_instructors.remove(removed)
+        return _controls_response(request, workshop, f"{removed.get_username()} no longer teaches this workshop.")
+    form = CoInstructorForm(workshop, request.POST)
+    if not form.is_valid():
+        return _controls_response(request, workshop, co_instructor_form=form)
+    workshop.co_instructors.add(form.cleaned_data["username"])
+    return _controls_response(request, workshop, f"{form.cleaned_data['username'].get_username()} now teaches this workshop with you.")
+
+
+@require_POST
+def upload_roster(request: HttpRequest, workshop_id: int) -> HttpResponse:
+    workshop = _get_workshop_for_instructor(request, workshop_id)
+    form = RosterForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _controls_response(request, workshop, roster_form=form)
+    people = form.cleaned_data["people"]
+    roster.replace(workshop, people)
+    return _controls_response(request, workshop, f"Roster saved: {len(people)} people." if people else "Roster cleared.")
+
+
+@require_POST
+def end_workshop(request: HttpRequest, workshop_id: int) -> HttpResponse:
+    workshop = _get_workshop_for_owner(request, workshop_id)
+    if request.POST.get("confirm") != workshop.shown_code:
+        return _controls_response(request, workshop, error=f"To end the workshop, type its code {workshop.shown_code} in the box.")
+    if not lifecycle.end(workshop, request.user):
+        return _controls_response(request, workshop, error="This workshop had ended already.")
+    workshop.refresh_from_db()
+    return _controls_response(request, workshop, f"Workshop ended: every run is read-only, and is deleted on {workshop.runs_deleted_on:%Y-%m-%d}.")

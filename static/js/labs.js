@@ -121,6 +121,8 @@
     payload.kinds.forEach(function (kind) {
       window.htmx.trigger(document.body, "lab-" + kind);
     });
+    // The workshop ended: the page comes back read-only, saying why.
+    if (payload.kinds.indexOf("run_frozen") >= 0) setTimeout(function () { location.reload(); }, 1500);
     requestPanels();
     if (payload.kinds.indexOf("fault_changed") >= 0 || payload.kinds.indexOf("defences_changed") >= 0) refreshFaultPanel();
   }
@@ -333,6 +335,11 @@
 
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-stream-stop]")) stopStream();
+  });
+
+  // A change refused because the run became read-only (its workshop ended): show the page as it is now.
+  document.body.addEventListener("htmx:responseError", function (event) {
+    if (event.detail.xhr.status === 403) location.reload();
   });
 
   window.addEventListener("pagehide", disconnect);
