@@ -161,6 +161,37 @@ def announce_when_ready(url: str) -> None:
         time.sleep(0.3)
 
 
+def secret_key() -> str:
+    """This checkout's own random key, made once and kept in .run (sessions survive a restart)."""
+    import secrets
+
+    path = RUN_DIR / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def machine_addresses() -> list[str]:
+    """This machine's IPv4 addresses other machines can use (not loopback), best first."""
+    found = []
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this asks which address a route out would use
+            found.append(probe.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        found += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+    except OSError:
+        pass
+    return [address for address in dict.fromkeys(found) if not address.startswith("127.")]
+
+
 def stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt  # until the supervisor watches, SIGTERM unwinds like Ctrl-C
 
@@ -183,8 +214,17 @@ def main() -> None:
     # The Procfile says `python`: this interpreter's (the checkout's .venv) comes first on PATH.
     path = os.pathsep.join([str(Path(PYTHON).parent), os.environ.get("PATH", "")])
     env = dict(os.environ, PYTHONUNBUFFERED="1", PATH=path, HOST=host, WEB_PORT=str(port), LIVE_PORT=str(port + 1))
-    env.setdefault("DEBUG", "1")
+    env.setdefault("SECRET_KEY", secret_key())
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+    if is_loopback(host):
+        env.setdefault("DEBUG", "1")  # only this machine can reach it: Django's debug pages help
+    else:
+        # A classroom: other machines reach it, over plain HTTP, at this machine's addresses. Never a debug page.
+        addresses = machine_addresses() if host in ("0.0.0.0", "") else [host]
+        env.setdefault("DEBUG", "0")
+        env.setdefault("PLAIN_HTTP", "1")
+        env.setdefault("ALLOWED_HOSTS", ",".join(["localhost", "127.0.0.1", "[::1]", socket.gethostname(), *addresses]))
+        url = f"http://{addresses[0]}:{port}/" if addresses else url
     supervisor = Supervisor()
     try:
         if os.environ.get("REDIS_URL"):

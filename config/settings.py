@@ -17,15 +17,38 @@ from config.env import env_bool, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# --- Production profile -------------------------------------------------------------
+# DEBUG=0 (the default) is production: a real SECRET_KEY is required, and HTTPS is assumed
+# (redirect, Secure cookies, HSTS), so `manage.py check --deploy` is clean with nothing more
+# than SECRET_KEY and ALLOWED_HOSTS. Anything less safe is an explicit opt-out: PLAIN_HTTP=1
+# for a classroom LAN without TLS (what `HOST=0.0.0.0 make run` sets), the SECURE_* variables.
+# DEBUG=1 is for your own machine only (`make run` on 127.0.0.1 sets it).
 DEBUG = env_bool("DEBUG", default=False)
+DEV_SECRET_KEY_PREFIX = "faultline-dev-only-"
 SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG and env_bool("FAULTLINE_REQUIRE_SECRET_KEY", default=False):
-        raise ImproperlyConfigured("SECRET_KEY is not set: production needs a long random value.")
-    # A per-checkout development key: good enough on a laptop, never shipped.
-    SECRET_KEY = "faultline-dev-only-" + str(BASE_DIR).encode().hex()[:32]
+if DEBUG and not SECRET_KEY:
+    SECRET_KEY = DEV_SECRET_KEY_PREFIX + str(BASE_DIR).encode().hex()[:32]  # a laptop's key, never a server's
+elif not DEBUG and (not SECRET_KEY or SECRET_KEY.startswith(DEV_SECRET_KEY_PREFIX) or len(set(SECRET_KEY)) < 5 or len(SECRET_KEY) < 50):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is missing, too short or a development key: with DEBUG=0 (production) set it to a long random "
+        "value, for example the output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'. "
+        "(`make run` makes one for you; DEBUG=1 is only for your own machine.)"
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+PLAIN_HTTP = env_bool("PLAIN_HTTP", default=False)
+_HTTPS = not DEBUG and not PLAIN_HTTP
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the machine's own health checks speak plain HTTP to the app
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=_HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=_HTTPS)
+# Behind a proxy that terminates TLS: the header it sets to "https" (e.g. X-Forwarded-Proto). Only set
+# it when the proxy overwrites that header on every request; otherwise a client could claim HTTPS.
+if _proxy_header := env_str("PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

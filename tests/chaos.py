@@ -29,6 +29,7 @@ so production needs that supervision too; the pipeline's job is to lose nothing 
 short one on the test database.
 """
 
+import tests.environment  # noqa: F401,I001 - first: DEBUG off over plain HTTP with a key of its own, as the suite runs
 import argparse
 import logging
 import math

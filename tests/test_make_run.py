@@ -18,7 +18,7 @@ from tests.harness import BASE_DIR, free_port, group_alive, wait_for
 def run_env(tmp_path):
     env = {
         **os.environ,
-        "PORT": str(free_port()),
+        "PORT": str(port_pair()),
         "FAULTLINE_RUN_DIR": str(tmp_path / "run"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
     }
@@ -26,6 +26,20 @@ def run_env(tmp_path):
     env.pop("REDIS_URL", None)
     env.pop("FAULTLINE_REDIS_PREFIX", None)
     return env
+
+
+def port_pair() -> int:
+    """A free port whose next port is free too: `make run` needs both (web, live)."""
+    import socket
+
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port + 1))
+                return port
+            except OSError:
+                continue
 
 
 def start_runner(env) -> tuple[subprocess.Popen, list[str]]:
@@ -170,3 +184,37 @@ def _healthy(url: str) -> bool:
         return get(url + "healthz")[0] == 200
     except (urllib.error.URLError, OSError):
         return False  # the web process is starting again
+
+
+def test_a_classroom_on_plain_http_reaches_the_site_by_the_machines_address_and_never_sees_a_debug_page(run_env):
+    """HOST=0.0.0.0: learners on other machines use the address `make run` prints; they sign up and log in
+    (CSRF over plain HTTP); a foreign Host header or a missing page shows no traceback and no settings."""
+    import http.cookiejar
+
+    runner, lines = start_runner({**run_env, "HOST": "0.0.0.0"})
+    try:
+        wait_for(lambda: re.search(r"Faultline is ready at (http://[\d.]+:\d+/)", "".join(lines)) or runner.poll() is not None,
+                 90, "the ready line")
+        assert runner.poll() is None, "".join(lines[-20:])
+        url = re.search(r"Faultline is ready at (http://[\d.]+:\d+/)", "".join(lines))[1]
+        assert not url.startswith("http://127.") and url.endswith(f":{run_env['PORT']}/")
+
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        form = browser.open(url + "accounts/signup/", timeout=10).read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)[1]
+        signup = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": "learner-on-the-lan", "email": "",
+                                         "password1": "a-long-classroom-pass-42", "password2": "a-long-classroom-pass-42"})  # fmt: skip
+        with browser.open(urllib.request.Request(url + "accounts/signup/", data=signup.encode(), headers={"Referer": url}), timeout=10) as done:
+            assert done.status == 200 and "learner-on-the-lan" in done.read().decode()  # signed in, on the page it led to
+
+        for request in (urllib.request.Request(url + "no-such-page/"),
+                        urllib.request.Request(url, headers={"Host": "attacker.example"})):  # fmt: skip
+            try:
+                browser.open(request, timeout=10)
+                raise AssertionError(f"{request.full_url} answered 2xx")
+            except urllib.error.HTTPError as refused:
+                body = refused.read().decode()
+                assert refused.code in (400, 404) and "Traceback" not in body and "SECRET_KEY" not in body and "REDIS_URL" not in body
+    finally:
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(timeout=30) == 0

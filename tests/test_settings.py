@@ -43,3 +43,32 @@ def test_good_values_pass_the_checks():
     result = run_check(DEBUG="yes", DATABASE_URL="sqlite:////tmp/faultline-settings-check.sqlite3")
 
     assert result.returncode == 0, result.stderr
+
+
+PRODUCTION = {"DEBUG": "0", "SECRET_KEY": "p7Vq2Lx9Tb4Wm8Rz3Kc6Yn1Hd5Gf0Js-" * 2, "ALLOWED_HOSTS": "faultline.example.org",
+              "PLAIN_HTTP": "", "DATABASE_URL": "sqlite:////tmp/faultline-settings-check.sqlite3"}  # fmt: skip
+
+
+def test_production_passes_the_deploy_checks_with_nothing_but_a_key_and_a_host():
+    server = {name: value for name, value in os.environ.items() if name != "DJANGO_ALLOW_ASYNC_UNSAFE"}  # the browser tests' own
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=BASE_DIR,
+                            env={**server, **PRODUCTION}, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize("key", ["", "short-key", "faultline-dev-only-" + "a1b2c3d4" * 8])
+def test_production_refuses_a_missing_short_or_development_key_naming_it(key):
+    result = run_check(**{**PRODUCTION, "SECRET_KEY": key})
+    assert result.returncode != 0
+    assert "SECRET_KEY is missing, too short or a development key" in result.stderr
+    assert "Traceback" not in result.stderr.splitlines()[-1]
+
+
+def test_plain_http_is_an_explicit_opt_out_of_the_https_defaults():
+    show = "from django.conf import settings as s; print(s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.SECURE_HSTS_SECONDS)"
+    shell = [sys.executable, "manage.py", "shell", "-c", show]
+    https = subprocess.run(shell, cwd=BASE_DIR, env={**os.environ, **PRODUCTION}, capture_output=True, text=True, timeout=60)
+    plain = subprocess.run(shell, cwd=BASE_DIR, env={**os.environ, **PRODUCTION, "PLAIN_HTTP": "1"}, capture_output=True, text=True, timeout=60)
+    assert https.stdout.splitlines()[-1].split() == ["True", "True", "31536000"], https.stderr
+    assert plain.stdout.splitlines()[-1].split() == ["False", "False", "0"], plain.stderr
