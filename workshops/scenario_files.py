@@ -157,9 +157,9 @@ class _File:
 TEMPLATE_NAMES = tuple(name for name, *_ in TEMPLATES)
 
 
-def _template(file: _File, value, where: tuple) -> str | None:
+def _template(file: _File, value, where: tuple, label: str) -> str | None:
     if value not in TEMPLATE_NAMES:
-        file.problem(where, f"no seeded template {value!r}; choose from {', '.join(TEMPLATE_NAMES)}")
+        file.problem(where, f"{label}: no seeded template {value!r}; choose from {', '.join(TEMPLATE_NAMES)}")
         return None
     return value
 
@@ -223,7 +223,7 @@ def _read_step(file: _File, raw, number: int) -> ScenarioStep | None:
         if burst is None:
             return None
         count = file.whole(burst["count"], (*at, "count"), f"{label}'s count", 1, MAX_BURST)
-        template = _template(file, burst.get("template", "weekly_digest"), (*at, "template"))
+        template = _template(file, burst.get("template", "weekly_digest"), (*at, "template"), label)
         return ScenarioStep(**step, count=count, template=template) if count and template else None
     if kind == "poison":
         poison = file.mapping(value, at, f"{label}'s poison", {"count"}, set())
@@ -233,7 +233,7 @@ def _read_step(file: _File, raw, number: int) -> ScenarioStep | None:
     if send is None:
         return None
     count = file.whole(send["count"], (*at, "count"), f"{label}'s count (users 1 to count get one each)", 1, USERS_PER_RUN)
-    template = _template(file, send["template"], (*at, "template"))
+    template = _template(file, send["template"], (*at, "template"), label)
     channels = send.get("channels", [])
     if not isinstance(channels, list) or not set(channels) <= set(PROVIDERS):
         file.problem((*at, "channels"), f"{label}'s channels must be a list of {', '.join(PROVIDERS)}")
@@ -275,10 +275,10 @@ def read_scenario(path: Path, errors: list[str]) -> Scenario | None:
     return Scenario(slug, title, summary, brief, tuple(labs), tuple(read), name)
 
 
-def read_scenarios(directory: Path = SCENARIOS_DIR) -> tuple[dict[str, Scenario], list[str]]:
-    """Every valid scenario in `directory` by slug (in title order), and every problem found."""
+def read_scenarios(directory: Path | None = None) -> tuple[dict[str, Scenario], list[str]]:
+    """Every valid scenario in `directory` (SCENARIOS_DIR by default) by slug, in title order, and every problem found."""
     errors: list[str] = []
-    found = [read_scenario(path, errors) for path in sorted(directory.glob("*.yaml"))]
+    found = [read_scenario(path, errors) for path in sorted((directory or SCENARIOS_DIR).glob("*.yaml"))]
     valid = sorted((s for s in found if s is not None), key=lambda s: s.title.lower())
     return {s.slug: s for s in valid}, errors
 
