@@ -3,7 +3,7 @@
 A relay process plays the scenario and a Celery worker delivers what it sends, as in class.
 The instructor presses Play on "A poison message after a bad deploy": the panel shows the
 timeline with the current step and its time left, the learner's page shows the first
-announcement; Skip moves on, the learner sees the second announcement, the worker
+announcement; Pause freezes the wait, Skip moves on, the learner sees the second announcement, the worker
 dead-letters the poison (the learner's tile says 5), and the emergency stop stops the scenario.
 Screenshots land in test-artifacts/screenshots/.
 """
@@ -47,6 +47,9 @@ def test_an_instructor_plays_a_scenario_and_a_learner_sees_its_steps(page, brows
         expect(scenario_panel.locator(".timeline-step.done")).to_have_count(2)
         expect(learner.get_by_test_id("announcement")).to_contain_text("14:00: a quiet afternoon")
         screenshot("scenario-panel-playing")
+        scenario_panel.get_by_role("button", name="Pause").click()  # the wait's clock stops: no hurry to press Skip
+        expect(scenario_panel.get_by_test_id("scenario-state")).to_have_text("Paused")
+        expect(scenario_panel.get_by_test_id("scenario-time-left")).to_contain_text("left (paused)")
 
         scenario_panel.get_by_role("button", name="Skip this step").click()
         expect(current).to_contain_text("Wait 45 s")  # step 7: after the second announcement, the poison and the campaign

@@ -36,7 +36,7 @@ class PlayForm(forms.Form):
 
 
 class MoveOnForm(forms.Form):
-    step = forms.IntegerField(min_value=1, help_text="The step you saw, so a double click moves the timeline on once.")
+    step = forms.IntegerField(min_value=1)  # the step the page showed, so a double click moves the timeline on once
 
 
 @dataclass
