@@ -220,3 +220,30 @@ def test_a_broken_scenario_file_shows_on_the_panel_and_the_grid_keeps_working(wo
     finally:
         scenarios.cache_clear()
     assert not ScenarioPlay.objects.exists()
+
+
+def test_clear_faults_ends_every_broadcast_in_force_and_send_reaches_users_one_to_count(workshop, instructor, learner, tmp_path, monkeypatch):
+    (tmp_path / "drill.yaml").write_text(
+        "slug: drill\ntitle: Drill\nsummary: x\nbrief: x\nsteps:\n"
+        "  - fault: {target: sms-primary, error_rate: 0.5}\n    for: 600\n"
+        "  - send: {template: security_alert, channels: [sms], count: 3}\n"
+        "  - next: Ask\n"
+        "  - clear: faults\n"
+    )
+    monkeypatch.setattr(scenario_files, "SCENARIOS_DIR", tmp_path)
+    scenarios.cache_clear()
+    try:
+        play(instructor, workshop, "drill")
+        broadcasts.start(workshop, instructor.user, "email-primary", {"down": True}, 600)  # by hand, also in force
+        assert scenario_player.advance_due() == 3
+        assert faults.all_faults(learner.seat.run_id) == {"sms-primary": {"error_rate": 0.5}, "email-primary": {"down": True}}
+        alerts = NotificationIntent.objects.filter(run_id=learner.seat.run_id, template__name="security_alert")
+        assert sorted(alerts.values_list("recipient__number", flat=True)) == [1, 2, 3]
+        assert all(d.channel == "sms" for intent in alerts for d in intent.deliveries.all())
+        button(instructor, "move_on_scenario", workshop, {"step": "3"})
+        assert scenario_player.advance_due() == 1
+        assert faults.all_faults(learner.seat.run_id) == {}
+        assert sorted(Broadcast.objects.values_list("target", "ending")) == [("email-primary", "ended"), ("sms-primary", "ended")]
+        assert current(workshop).state == "finished"  # in the same tick: the clear was the last step
+    finally:
+        scenarios.cache_clear()
