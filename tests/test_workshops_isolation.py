@@ -14,8 +14,8 @@ from labs.models import Delivery, RunLab
 from labs.pipeline import faults, traffic
 from tests.test_labs_views import RUN_URLS
 from tests.workshop_roles import *  # noqa: F403 - the fixtures by role
-from workshops import broadcasts
-from workshops.models import Announcement, Broadcast, EmergencyStop, RosterEntry, Seat, Workshop
+from workshops import broadcasts, scenario_player
+from workshops.models import Announcement, Broadcast, EmergencyStop, RosterEntry, ScenarioPlay, Seat, Workshop
 
 pytestmark = pytest.mark.django_db
 
@@ -45,12 +45,15 @@ def snapshot(workshop, other_workshop, *learners) -> dict:
         "roster": RosterEntry.objects.count(),
         "runs reset": sorted(RunLab.objects.values_list("run_id", "started_at")),
         "faults": {client.seat.run_id: faults.all_faults(client.seat.run_id) for client in learners},
+        "scenarios": sorted(ScenarioPlay.objects.values_list("pk", "step", "state", "released_step", "paused_at")),
     }
 
 
 def test_every_workshop_url_answers_only_its_instructor_or_its_learner(people, workshop, other_workshop, instructor, learner, classmate, stranger):
     learner.post(reverse("workshops:hand", args=[learner.seat.pk]), {"raise": "1"})
     in_force = broadcasts.start(workshop, instructor.user, "sms-primary", {"down": True}, 600)
+    playing = scenario_player.start(workshop, instructor.user, "black-friday")
+    scenario_player.advance_due()  # on its 20 s wait: a leaked Skip, pause or stop would show in the snapshot
     before = snapshot(workshop, other_workshop, learner, classmate, stranger)
     w = workshop.pk
     instructors_urls = [
@@ -67,6 +70,12 @@ def test_every_workshop_url_answers_only_its_instructor_or_its_learner(people, w
         ("post", reverse("workshops:roster", args=[w]), {"text": "Ada Lovelace, ada@example.org"}),
         ("post", reverse("workshops:co_instructors", args=[w]), {"username": "hopper"}),
         ("post", reverse("workshops:end", args=[w]), {"confirm": workshop.shown_code}),
+        ("get", reverse("workshops:scenarios", args=[w]), {}),
+        ("post", reverse("workshops:play_scenario", args=[w]), {"scenario": "poison-after-a-bad-deploy"}),
+        ("post", reverse("workshops:pause_scenario", args=[w, playing.pk]), {}),
+        ("post", reverse("workshops:resume_scenario", args=[w, playing.pk]), {}),
+        ("post", reverse("workshops:move_on_scenario", args=[w, playing.pk]), {"step": "2"}),
+        ("post", reverse("workshops:stop_scenario", args=[w, playing.pk]), {}),
     ]
     learners_urls = [
         ("get", reverse("workshops:classroom", args=[learner.seat.pk]), {}),
@@ -83,6 +92,10 @@ def test_every_workshop_url_answers_only_its_instructor_or_its_learner(people, w
                     response = getattr(client, method)(url, data, **extra)
                     assert response.status_code == 404, (url, who, response.status_code)
                     assert not [s for s in secrets if s in response.content.decode()], (url, who)
+    # Another instructor's own workshop with this workshop's play: still nobody's but this instructor's.
+    for name in ("pause_scenario", "resume_scenario", "move_on_scenario", "stop_scenario"):
+        response = people["other instructor"].post(reverse(f"workshops:{name}", args=[other_workshop.pk, playing.pk]), {"step": "2"})
+        assert response.status_code == 404, name
     assert snapshot(workshop, other_workshop, learner, classmate, stranger) == before
 
     grid = instructor.get(reverse("workshops:grid", args=[w])).content.decode()

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from labs.pipeline import faults
 from workshops import notices
-from workshops.models import Broadcast, EmergencyStop, Seat, Workshop
+from workshops.models import Broadcast, EmergencyStop, ScenarioPlay, Seat, Workshop
 
 MAX_DURATION_S = 4 * 3600
 
@@ -86,6 +86,12 @@ def end_now(broadcast: Broadcast) -> bool:
     return True
 
 
+def withdraw(broadcast: Broadcast, why: str) -> None:
+    """Lift a broadcast's fault even when something ended it first: an emergency stop that came while it was being injected."""
+    _claim(broadcast, Broadcast.Ending.STOPPED, timezone.now())
+    _lift(broadcast, why)
+
+
 def in_force(workshop: Workshop):
     return workshop.broadcasts.filter(ended_at__isnull=True).order_by("ends_at", "id")
 
@@ -110,9 +116,12 @@ def _lift(broadcast: Broadcast, why: str) -> None:
 
 
 def emergency_stop(workshop: Workshop, by) -> EmergencyStop:
-    """Clear every fault of every run of the workshop now, end every broadcast, and record who did it."""
+    """Stop a playing scenario, clear every fault of every run of the workshop now, end every broadcast, and record who did it."""
     started = time.monotonic()
     at = timezone.now()
+    # First, so the relay begins no further step; a step it is injecting right now withdraws its own fault (scenario_player).
+    ScenarioPlay.objects.filter(workshop=workshop, state__in=ScenarioPlay.IN_PROGRESS).update(
+        state=ScenarioPlay.State.STOPPED, ended_at=at, note="Emergency stop")
     Broadcast.objects.filter(workshop=workshop, ended_at__isnull=True).update(ended_at=at, ending=Broadcast.Ending.STOPPED)
     run_ids = list(workshop.seats.filter(run__isnull=False).values_list("run_id", flat=True))
     for run_id in run_ids:

@@ -136,3 +136,41 @@ class RosterEntry(models.Model):
 
     class Meta:
         ordering = ["name", "id"]
+
+
+class ScenarioPlay(models.Model):
+    """A scenario (workshops/scenarios/) playing in a workshop: which step it is on, and since when.
+
+    Only the relay begins a step (workshops/scenario_player.py), so it plays with no browser open
+    and through a restart of the web process; the instructor's buttons change `state` and
+    `released_step`, and every change is a conditional UPDATE on (step, state).
+    """
+
+    class State(models.TextChoices):
+        PLAYING = "playing", "Playing"
+        PAUSED = "paused", "Paused"
+        WAITING = "waiting", "Waiting for your Next"
+        FINISHED = "finished", "Finished"
+        STOPPED = "stopped", "Stopped"
+
+    IN_PROGRESS = (State.PLAYING, State.PAUSED, State.WAITING)
+
+    workshop = models.ForeignKey(Workshop, on_delete=models.CASCADE, related_name="scenario_plays")
+    scenario = models.CharField(max_length=64)  # a scenario's slug (its file's name)
+    step = models.PositiveSmallIntegerField(default=0)  # the step in progress, from 1; 0 before the first
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PLAYING)
+    step_started_at = models.DateTimeField(null=True, blank=True)  # moved on by a pause's length when resumed
+    released_step = models.PositiveSmallIntegerField(null=True, blank=True)  # the step the instructor skipped or said Next to
+    paused_at = models.DateTimeField(null=True, blank=True)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True)  # what the latest step did, or why the play ended
+    broadcasts = models.ManyToManyField(Broadcast, blank=True, related_name="+")  # the faults it injected
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["workshop"], condition=Q(state__in=["playing", "paused", "waiting"]),
+                                    name="one_scenario_in_progress_per_workshop"),
+        ]  # fmt: skip

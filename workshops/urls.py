@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workshops import views
+from workshops import scenario_views, views
 
 app_name = "workshops"
 urlpatterns = [
@@ -23,4 +23,14 @@ urlpatterns = [
     path("<int:workshop_id>/end", views.end_workshop, name="end"),
     path("seats/<int:seat_id>/", views.classroom, name="classroom"),
     path("seats/<int:seat_id>/hand", views.hand, name="hand"),
+]
+
+# --- Scenarios (workshops/scenario_views.py) ---------------------------------------------------------
+urlpatterns += [
+    path("<int:workshop_id>/scenarios/", scenario_views.panel, name="scenarios"),
+    path("<int:workshop_id>/scenarios/play", scenario_views.play, name="play_scenario"),
+    path("<int:workshop_id>/scenarios/<int:play_id>/pause", scenario_views.pause, name="pause_scenario"),
+    path("<int:workshop_id>/scenarios/<int:play_id>/resume", scenario_views.resume, name="resume_scenario"),
+    path("<int:workshop_id>/scenarios/<int:play_id>/next", scenario_views.move_on, name="move_on_scenario"),
+    path("<int:workshop_id>/scenarios/<int:play_id>/stop", scenario_views.stop, name="stop_scenario"),
 ]
