@@ -26,10 +26,14 @@ class Heartbeat(bootsteps.StartStopStep):
     def __init__(self, parent, **kwargs):
         super().__init__(parent, **kwargs)
         self.tref = None
+        self.kinds = ["worker"]  # "worker" for the lanes, "urgent" for the urgent lane (both for a worker taking all)
 
     def start(self, consumer):
         from django.conf import settings
 
+        # A worker that takes only the urgent lane is the bulkhead: /healthz reports it apart.
+        queues = {queue.name for queue in consumer.task_consumer.queues}
+        self.kinds = ["urgent"] if queues == {"urgent"} else ["worker", "urgent"] if "urgent" in queues else ["worker"]
         self._beat()
         self.tref = consumer.timer.call_repeatedly(settings.HEARTBEAT_INTERVAL, self._beat)
 
@@ -40,7 +44,8 @@ class Heartbeat(bootsteps.StartStopStep):
             self.tref.cancel()
             self.tref = None
         try:
-            clear("worker")
+            for kind in self.kinds:
+                clear(kind)
         except Exception:  # Redis may be the reason we are stopping
             log.warning("could not clear the worker heartbeat", exc_info=True)
 
@@ -48,7 +53,8 @@ class Heartbeat(bootsteps.StartStopStep):
         from config.heartbeat import beat
 
         try:
-            beat("worker")
+            for kind in self.kinds:
+                beat(kind)
         except Exception:
             log.warning("could not write the worker heartbeat", exc_info=True)
 

@@ -1,10 +1,29 @@
-"""What /healthz reports: can we reach the database and Redis, and are the worker and relay alive."""
+"""What /healthz reports: can we reach the database and Redis, and is each kind of process alive.
+
+Essential: the database, Redis, a worker for the lanes, a worker for the urgent lane (the
+bulkhead; a worker started without -Q serves it too) and the relay. Without one of them the
+status is "down" (HTTP 503). The live process is not essential (lab pages fall back to the page
+server, once a second): without it the status is "degraded" (HTTP 200).
+
+Each process kind says how many instances beat lately and whether one started in the last
+RESTARTED_LATELY_S (a process the supervisor restarted, or a deploy).
+
+The details are for staff and for the machine itself; anyone else gets the status alone,
+never an exception's text nor a host name.
+"""
+
+import time
 
 from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
-from config.heartbeat import alive
+from config.heartbeat import alive, started
 from config.redis_client import get_redis
+
+ESSENTIAL = ("database", "redis", "worker", "urgent", "relay")
+PROCESSES = ("worker", "urgent", "relay", "live")
+RESTARTED_LATELY_S = 300
+
 
 def check_database() -> dict:
     try:
@@ -26,18 +45,26 @@ def check_redis() -> dict:
 def check_heartbeat(process: str) -> dict:
     try:
         instances = alive(process)
+        starts = started(process)
     except RedisError as exc:
         return {"ok": False, "error": f"cannot read heartbeats: {exc}"}
     if not instances:
-        return {"ok": False, "error": f"no heartbeat: is the {process} running?"}
-    return {"ok": True, "instances": instances}
+        return {"ok": False, "error": f"no heartbeat: is the {process} process running?"}
+    now = time.time()
+    up = {instance: round(now - starts[instance]) for instance in instances if instance in starts}
+    return {"ok": True, "instances": instances, "up_s": up,
+            "restarted_lately": any(seconds < RESTARTED_LATELY_S for seconds in up.values())}  # fmt: skip
 
 
 def report() -> dict:
-    checks = {
-        "database": check_database(),
-        "redis": check_redis(),
-        "worker": check_heartbeat("worker"),
-        "relay": check_heartbeat("relay"),
-    }
-    return {"status": "ok" if all(c["ok"] for c in checks.values()) else "down", "checks": checks}
+    checks = {"database": check_database(), "redis": check_redis(), **{process: check_heartbeat(process) for process in PROCESSES}}
+    if not all(checks[name]["ok"] for name in ESSENTIAL):
+        status = "down"
+    else:
+        status = "ok" if all(check["ok"] for check in checks.values()) else "degraded"
+    return {"status": status, "checks": checks}
+
+
+def public(full: dict) -> dict:
+    """What anybody may see: the verdict alone."""
+    return {"status": full["status"]}

@@ -32,6 +32,13 @@ def _where_you_left_off(request: HttpRequest) -> dict | None:
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Database, Redis, worker and relay status; 503 when any of them is down."""
+    """Each part's status (config/health.py); 503 when an essential one is down. Details only to staff and the machine."""
     report = health.report()
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    shown = report if _may_see_details(request) else health.public(report)
+    return JsonResponse(shown, status=503 if report["status"] == "down" else 200)
+
+
+def _may_see_details(request: HttpRequest) -> bool:
+    # The machine itself: a loopback address with no proxy in between (a proxy adds X-Forwarded-For).
+    from_the_machine = request.META.get("REMOTE_ADDR", "") in ("127.0.0.1", "::1") and "HTTP_X_FORWARDED_FOR" not in request.META
+    return from_the_machine or (request.user.is_authenticated and request.user.is_staff)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import BASE_DIR, ServiceProcess, python_argv, start_embedded_redis, wait_for
+from tests.harness import BASE_DIR, ServiceProcess, free_port, python_argv, start_embedded_redis, wait_for
 
 # Playwright's sync API keeps an event loop in the test thread; Django would then
 # refuse ORM calls from that thread although nothing here runs concurrently.
@@ -149,7 +149,8 @@ def start_worker(process_env, process_logs):
         argv = worker_argv(concurrency, "-I", "tests.probe_tasks", *extra_args)
         proc = ServiceProcess("worker", argv, process_env, process_logs).start()
         started.append(proc)
-        _wait_for_heartbeat(proc, "worker")
+        urgent_only = "urgent" in extra_args and ("--queues" in extra_args or "-Q" in extra_args)
+        _wait_for_heartbeat(proc, "urgent" if urgent_only else "worker")
         return proc
 
     yield start
@@ -180,6 +181,19 @@ def start_relay(process_env, process_logs):
 @pytest.fixture
 def relay(start_relay, transactional_db) -> ServiceProcess:
     return start_relay()
+
+
+@pytest.fixture
+def live_process(process_env, process_logs, transactional_db) -> ServiceProcess:
+    """The live event-stream process (uvicorn), as `make run` starts it, on a free port (`.port`)."""
+    port = free_port()
+    argv = python_argv("-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                       "--no-access-log", "--log-level", "warning")  # fmt: skip
+    proc = ServiceProcess("live", argv, process_env, process_logs).start()
+    proc.port = port
+    _wait_for_heartbeat(proc, "live")
+    yield proc
+    proc.stop()
 
 
 def start_pipeline(env: dict[str, str], logs: Path, concurrency: int = 2) -> tuple[ServiceProcess, ServiceProcess]:
