@@ -33,6 +33,7 @@ from labs.pipeline import faults
 from workshops import notices
 from workshops.models import Broadcast, EmergencyStop, Seat, Workshop
 
+MIN_DURATION_S = 5
 MAX_DURATION_S = 4 * 3600
 
 

@@ -106,3 +106,12 @@ class Announcement(models.Model):
 
     class Meta:
         ordering = ["-made_at", "-id"]
+
+
+class WorkshopKey(models.Model):
+    """The workshop API's key (workshops/api.py), kept as its SHA-256 only (workshops/api_keys.py says why)."""
+
+    workshop = models.OneToOneField(Workshop, on_delete=models.CASCADE, related_name="api_key")
+    key_hash = models.CharField(max_length=64, unique=True)  # hex SHA-256 of the key
+    made_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    made_at = models.DateTimeField(default=timezone.now)
