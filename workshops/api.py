@@ -103,9 +103,11 @@ def put_faults(request, payload: BroadcastIn):
         _bad_field("target", f"{payload.target!r} is not a fault target; choose a provider ({', '.join(faults.TARGETS[:-1])}) "
                              f"or {faults.PIPELINE!r}")  # fmt: skip
     try:
-        fault = faults.validate(payload.target, payload.fault)
+        checked = faults.validate(payload.target, payload.fault)
     except ValueError as exc:
         _bad_field("fault", str(exc))
+    # What the grid's form would send for these settings: a box left unticked or a zero asks for nothing.
+    fault = {name: value for name, value in checked.items() if value not in (None, False)}
     if not fault:
         _bad_field("fault", f"say what goes wrong with {payload.target}, e.g. {{\"down\": true}}")
     seats = None
