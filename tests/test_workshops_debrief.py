@@ -12,6 +12,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from labs import checks, steps
@@ -20,7 +22,7 @@ from labs.models import DeadLetter, Delivery, DeliveryStatus, LabRun, RunLab
 from labs.pipeline import audit, defences, faults, traffic
 from tests.harness import wait_for
 from tests.workshop_roles import *  # noqa: F403 - the fixtures by role
-from tests.workshop_roles import LAB, make_instructor
+from tests.workshop_roles import LAB, make_instructor, seat_learner
 from workshops import broadcasts, debrief, joining
 from workshops.models import Workshop
 
@@ -171,3 +173,13 @@ def test_the_series_count_what_every_run_did_and_a_fault_window_covers_its_effec
     duplicate_times = [at for _, at in audit.duplicate_sends([alan.run_id])]
     assert duplicate_times and all(window.at <= at <= window.until for at in duplicate_times)
     assert faults.all_faults(alan.run_id) == {}
+
+
+def test_the_debrief_reads_in_the_same_number_of_queries_whatever_the_cohorts_size(session, django_user_model):
+    with CaptureQueriesContext(connection) as two:
+        debrief.build(session)
+    for name in ("grace-hopper", "linus", "ken"):
+        run_step(seat_learner(django_user_model, session, name), 1, "more learners, more cards")
+    with CaptureQueriesContext(connection) as five:
+        built = debrief.build(session)
+    assert len(built.learners) == 5 and len(five.captured_queries) == len(two.captured_queries)

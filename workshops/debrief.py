@@ -115,6 +115,7 @@ class Span:
 class Series:
     name: str
     label: str
+    column: str
     counts: list[int]  # per bucket of the span
     per_second: bool  # shown as a rate: the bucket's count over its seconds
     bucket_s: int
@@ -128,18 +129,18 @@ class Series:
         return [count / self.bucket_s for count in self.counts] if self.per_second else [float(c) for c in self.counts]
 
 
-SERIES = (  # name, label, shown per second
-    ("delivered", "delivered per second", True),
-    ("dead_letters", "dead letters written", False),
-    ("duplicates", "duplicate sends", False),
-    ("breaches", "invariant breaches (duplicate, in quiet hours, out of order)", False),
+SERIES = (  # name, the chart's label, the learners' table's column, shown per second
+    ("delivered", "delivered per second", "delivered", True),
+    ("dead_letters", "dead letters written", "dead letters", False),
+    ("duplicates", "duplicate sends", "duplicate sends", False),
+    ("breaches", "invariant breaches (duplicate, in quiet hours, out of order)", "invariant breaches", False),
 )
 
 
 def cohort_moments(run_ids: list[int], since: datetime) -> dict[str, list[tuple[int, datetime]]]:
     """(run id, when) of every delivery delivered, dead letter written, duplicate send and invariant breach."""
     if not run_ids:
-        return {name: [] for name, _, _ in SERIES}
+        return {name: [] for name, *_ in SERIES}
     duplicates = [m for m in audit.duplicate_sends(run_ids) if m[1] >= since]
     breaches = duplicates + [m for m in audit.sends_in_quiet_hours(run_ids) + audit.sends_out_of_order(run_ids) if m[1] >= since]
     return {
@@ -278,7 +279,7 @@ def build(workshop: Workshop, now: datetime | None = None) -> Debrief:
     moments = cohort_moments(run_ids, start)
     live = broadcasts.in_force(workshop).exists()
     span = span_of(start, [at for found in moments.values() for _, at in found], entries, live, now)
-    series = [Series(name, label, binned(span, moments[name]), per_second, span.bucket_s) for name, label, per_second in SERIES]
+    series = [Series(name, label, column, binned(span, moments[name]), per_second, span.bucket_s) for name, label, column, per_second in SERIES]
     return Debrief(workshop, lab, entries, span, series, learners(workshop, lab, moments), now)
 
 
