@@ -99,7 +99,7 @@ def _number(value: float) -> str:
 
 def chart(debrief: Debrief) -> Chart:
     span = debrief.span
-    windows = [entry for entry in debrief.timeline if entry.is_window]
+    windows = debrief.fault_windows
     lanes = _lanes(windows)
     lane_count = max(lanes, default=-1) + 1
     marks = []
