@@ -15,10 +15,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from labs import checks, steps
 from labs.catalogue import CATALOGUE
-from labs.models import DeadLetter, Delivery, DeliveryStatus, LabRun, RunLab
+from labs.models import DeadLetter, Delivery, DeliveryStatus, LabRun, ProviderSend, RunLab
 from labs.pipeline import audit, defences, faults, traffic
 from tests.harness import wait_for
 from tests.workshop_roles import *  # noqa: F403 - the fixtures by role
@@ -182,3 +183,28 @@ def test_the_debrief_reads_in_the_same_number_of_queries_whatever_the_cohorts_si
     with CaptureQueriesContext(connection) as five:
         built = debrief.build(session)
     assert len(built.learners) == 5 and len(five.captured_queries) == len(two.captured_queries)
+
+
+def test_the_auditors_breaches_across_runs_keep_each_runs_users_apart(learner, classmate):
+    """Two runs' ledgers side by side: a breach in one is never judged against the other's sends."""
+    ada, alan = learner.seat.run_id, classmate.seat.run_id
+    start = timezone.now()
+
+    def sent(run_id, seconds, intent, sequence, key, quiet="", template="in_app_message"):
+        ProviderSend.objects.create(run_id=run_id, provider="inapp-primary", idempotency_key=key, channel="inapp", intent_id=intent,
+                                    recipient_number=1, sequence=sequence, template=template, quiet_hours=quiet,
+                                    time_zone="UTC", sent_at=start + timedelta(seconds=seconds))  # fmt: skip
+
+    sent(ada, 1, 1, 2, "a1")
+    sent(alan, 2, 7, 1, "b1")  # Alan's user 1 gets sequence 1 after Ada's got 2: in order, for him
+    sent(ada, 3, 2, 1, "a2")  # Ada's user 1 gets 1 after 2: out of order
+    sent(ada, 4, 2, 1, "a2-again")  # the same delivery sent twice
+    around_the_clock = "00:00-23:59"
+    sent(alan, 5, 8, 2, "b2", quiet=around_the_clock)
+    sent(alan, 6, 9, 3, "b3", quiet=around_the_clock, template="security_alert")  # security mail ignores quiet hours
+
+    at = {seconds: start + timedelta(seconds=seconds) for seconds in range(7)}
+    assert audit.sends_out_of_order([ada, alan]) == [(ada, at[3]), (ada, at[4])]
+    assert audit.duplicate_sends([ada, alan]) == [(ada, at[4])]
+    assert audit.sends_in_quiet_hours([ada, alan]) == [(alan, at[5])]
+    assert (audit.order_violations(LabRun.objects.get(pk=alan)), audit.quiet_hours_violations(LabRun.objects.get(pk=alan))) == (0, 1)
