@@ -4,6 +4,9 @@ from django.urls import include, path
 from config import views
 from labs.api import api as labs_api
 
+# The workshop API shares the lab API's schema (/api/docs) and its JSON errors, under its own key.
+labs_api.add_router("/workshops", "workshops.api.router")
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),

@@ -146,7 +146,8 @@ def too_big(request, exc):
 @api.exception_handler(AuthenticationError)
 def unauthenticated(request, exc):
     return api.create_response(
-        request, {"error": "missing or unknown API key: send `Authorization: Bearer <your run's API key>`"}, status=401
+        request, {"error": "missing or unknown API key: send `Authorization: Bearer <your run's API key>` "
+                  "(under /api/workshops/, the workshop's key)"}, status=401
     )
 
 

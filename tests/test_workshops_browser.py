@@ -4,14 +4,17 @@ The instructor creates a workshop on its page; one learner types the code and cr
 account on the join page, the other opens the join link and signs in there; both land in
 their lab page. The instructor injects an email outage into every run for two minutes, both
 learners see it on their page with the time left, and the emergency stop clears every fault
-of both runs at once, which both pages say. A relay process runs, as it would in class.
+of both runs at once, which both pages say; the debrief's CSV then holds both learners. A relay
+process runs, as it would in class.
 Screenshots land in test-artifacts/screenshots/.
 """
 
+import csv
 import re
 
 from playwright.sync_api import Page, expect
 
+from labs.catalogue import CATALOGUE
 from labs.models import RunLab
 from labs.pipeline import faults
 from tests.conftest import ARTIFACTS
@@ -109,6 +112,14 @@ def test_an_instructor_runs_an_outage_for_two_learners_and_stops_it(page, browse
             expect(tab.get_by_test_id("active-faults")).to_contain_text("No fault is active", timeout=SLOW)
         assert EmergencyStop.objects.get().stopped_by == teacher
         snap(alan, "workshop-learner-stopped")
+
+        page.get_by_test_id("debrief-link").click()  # the debrief: the outage on its timeline, a CSV row per learner per step
+        expect(page.get_by_test_id("timeline-entry").first).to_contain_text("email-primary down")
+        with page.expect_download() as download:
+            page.get_by_test_id("debrief-csv").click()
+        rows = list(csv.DictReader(download.value.path().read_text(encoding="utf-8").splitlines()))
+        assert {row["learner"] for row in rows} == {"ada", "alan"} and len(rows) == 2 * len(CATALOGUE[LAB].steps)
+        screenshot("workshop-debrief")
     finally:
         ada.context.close()
         alan.context.close()

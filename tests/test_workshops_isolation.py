@@ -15,7 +15,7 @@ from labs.pipeline import faults, traffic
 from tests.test_labs_views import RUN_URLS
 from tests.workshop_roles import *  # noqa: F403 - the fixtures by role
 from workshops import broadcasts, scenario_player
-from workshops.models import Announcement, Broadcast, EmergencyStop, RosterEntry, ScenarioPlay, Seat, Workshop
+from workshops.models import Announcement, Broadcast, EmergencyStop, RosterEntry, ScenarioPlay, Seat, Workshop, WorkshopKey
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +44,7 @@ def snapshot(workshop, other_workshop, *learners) -> dict:
         "co-instructors": list(fresh.co_instructors.all()),
         "roster": RosterEntry.objects.count(),
         "runs reset": sorted(RunLab.objects.values_list("run_id", "started_at")),
+        "api keys": WorkshopKey.objects.count(),
         "faults": {client.seat.run_id: faults.all_faults(client.seat.run_id) for client in learners},
         "scenarios": sorted(ScenarioPlay.objects.values_list("pk", "step", "state", "released_step", "paused_at")),
     }
@@ -76,6 +77,10 @@ def test_every_workshop_url_answers_only_its_instructor_or_its_learner(people, w
         ("post", reverse("workshops:resume_scenario", args=[w, playing.pk]), {}),
         ("post", reverse("workshops:move_on_scenario", args=[w, playing.pk]), {"step": "2"}),
         ("post", reverse("workshops:stop_scenario", args=[w, playing.pk]), {}),
+        ("get", reverse("workshops:debrief", args=[w]), {}),
+        ("get", reverse("workshops:debrief_csv", args=[w]), {}),
+        ("get", reverse("workshops:debrief_json", args=[w]), {}),
+        ("post", reverse("workshops:api_key", args=[w]), {}),
     ]
     learners_urls = [
         ("get", reverse("workshops:classroom", args=[learner.seat.pk]), {}),
@@ -102,6 +107,8 @@ def test_every_workshop_url_answers_only_its_instructor_or_its_learner(people, w
     assert 'data-learner="ada"' in grid and 'data-learner="alan"' in grid and "barbara" not in grid
     other_grid = people["other instructor"].get(reverse("workshops:grid", args=[other_workshop.pk])).content.decode()
     assert 'data-learner="barbara"' in other_grid and not [s for s in secrets if s in other_grid]
+    exported = instructor.get(reverse("workshops:debrief_csv", args=[w])).content.decode()
+    assert "\nada," in exported and "\nalan," in exported and "barbara" not in exported
     bar = learner.get(reverse("workshops:classroom", args=[learner.seat.pk])).content.decode()
     assert workshop.title in bar and "alan" not in bar and "Injected by your instructor: sms-primary down" in bar
 

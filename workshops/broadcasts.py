@@ -33,6 +33,7 @@ from labs.pipeline import faults
 from workshops import notices
 from workshops.models import Broadcast, EmergencyStop, ScenarioPlay, Seat, Workshop
 
+MIN_DURATION_S = 5  # the shortest the grid's form and the workshop API offer
 MAX_DURATION_S = 4 * 3600
 
 

@@ -56,8 +56,8 @@ def fault_fields(target: str, data=None) -> forms.Form:
 
 class BroadcastForm(forms.Form):
     target = forms.ChoiceField(choices=[(t, t) for t in faults.TARGETS], initial=faults.TARGETS[0], label="Fault on")
-    duration_s = forms.IntegerField(min_value=5, max_value=broadcasts.MAX_DURATION_S, initial=120, label="For (seconds)",
-                                    help_text="It ends by itself on the server after this, browser open or not.")  # fmt: skip
+    duration_s = forms.IntegerField(min_value=broadcasts.MIN_DURATION_S, max_value=broadcasts.MAX_DURATION_S, initial=120,
+                                    label="For (seconds)", help_text="It ends by itself on the server after this, browser open or not.")  # fmt: skip
     to = forms.ChoiceField(choices=[("everyone", "every learner"), ("selected", "the tiles I ticked")], initial="everyone",
                            widget=forms.RadioSelect, label="Inject into")  # fmt: skip
     seat = forms.ModelMultipleChoiceField(queryset=Seat.objects.none(), required=False)

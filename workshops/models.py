@@ -174,3 +174,12 @@ class ScenarioPlay(models.Model):
             models.UniqueConstraint(fields=["workshop"], condition=Q(state__in=["playing", "paused", "waiting"]),
                                     name="one_scenario_in_progress_per_workshop"),
         ]  # fmt: skip
+
+
+class WorkshopKey(models.Model):
+    """The workshop API's key (workshops/api.py), kept as its SHA-256 only (workshops/api_keys.py says why)."""
+
+    workshop = models.OneToOneField(Workshop, on_delete=models.CASCADE, related_name="api_key")
+    key_hash = models.CharField(max_length=64, unique=True)  # hex SHA-256 of the key
+    made_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    made_at = models.DateTimeField(default=timezone.now)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workshops import scenario_views, views
+from workshops import debrief_views, scenario_views, views
 
 app_name = "workshops"
 urlpatterns = [
@@ -23,6 +23,11 @@ urlpatterns = [
     path("<int:workshop_id>/end", views.end_workshop, name="end"),
     path("seats/<int:seat_id>/", views.classroom, name="classroom"),
     path("seats/<int:seat_id>/hand", views.hand, name="hand"),
+    # The debrief, its exports, and the workshop API's key (workshops/debrief_views.py).
+    path("<int:workshop_id>/debrief", debrief_views.debrief_page, name="debrief"),
+    path("<int:workshop_id>/debrief.csv", debrief_views.debrief_csv, name="debrief_csv"),
+    path("<int:workshop_id>/debrief.json", debrief_views.debrief_json, name="debrief_json"),
+    path("<int:workshop_id>/api-key", debrief_views.new_api_key, name="api_key"),
 ]
 
 # --- Scenarios (workshops/scenario_views.py) ---------------------------------------------------------

@@ -33,6 +33,7 @@ from labs.models import (
     NotificationIntent,
     OutboxRow,
     ProviderSend,
+    Template,
     TemplateCategory,
 )
 from labs.pipeline import deliveries
@@ -88,25 +89,48 @@ def stalled(run: LabRun, now: datetime):
 
 def order_violations(run: LabRun) -> int:
     """In-app messages the provider received after a later message to the same user."""
-    violations = 0
-    highest: dict[int, int] = {}
-    for number, sequence in (
-        ProviderSend.objects.filter(run=run, channel="inapp", sequence__isnull=False)
-        .order_by("sent_at", "id")
-        .values_list("recipient_number", "sequence")
-    ):
-        if sequence < highest.get(number, 0):
-            violations += 1
-        highest[number] = max(sequence, highest.get(number, 0))
-    return violations
+    return len(sends_out_of_order([run.pk]))
 
 
 def quiet_hours_violations(run: LabRun) -> int:
     """Sends inside the quiet hours recorded with them, judged by the provider's clock: a
     worker whose clock is wrong shows here; a user who changes quiet hours later does not."""
-    security = run.templates.filter(category=TemplateCategory.SECURITY).values_list("name", flat=True)
-    sends = ProviderSend.objects.filter(run=run).exclude(quiet_hours="").exclude(template__in=list(security))
-    return sum(1 for window, zone, sent_at in sends.values_list("quiet_hours", "time_zone", "sent_at") if _inside(window, zone, sent_at))
+    return len(sends_in_quiet_hours([run.pk]))
+
+
+# The breaches with their moments, for many runs at once: the workshop debrief charts them
+# across a cohort, and the counts above are their lengths, so both read one rule.
+
+
+def sends_out_of_order(run_ids: list[int]) -> list[tuple[int, datetime]]:
+    """(run id, sent at) of each in-app message received after a later message to the same user."""
+    found = []
+    highest: dict[tuple[int, int], int] = {}
+    for run_id, number, sequence, sent_at in (
+        ProviderSend.objects.filter(run_id__in=run_ids, channel="inapp", sequence__isnull=False)
+        .order_by("sent_at", "id")
+        .values_list("run_id", "recipient_number", "sequence", "sent_at")
+    ):
+        user = (run_id, number)
+        if sequence < highest.get(user, 0):
+            found.append((run_id, sent_at))
+        highest[user] = max(sequence, highest.get(user, 0))
+    return found
+
+
+def sends_in_quiet_hours(run_ids: list[int]) -> list[tuple[int, datetime]]:
+    """(run id, sent at) of each non-security send inside the quiet hours recorded with it."""
+    security = Template.objects.filter(run_id=OuterRef("run_id"), name=OuterRef("template"), category=TemplateCategory.SECURITY)
+    sends = ProviderSend.objects.filter(run_id__in=run_ids).exclude(quiet_hours="").exclude(Exists(security))
+    return [(run_id, sent_at) for run_id, window, zone, sent_at in sends.values_list("run_id", "quiet_hours", "time_zone", "sent_at")
+            if _inside(window, zone, sent_at)]  # fmt: skip
+
+
+def duplicate_sends(run_ids: list[int]) -> list[tuple[int, datetime]]:
+    """(run id, sent at) of each ledger row beyond the first for its delivery (one intent on one channel)."""
+    earlier = ProviderSend.objects.filter(run_id=OuterRef("run_id"), intent_id=OuterRef("intent_id"), channel=OuterRef("channel"),
+                                          id__lt=OuterRef("id"))  # fmt: skip
+    return list(ProviderSend.objects.filter(run_id__in=run_ids).filter(Exists(earlier)).values_list("run_id", "sent_at"))
 
 
 def _inside(window: str, zone: str, at: datetime) -> bool:

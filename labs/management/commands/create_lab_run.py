@@ -1,8 +1,8 @@
 import json
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.scripted import user_for_script
 from labs.runs import create_run
 
 
@@ -15,20 +15,11 @@ class Command(BaseCommand):
         parser.add_argument("--max-attempts", type=int, default=None, help="Attempts before dead-lettering (default 5).")
 
     def handle(self, *args, username: str, retry_base_ms: int | None, max_attempts: int | None, **options):
-        username = username.strip()
-        User = get_user_model()
-        try:
-            User._meta.get_field("username").run_validators(username)
-        except Exception as exc:
-            raise CommandError(f"--username {username!r} is not a valid user name: {' '.join(getattr(exc, 'messages', [str(exc)]))}")
         if retry_base_ms is not None and retry_base_ms < 1:
             raise CommandError("--retry-base-ms must be a positive number of milliseconds.")
         if max_attempts is not None and not 1 <= max_attempts <= 20:
             raise CommandError("--max-attempts must be between 1 and 20.")
-        user, created = User.objects.get_or_create(username=username)
-        if created:
-            user.set_unusable_password()
-            user.save()
+        user, created = user_for_script(username, "--username")
         policy = {k: v for k, v in {"retry_base_ms": retry_base_ms, "max_attempts": max_attempts}.items() if v is not None}
         run = create_run(user, **policy)
         self.stdout.write(json.dumps({"run": run.pk, "api_key": run.api_key, "username": user.username,
