@@ -178,6 +178,11 @@ def test_ending_needs_the_code_typed_and_then_freezes_every_run(workshop, instru
     assert api.get("/api/runs/current").status_code == 200
     assert not run.intents.exists()
 
+    # No fault or scenario goes into an ended workshop's runs.
+    refused = htmx(instructor, reverse("workshops:broadcast", args=[workshop.pk]),
+                   {"target": "email-primary", "provider-down": "on", "duration_s": "60", "to": "everyone"}).content.decode()  # fmt: skip
+    assert "This workshop has ended" in refused and faults.all_faults(run.pk) == {}
+
     # The instructor still reads everything, and nobody new joins.
     assert instructor.get(reverse("workshops:drop_in", args=[workshop.pk, learner.seat.pk])).status_code == 200
     assert "has ended" in Client().get(reverse("workshops:join_code", args=[workshop.join_code])).content.decode()

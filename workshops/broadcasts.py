@@ -42,6 +42,8 @@ def start(workshop: Workshop, by, target: str, settings: dict, duration_s: int, 
 
     ValueError, with nothing changed, when the fault is not one the engine takes or no seat has a run.
     """
+    if workshop.ended:
+        raise ValueError("This workshop has ended: its runs are read-only.")
     fault = faults.validate(target, settings)
     if not fault:
         raise ValueError(f"Choose what goes wrong with {target}: tick a fault or give it a number.")

@@ -30,7 +30,7 @@ from labs.catalogue import CATALOGUE
 from labs.lab_files import Lab, Step
 from labs.models import DeadLetter, Delivery, DeliveryStatus, Experiment
 from labs.pipeline import audit
-from workshops import broadcasts, notices
+from workshops import broadcasts, notices, scenario_files
 from workshops.models import Seat, Workshop
 
 MAX_BINS = 240
@@ -44,7 +44,7 @@ LIVE_FOR = timedelta(minutes=10)  # something happened this recently: the sessio
 
 @dataclass
 class TimelineEntry:
-    kind: str  # "fault", "stop", "announcement"; a scenario's steps bring their own kind
+    kind: str  # "fault", "stop", "announcement", "scenario"
     at: datetime
     title: str
     detail: str = ""
@@ -80,9 +80,26 @@ def _announcement_entries(workshop: Workshop) -> list[TimelineEntry]:
     ]
 
 
+def _scenario_entries(workshop: Workshop) -> list[TimelineEntry]:
+    """Each scenario played, as a window; the faults it injected are broadcasts, drawn as such."""
+    titles = {slug: scenario.title for slug, scenario in scenario_files.scenarios().items()}
+    return [
+        TimelineEntry("scenario", play.started_at, f"Scenario: {titles.get(play.scenario, play.scenario)}",
+                      f"{play.get_state_display().lower()} at step {play.step}" + (f"; {play.note}" if play.note else ""),
+                      play.ended_at or timezone.now())
+        for play in workshop.scenario_plays.all()
+    ]  # fmt: skip
+
+
+def _end_entries(workshop: Workshop) -> list[TimelineEntry]:
+    if not workshop.ended:
+        return []
+    by = workshop.ended_by.get_username() if workshop.ended_by else "someone"
+    return [TimelineEntry("stop", workshop.ended_at, "Workshop ended", f"by {by}: every run read-only")]
+
+
 # Where the timeline's entries come from: each source takes the workshop and returns entries.
-# Scenario plays add a source here that returns their steps (announcements, faults, bursts, pauses).
-TIMELINE_SOURCES = [_fault_entries, _stop_entries, _announcement_entries]
+TIMELINE_SOURCES = [_fault_entries, _stop_entries, _announcement_entries, _scenario_entries, _end_entries]
 
 
 def timeline(workshop: Workshop) -> list[TimelineEntry]:
@@ -265,8 +282,13 @@ class Debrief:
     built_at: datetime
 
     @property
-    def fault_windows(self) -> list[TimelineEntry]:
+    def windows(self) -> list[TimelineEntry]:
+        """Faults in force, and scenarios playing: each drawn as a bar in the timeline's lanes."""
         return [entry for entry in self.timeline if entry.is_window]
+
+    @property
+    def fault_windows(self) -> list[TimelineEntry]:
+        return [entry for entry in self.windows if entry.kind == "fault"]
 
 
 def build(workshop: Workshop, now: datetime | None = None) -> Debrief:

@@ -99,7 +99,7 @@ def _number(value: float) -> str:
 
 def chart(debrief: Debrief) -> Chart:
     span = debrief.span
-    windows = debrief.fault_windows
+    windows = debrief.windows
     lanes = _lanes(windows)
     lane_count = max(lanes, default=-1) + 1
     marks = []
@@ -113,7 +113,8 @@ def chart(debrief: Debrief) -> Chart:
         title = f"{entry.at:%H:%M:%S}–{entry.until:%H:%M:%S} {entry.title} ({entry.detail})"
         fits = len(entry.title) * CHAR_WIDTH + 8 <= width
         marks.append(Mark(x, width, LANE * (lane + 1) + 2, entry.kind, title, entry.title if fits else ""))
-        shaded.append(Mark(x, width, 0, entry.kind, title))
+        if entry.kind == "fault":  # a fault's window is shaded across every chart, to see what it did
+            shaded.append(Mark(x, width, 0, entry.kind, title))
     rows_top = LANE * (lane_count + 1) + 8
     rows = []
     for n, series in enumerate(debrief.series):

@@ -2,7 +2,8 @@
 
 `end` steps:
 1. Claim the end (a conditional UPDATE on ended_at IS NULL), so two clicks end it once.
-2. Emergency stop: every fault of every run cleared, every broadcast ended (workshops.broadcasts).
+2. Emergency stop: every fault of every run cleared, every broadcast ended, a playing scenario
+   stopped (workshops.broadcasts); no new broadcast or scenario starts after this.
 3. Joining closes; every seated run becomes read-only (workshops.access.is_frozen), which the
    lab pages and the API enforce, and each learner's page is told and reloads read-only.
 The runs stay for the debrief; the relay's tick deletes them `WORKSHOP_KEEP_DAYS` after the end

@@ -45,6 +45,8 @@ def start(workshop: Workshop, by, slug: str) -> ScenarioPlay:
     ValueError, with nothing written, when the scenario does not suit the workshop's lab, nobody
     has a run to play it to, or another scenario is in progress there.
     """
+    if workshop.ended:
+        raise ValueError("This workshop has ended: its runs are read-only.")
     scenario = scenarios().get(slug)
     if scenario is None or not scenario.suits(workshop.lab):
         raise ValueError(f"No scenario {slug!r} suits this workshop's lab.")
