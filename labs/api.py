@@ -56,7 +56,7 @@ Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,4})?$", descr
 
 class RunKey(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> LabRun | None:
-        run = LabRun.objects.filter(api_key=token).first()
+        run = LabRun.for_api_key(token)
         if run is not None:
             runs.touch(run)
             request.run = run

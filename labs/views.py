@@ -104,6 +104,7 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
 def _run_context(request: HttpRequest, lab: Lab, run_lab: RunLab) -> dict:
     run = run_lab.run
     runs.touch(run)
+    run.api_key = request.session.pop(_new_key_slot(run), None)  # shown on this one page, then forgotten
     state = panels.run_state(run, lab)
     feed, last_event = live.opening_feed(run)
     return {
@@ -153,11 +154,22 @@ def _card(lab: Lab, step, experiment: Experiment | None, found: dict, results: d
     }
 
 
+def _new_key_slot(run: LabRun) -> str:
+    return f"labs:new-api-key:{run.pk}"
+
+
+def _show_key_once(request: HttpRequest, run: LabRun) -> None:
+    """Keep a key made in this request for the next lab page, the one place its plaintext is shown."""
+    request.session[_new_key_slot(run)] = run.api_key
+
+
 def _curl(request: HttpRequest, run: LabRun) -> str:
     endpoint = request.build_absolute_uri(reverse("labs-api:send_notification"))
+    key = run.api_key or f"<your run's key, starting {run.api_key_start}: shown once; make a new key to see one>"
     return (
+        f"KEY='{key}'\n"
         f"curl -s -X POST {endpoint} \\\n"
-        f'  -H "Authorization: Bearer {run.api_key}" \\\n'
+        '  -H "Authorization: Bearer $KEY" \\\n'
         '  -H "Idempotency-Key: reset-42" -H "Content-Type: application/json" \\\n'
         """  -d '{"user_id": 7, "template": "password_reset", "data": {"code": "271828"}}'"""
     )
@@ -186,7 +198,7 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     lab = _get_lab(slug)
     if not RunLab.objects.filter(owner=request.user, lab=slug).exists():
         try:
-            runs.start_lab_run(request.user, lab)
+            _show_key_once(request, runs.start_lab_run(request.user, lab).run)
         except IntegrityError:
             pass  # a second click raced the first: that run is the learner's
     return redirect("labs:lab", slug)
@@ -214,7 +226,8 @@ def end(request: HttpRequest, run_id: int) -> HttpResponse:
 def rotate_key(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     runs.rotate_api_key(run)
-    messages.success(request, "New API key: the old one no longer works.")
+    _show_key_once(request, run)
+    messages.success(request, "New API key: the old one no longer works. Copy it now: it is shown only on this page.")
     return _back(run)
 
 

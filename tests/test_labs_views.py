@@ -140,7 +140,9 @@ def test_starting_a_lab_gives_the_learner_one_run_with_open_preferences_the_live
     assert RunLab.objects.get(run=run).lab == LAB
     assert not Recipient.objects.filter(run=run, quiet_start__isnull=False).exists()
     assert not Recipient.objects.filter(run=run, email_opt_in=False).exists()
-    assert run.api_key in page and "/api/notifications" in page and "Idempotency-Key: reset-42" in page
+    key = re.search(r'id="api-key">([^<]+)</code>', page)[1]  # shown on the first page after the start
+    assert LabRun.for_api_key(key) == run and f"KEY=&#x27;{key}&#x27;" in page
+    assert "/api/notifications" in page and "Idempotency-Key: reset-42" in page
     assert 'id="live-panels"' in page and 'data-testid="stage-dead-letters"' in page
     assert reverse("labs:stream", args=[run.pk]) in page
     learner.post(reverse("labs:start", args=[LAB]))  # a second click
