@@ -10,6 +10,7 @@ from datetime import time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.db.models import Max, Prefetch
@@ -21,6 +22,7 @@ from ninja.security import HttpBearer
 from pydantic import AfterValidator, ConfigDict, FiniteFloat, StrictBool, StrictInt, field_validator
 from redis.exceptions import RedisError
 
+from config import ratelimits
 from labs import runs
 from labs.models import (
     TERMINAL,
@@ -58,6 +60,11 @@ class RunKey(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> LabRun | None:
         run = LabRun.for_api_key(token)
         if run is not None:
+            limited = ratelimits.take(
+                request, "api-key", str(run.pk), settings.RATELIMIT_API_PER_KEY, "Too many requests with this API key."
+            )
+            if limited is not None:
+                raise ratelimits.RateLimited(limited)
             runs.touch(run)
             request.run = run
         return run
@@ -139,6 +146,13 @@ def unauthenticated(request, exc):
     return api.create_response(
         request, {"error": "missing or unknown API key: send `Authorization: Bearer <your run's API key>`"}, status=401
     )
+
+
+@api.exception_handler(ratelimits.RateLimited)
+def too_many_requests(request, exc: ratelimits.RateLimited):
+    limited = exc.limited
+    response = api.create_response(request, {"error": f"{limited.message} Try again in {limited.wait}."}, status=429)
+    return ratelimits.with_retry_after(response, limited)
 
 
 @api.exception_handler(RedisError)
@@ -491,15 +505,15 @@ def get_faults(request):
 def put_faults(request, payload: FaultsIn):
     """All or nothing: one invalid setting rejects the request and changes nothing."""
     checked = {}
-    for target, settings in payload.faults.items():
+    for target, chosen in payload.faults.items():
         try:
-            checked[target] = faults.validate(target, settings)
+            checked[target] = faults.validate(target, chosen)
         except ValueError as exc:
             _bad_field(f"faults.{target}", str(exc))
     faults.clear_faults(request.run.pk)
-    for target, settings in checked.items():
-        if settings:
-            faults.set_fault(request.run.pk, target, **settings)
+    for target, chosen in checked.items():
+        if chosen:
+            faults.set_fault(request.run.pk, target, **chosen)
     return get_faults(request)
 
 
