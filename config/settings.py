@@ -189,6 +189,9 @@ LAB_RELAY_BATCH = env_int("LAB_RELAY_BATCH", 500, minimum=1)
 # the `live` process). Unset: the same host on the web port + 1, as `make run` starts it;
 # behind a proxy or TLS, set the public URL of the live process.
 LAB_LIVE_URL = env_str("LAB_LIVE_URL") or None
+# Seconds between a live stream's keep-alives; at each it also checks that the session still
+# owns the run, so logging out ends the stream within this long.
+LAB_STREAM_HEARTBEAT = env_int("LAB_STREAM_HEARTBEAT", 15, minimum=1)
 
 # --- Auth ------------------------------------------------------------------------
 LOGIN_URL = "accounts:login"

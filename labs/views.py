@@ -14,7 +14,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.db import IntegrityError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -242,19 +250,21 @@ async def stream(request: HttpRequest, run_id: int) -> HttpResponse:
     The owner's page carries a stream token, so opening the stream needs no query; without
     a valid one it checks ownership like every other run URL.
     """
+    if live.origin_refused(request):
+        return HttpResponseForbidden("This stream is for the site's own pages.", content_type="text/plain; charset=utf-8")
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
-    if not live.stream_token_allows(request.GET.get("token", ""), run_id, session_key):
+    if not await sync_to_async(live.stream_token_allows)(request.GET.get("token", ""), run_id, session_key):
         await sync_to_async(_get_run_for_user)(request, run_id)
     try:
         after = live.stream_position(request.GET.get("after"), request.headers.get("Last-Event-ID"))
     except ValueError as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
     if isinstance(request, ASGIRequest):
-        response = StreamingHttpResponse(live.stream(run_id, after), content_type="text/event-stream")
+        response = StreamingHttpResponse(live.stream(run_id, after, session_key), content_type="text/event-stream")
     else:
         response = HttpResponse(await sync_to_async(live.one_shot)(run_id, after), content_type="text/event-stream")
     response["X-Accel-Buffering"] = "no"  # a proxy must pass each event on at once
-    origin = live.allowed_origin(request)
+    origin = live.cross_origin_page(request)
     if origin:
         response["Access-Control-Allow-Origin"] = origin
         response["Access-Control-Allow-Credentials"] = "true"

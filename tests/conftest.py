@@ -97,9 +97,14 @@ def redis_service(process_logs):
 
 
 @pytest.fixture(autouse=True)
-def fresh_rate_limits(settings):
+def fresh_rate_limits():
     """Each test counts log-ins, sign-ups and API calls from zero, as each starts with an empty database."""
-    settings.RATELIMIT_CACHE_PREFIX = f"rl:{uuid.uuid4().hex[:8]}:"
+    from django.test import override_settings
+
+    # Not the `settings` fixture: an autouse fixture that took it would undo a test's settings
+    # only after the test's own fixtures were torn down (with Redis still pointed elsewhere, say).
+    with override_settings(RATELIMIT_CACHE_PREFIX=f"rl:{uuid.uuid4().hex[:8]}:"):
+        yield
 
 
 # --- Worker and relay processes ------------------------------------------------------
