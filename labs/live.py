@@ -31,6 +31,7 @@ from datetime import timezone as dt_timezone
 
 from importlib import import_module
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -305,12 +306,22 @@ def cross_origin_page(request: HttpRequest) -> str | None:
     return origin if origin and origin != own and not origin_refused(request) else None
 
 
-def stream_url(request: HttpRequest, run_id: int) -> str:
-    """Where the page opens its stream: LAB_LIVE_URL if set, else the live process of `make run` (this port + 1)."""
-    path = reverse("labs:stream", args=[run_id])
+def live_base(request: HttpRequest) -> str:
+    """Where the live process is: LAB_LIVE_URL if set, else the live process of `make run` (this port + 1)."""
     base = getattr(settings, "LAB_LIVE_URL", None)
     if base is None:
         domain = split_domain_port(request.get_host())[0]
         host = f"[{domain}]" if ":" in domain else domain
         base = f"{request.scheme}://{host}:{int(request.get_port()) + 1}"
-    return base.rstrip("/") + path
+    return base.rstrip("/")
+
+
+def live_origin(request: HttpRequest) -> str:
+    """The live process's origin, which lab pages connect to (the Content-Security-Policy's connect-src)."""
+    parts = urlsplit(live_base(request))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def stream_url(request: HttpRequest, run_id: int) -> str:
+    """Where the page opens its stream."""
+    return live_base(request) + reverse("labs:stream", args=[run_id])
