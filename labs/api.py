@@ -212,8 +212,8 @@ def _bad_field(name: str, message: str, status: int = 422):
 class NotificationIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: StrictInt = Field(..., ge=1, le=LARGEST_USER_ID, description="A user of this run (GET /api/runs/current lists them).")
-    template: Text = Field(..., min_length=1, max_length=64)
+    user_id: StrictInt = Field(..., ge=1, le=LARGEST_USER_ID, examples=[7], description="A user of this run (GET /api/runs/current lists them).")
+    template: Text = Field(..., min_length=1, max_length=64, examples=["password_reset"])
     channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4, description="Default: the user's preferred channels among the template's.")
     priority: Literal["transactional", "marketing"] | None = Field(None, description="Default: from the template's category.")
     data: dict[Text, Text | int | FiniteFloat | bool | None] = Field(
@@ -372,9 +372,16 @@ def _placeholders(text: str) -> list[str]:
 # --- Endpoints ------------------------------------------------------------------------------
 
 
+def link_to(operation: str, **parameters: str) -> dict:
+    """An OpenAPI link: where an answer's ids lead (clients and the fuzz test's stateful sequences follow them)."""
+    return {"operationId": f"labs_api_{operation}", "parameters": parameters}
+
+
 @api.post(
     "/notifications", tags=["notifications"], summary="Send a notification",
-    response=answers({200: dict, 202: dict}, *BODY, 409, 500)
+    response=answers({200: dict, 202: dict}, *BODY, 409, 500),
+    openapi_extra={"responses": {code: {"links": {"GetNotification": link_to("get_notification", intent_id="$response.body#/id")}}
+                                 for code in (200, 202)}},
 )
 def send_notification(request, payload: NotificationIn, idempotency_key: Text = Header(..., alias="Idempotency-Key", min_length=1, max_length=200)):
     """Writes the intent and its outbox rows in one transaction. Repeating a key with the same body returns the first intent (200)."""
@@ -385,7 +392,9 @@ def send_notification(request, payload: NotificationIn, idempotency_key: Text = 
 
 @api.post(
     "/notifications/batch", tags=["notifications"], summary="Send a campaign (up to 1,000)",
-    response=answers({202: dict}, *BODY, 409, 500)
+    response=answers({202: dict}, *BODY, 409, 500),
+    openapi_extra={"responses": {202: {"links": {
+        "GetFirstNotification": link_to("get_notification", intent_id="$response.body#/notifications/0/id")}}}},
 )
 def send_batch(request, payload: BatchIn):
     """All or nothing: one invalid item rejects the batch, naming the item and field."""
@@ -580,7 +589,11 @@ def put_defences(request, payload: DefencesIn):
 
 @api.get(
     "/dead-letters", tags=["dead letters"], summary="Open dead letters, grouped by error",
-    response=answers({200: dict})
+    response=answers({200: dict}),
+    openapi_extra={"responses": {200: {"links": {
+        "ReplayFirst": link_to("replay_one", dead_letter_id="$response.body#/dead_letters/0/id"),
+        "DiscardFirst": link_to("discard_one", dead_letter_id="$response.body#/dead_letters/0/id"),
+    }}}},
 )
 def list_dead_letters(request):
     letters = (
