@@ -5,6 +5,7 @@ start-up with a message a newcomer can act on instead of a traceback deep in Dja
 """
 
 import os
+import re
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -62,4 +63,15 @@ def env_url(name: str, default: str, *, schemes: set[str]) -> str:
         parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} has a port that is not a number.") from None
+    return raw
+
+
+_RATE = re.compile(r"[1-9][0-9]*/([1-9][0-9]*)?[smhd]")  # as django-ratelimit reads it: a count per (n) s, m, h or d
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate limit such as "5/m" (5 a minute), "30/10m" or "600/h"."""
+    raw = os.environ.get(name, "").strip() or default
+    if not _RATE.fullmatch(raw):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate: write a count per period, such as 5/m, 30/10m or 600/h.")
     return raw

@@ -13,7 +13,7 @@ import dj_database_url
 from kombu import Queue
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str, env_url
+from config.env import env_bool, env_int, env_list, env_rate, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -70,6 +70,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -79,6 +80,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.middleware.RedisDownMiddleware",
+    "config.ratelimits.TooManyRequestsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -130,6 +132,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # one server never share keys; Celery's own keys take the same prefix.
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"})
 REDIS_KEY_PREFIX = env_str("FAULTLINE_REDIS_PREFIX", "faultline:")
+
+
+def redis_cache(url: str, prefix: str) -> dict:
+    """Django's cache in the project's Redis (the rate limits' counters), shared by every web process.
+
+    A function, so the test harness can point it at the test Redis as it does everything else.
+    Short timeouts: a rate limit must not hang a log-in while Redis is unreachable (config/ratelimits.py).
+    """
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": prefix + "cache",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+
+
+CACHES = redis_cache(REDIS_URL, REDIS_KEY_PREFIX)
 
 # --- Celery (read by config/celery.py with the CELERY_ namespace) -----------------
 # The worker is the system under test, so the settings favour never losing a task
@@ -194,6 +215,9 @@ LAB_RELAY_BATCH = env_int("LAB_RELAY_BATCH", 500, minimum=1)
 # the `live` process). Unset: the same host on the web port + 1, as `make run` starts it;
 # behind a proxy or TLS, set the public URL of the live process.
 LAB_LIVE_URL = env_str("LAB_LIVE_URL") or None
+# Seconds between a live stream's keep-alives; at each it also checks that the session still
+# owns the run, so logging out ends the stream within this long.
+LAB_STREAM_HEARTBEAT = env_int("LAB_STREAM_HEARTBEAT", 15, minimum=1)
 
 # --- Auth ------------------------------------------------------------------------
 LOGIN_URL = "accounts:login"
@@ -206,6 +230,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 INSTRUCTOR_GROUP = "instructor"
+# Django's ModelBackend, refusing an account or address over its failed log-in limit (accounts/limits.py).
+AUTHENTICATION_BACKENDS = ["accounts.backends.LimitedModelBackend"]
+
+# --- Rate limits (config/ratelimits.py; counted in Redis in fixed windows) ---------------------
+# Failed log-ins per account are strict; per address generous, since a classroom shares one.
+RATELIMIT_LOGIN_PER_ACCOUNT = env_rate("RATELIMIT_LOGIN_PER_ACCOUNT", "5/m")
+RATELIMIT_LOGIN_PER_ADDRESS = env_rate("RATELIMIT_LOGIN_PER_ADDRESS", "30/m")
+# Every sign-up attempt, successful or not: it also bounds probing which user names exist.
+RATELIMIT_SIGNUP_PER_ADDRESS = env_rate("RATELIMIT_SIGNUP_PER_ADDRESS", "60/h")
+# Requests per lab run API key.
+RATELIMIT_API_PER_KEY = env_rate("RATELIMIT_API_PER_KEY", "600/m")
+# Behind a reverse proxy, the header in which it passes the client's address (e.g. X-Real-IP).
+# Leave it unset otherwise: a client could then name any address it likes.
+CLIENT_ADDRESS_HEADER = env_str("CLIENT_ADDRESS_HEADER") or None
 
 # --- I18N, static ----------------------------------------------------------------
 LANGUAGE_CODE = "en"

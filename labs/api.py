@@ -10,6 +10,7 @@ from datetime import time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.db.models import Max, Prefetch
@@ -21,6 +22,7 @@ from ninja.security import HttpBearer
 from pydantic import AfterValidator, ConfigDict, FiniteFloat, StrictBool, StrictInt, field_validator
 from redis.exceptions import RedisError
 
+from config import ratelimits
 from labs import runs
 from labs.models import (
     TERMINAL,
@@ -57,8 +59,13 @@ Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,4})?$", descr
 
 class RunKey(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> LabRun | None:
-        run = LabRun.objects.filter(api_key=token).first()
+        run = LabRun.for_api_key(token)
         if run is not None:
+            limited = ratelimits.take(
+                request, "api-key", str(run.pk), settings.RATELIMIT_API_PER_KEY, "Too many requests with this API key."
+            )
+            if limited is not None:
+                raise ratelimits.RateLimited(limited)
             if request.method not in ("GET", "HEAD"):
                 refuse_if_frozen(run)
             runs.touch(run)
@@ -151,6 +158,13 @@ def unauthenticated(request, exc):
     )
 
 
+@api.exception_handler(ratelimits.RateLimited)
+def too_many_requests(request, exc: ratelimits.RateLimited):
+    limited = exc.limited
+    response = api.create_response(request, {"error": f"{limited.message} Try again in {limited.wait}."}, status=429)
+    return ratelimits.with_retry_after(response, limited)
+
+
 @api.exception_handler(RedisError)
 def redis_down(request, exc):
     # Faults, breakers and the event feed live in Redis; the notifications themselves do not.
@@ -180,6 +194,24 @@ def unexpected(request, exc: Exception):
     )
 
 
+class Error(Schema):
+    """Every error the API answers: a sentence, and for invalid input each offending field."""
+
+    error: str = Field(..., description="What went wrong, in a sentence.")
+    errors: dict[str, str] | None = Field(None, description="For invalid input: each offending field and what is wrong with it.")
+
+
+# 400 the body is not JSON · 404 not in this run · 409 an idempotency key reused with another body ·
+# 413 the body is over 2 MB · 422 a field is invalid · 500 only the injected "publish_crash" fault.
+# Every call may also get 401 (a missing or unknown key), 429 (over the key's rate) and 503 (Redis down).
+def answers(ok: dict, *errors: int) -> dict:
+    """An endpoint's documented responses: what it returns, the errors it gives, and those every call may get."""
+    return {**ok, **dict.fromkeys(sorted({*errors, 401, 429, 503}), Error)}
+
+
+BODY = (400, 413, 422)  # what any endpoint that reads a JSON body may answer
+
+
 def _bad_field(name: str, message: str, status: int = 422):
     raise intake.IntakeError(status, {name: message})
 
@@ -190,8 +222,8 @@ def _bad_field(name: str, message: str, status: int = 422):
 class NotificationIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: StrictInt = Field(..., ge=1, le=LARGEST_USER_ID, description="A user of this run (GET /api/runs/current lists them).")
-    template: Text = Field(..., min_length=1, max_length=64)
+    user_id: StrictInt = Field(..., ge=1, le=LARGEST_USER_ID, examples=[7], description="A user of this run (GET /api/runs/current lists them).")
+    template: Text = Field(..., min_length=1, max_length=64, examples=["password_reset"])
     channels: list[ChannelName] | None = Field(None, min_length=1, max_length=4, description="Default: the user's preferred channels among the template's.")
     priority: Literal["transactional", "marketing"] | None = Field(None, description="Default: from the template's category.")
     data: dict[Text, Text | int | FiniteFloat | bool | None] = Field(
@@ -350,7 +382,17 @@ def _placeholders(text: str) -> list[str]:
 # --- Endpoints ------------------------------------------------------------------------------
 
 
-@api.post("/notifications", tags=["notifications"], summary="Send a notification", response={200: dict, 202: dict})
+def link_to(operation: str, **parameters: str) -> dict:
+    """An OpenAPI link: where an answer's ids lead (clients and the fuzz test's stateful sequences follow them)."""
+    return {"operationId": f"labs_api_{operation}", "parameters": parameters}
+
+
+@api.post(
+    "/notifications", tags=["notifications"], summary="Send a notification",
+    response=answers({200: dict, 202: dict}, *BODY, 409, 500),
+    openapi_extra={"responses": {code: {"links": {"GetNotification": link_to("get_notification", intent_id="$response.body#/id")}}
+                                 for code in (200, 202)}},
+)
 def send_notification(request, payload: NotificationIn, idempotency_key: Text = Header(..., alias="Idempotency-Key", min_length=1, max_length=200)):
     """Writes the intent and its outbox rows in one transaction. Repeating a key with the same body returns the first intent (200)."""
     [result] = intake.accept(request.run, [payload.to_request(idempotency_key)])
@@ -358,7 +400,12 @@ def send_notification(request, payload: NotificationIn, idempotency_key: Text = 
     return Status(200 if result.replayed else 202, {**intent_json(intent), "replayed": result.replayed})
 
 
-@api.post("/notifications/batch", tags=["notifications"], summary="Send a campaign (up to 1,000)", response={202: dict})
+@api.post(
+    "/notifications/batch", tags=["notifications"], summary="Send a campaign (up to 1,000)",
+    response=answers({202: dict}, *BODY, 409, 500),
+    openapi_extra={"responses": {202: {"links": {
+        "GetFirstNotification": link_to("get_notification", intent_id="$response.body#/notifications/0/id")}}}},
+)
 def send_batch(request, payload: BatchIn):
     """All or nothing: one invalid item rejects the batch, naming the item and field."""
     results = intake.accept(
@@ -373,19 +420,22 @@ def send_batch(request, payload: BatchIn):
     })
 
 
-@api.get("/notifications/{intent_id}", tags=["notifications"], summary="Status and every delivery attempt")
+@api.get(
+    "/notifications/{intent_id}", tags=["notifications"], summary="Status and every delivery attempt",
+    response=answers({200: dict}, 404, 422)
+)
 def get_notification(request, intent_id: int):
     attempts = Prefetch("deliveries", queryset=Delivery.objects.prefetch_related("attempt_rows"))
     intent = get_object_or_404(_intents(request.run).prefetch_related(attempts), pk=intent_id)
     return intent_json(intent, with_attempts=True)
 
 
-@api.get("/users/{user_id}/notification-preferences", tags=["users"])
+@api.get("/users/{user_id}/notification-preferences", tags=["users"], response=answers({200: dict}, 404, 422))
 def get_preferences(request, user_id: int):
     return preferences_json(get_object_or_404(Recipient, run=request.run, number=user_id))
 
 
-@api.put("/users/{user_id}/notification-preferences", tags=["users"])
+@api.put("/users/{user_id}/notification-preferences", tags=["users"], response=answers({200: dict}, *BODY, 404))
 def put_preferences(request, user_id: int, payload: PreferencesIn):
     recipient = get_object_or_404(Recipient, run=request.run, number=user_id)
     if payload.timezone is not None:
@@ -407,7 +457,10 @@ def put_preferences(request, user_id: int, payload: PreferencesIn):
     return preferences_json(recipient)
 
 
-@api.post("/templates", tags=["templates"], summary="Create a template, or a new version of one", response={201: dict})
+@api.post(
+    "/templates", tags=["templates"], summary="Create a template, or a new version of one",
+    response=answers({201: dict}, *BODY)
+)
 def create_template(request, payload: TemplateIn):
     if "en" not in payload.bodies:
         _bad_field("bodies.en", "an English body is required: it is the fallback for other locales")
@@ -437,7 +490,7 @@ def create_template(request, payload: TemplateIn):
                         "channels": template.channels, "locales": sorted(template.bodies)})  # fmt: skip
 
 
-@api.get("/runs/current", tags=["runs"], summary="Your run: its users and templates")
+@api.get("/runs/current", tags=["runs"], summary="Your run: its users and templates", response=answers({200: dict}))
 def current_run(request):
     run = request.run
     latest: dict[str, Template] = {}
@@ -457,17 +510,23 @@ def current_run(request):
     }
 
 
-@api.get("/runs/current/audit", tags=["runs"], summary="Reconciliation: nothing lost, nothing sent twice")
+@api.get(
+    "/runs/current/audit", tags=["runs"], summary="Reconciliation: nothing lost, nothing sent twice",
+    response=answers({200: dict})
+)
 def current_audit(request):
     return audit.audit(request.run)
 
 
-@api.get("/runs/current/metrics", tags=["runs"])
+@api.get("/runs/current/metrics", tags=["runs"], response=answers({200: dict}))
 def current_metrics(request):
     return metrics.run_metrics(request.run)
 
 
-@api.get("/runs/current/events", tags=["runs"], summary="The run's events after an event id")
+@api.get(
+    "/runs/current/events", tags=["runs"], summary="The run's events after an event id",
+    response=answers({200: dict}, 422)
+)
 def current_events(request, after: str = Query("-", description="An event id; - for the oldest kept."),
                    limit: int = Query(200, ge=1, le=1000)):  # fmt: skip
     if after != "-":
@@ -478,13 +537,16 @@ def current_events(request, after: str = Query("-", description="An event id; - 
     return {"events": events.recent(request.run.pk, after=after, count=limit)}
 
 
-@api.post("/runs/current/reset", tags=["runs"], summary="Start the run again from its seed")
+@api.post("/runs/current/reset", tags=["runs"], summary="Start the run again from its seed", response=answers({200: dict}))
 def reset_current(request):
     runs.reset_run(request.run)
     return {"run": request.run.pk, "reset": True}
 
 
-@api.get("/runs/current/faults", tags=["faults"], summary="The faults in force, and every fault you can inject")
+@api.get(
+    "/runs/current/faults", tags=["faults"], summary="The faults in force, and every fault you can inject",
+    response=answers({200: dict})
+)
 def get_faults(request):
     return {
         "faults": faults.all_faults(request.run.pk),
@@ -497,39 +559,52 @@ def get_faults(request):
     }
 
 
-@api.put("/runs/current/faults", tags=["faults"], summary="Replace every fault of the run")
+@api.put(
+    "/runs/current/faults", tags=["faults"], summary="Replace every fault of the run",
+    response=answers({200: dict}, *BODY)
+)
 def put_faults(request, payload: FaultsIn):
     """All or nothing: one invalid setting rejects the request and changes nothing."""
     checked = {}
-    for target, settings in payload.faults.items():
+    for target, chosen in payload.faults.items():
         try:
-            checked[target] = faults.validate(target, settings)
+            checked[target] = faults.validate(target, chosen)
         except ValueError as exc:
             _bad_field(f"faults.{target}", str(exc))
     faults.clear_faults(request.run.pk)
-    for target, settings in checked.items():
-        if settings:
-            faults.set_fault(request.run.pk, target, **settings)
+    for target, chosen in checked.items():
+        if chosen:
+            faults.set_fault(request.run.pk, target, **chosen)
     return get_faults(request)
 
 
-@api.delete("/runs/current/faults", tags=["faults"], summary="Stop every fault at once")
+@api.delete("/runs/current/faults", tags=["faults"], summary="Stop every fault at once", response=answers({200: dict}))
 def delete_faults(request):
     faults.clear_faults(request.run.pk)
     return get_faults(request)
 
 
-@api.get("/runs/current/defences", tags=["defences"])
+@api.get("/runs/current/defences", tags=["defences"], response=answers({200: dict}))
 def get_defences(request):
     return defences.all_defences(request.run)
 
 
-@api.put("/runs/current/defences", tags=["defences"], summary="Switch defences on or off (omitted ones stay as they are)")
+@api.put(
+    "/runs/current/defences", tags=["defences"], summary="Switch defences on or off (omitted ones stay as they are)",
+    response=answers({200: dict}, *BODY)
+)
 def put_defences(request, payload: DefencesIn):
     return defences.set_defences(request.run, **payload.model_dump(exclude_none=True))
 
 
-@api.get("/dead-letters", tags=["dead letters"], summary="Open dead letters, grouped by error")
+@api.get(
+    "/dead-letters", tags=["dead letters"], summary="Open dead letters, grouped by error",
+    response=answers({200: dict}),
+    openapi_extra={"responses": {200: {"links": {
+        "ReplayFirst": link_to("replay_one", dead_letter_id="$response.body#/dead_letters/0/id"),
+        "DiscardFirst": link_to("discard_one", dead_letter_id="$response.body#/dead_letters/0/id"),
+    }}}},
+)
 def list_dead_letters(request):
     letters = (
         DeadLetter.objects.filter(run=request.run, resolution=DeadLetter.Resolution.OPEN)
@@ -546,18 +621,21 @@ def list_dead_letters(request):
     }
 
 
-@api.post("/dead-letters/{dead_letter_id}/replay", tags=["dead letters"])
+@api.post("/dead-letters/{dead_letter_id}/replay", tags=["dead letters"], response=answers({200: dict}, 404, 422))
 def replay_one(request, dead_letter_id: int):
     get_object_or_404(DeadLetter, run=request.run, pk=dead_letter_id, resolution=DeadLetter.Resolution.OPEN)
     return {"replayed": deadletters.replay(request.run, [dead_letter_id])}
 
 
-@api.post("/dead-letters/replay", tags=["dead letters"], summary="Replay every open dead letter of a group")
+@api.post(
+    "/dead-letters/replay", tags=["dead letters"], summary="Replay every open dead letter of a group",
+    response=answers({200: dict}, *BODY)
+)
 def replay_group(request, payload: DeadLetterGroupIn):
     return {"replayed": deadletters.replay_group(request.run, payload.group)}
 
 
-@api.post("/dead-letters/{dead_letter_id}/discard", tags=["dead letters"])
+@api.post("/dead-letters/{dead_letter_id}/discard", tags=["dead letters"], response=answers({200: dict}, 404, 422))
 def discard_one(request, dead_letter_id: int):
     get_object_or_404(DeadLetter, run=request.run, pk=dead_letter_id, resolution=DeadLetter.Resolution.OPEN)
     return {"discarded": deadletters.discard(request.run, [dead_letter_id])}

@@ -11,6 +11,11 @@ How a state change reaches the page (measured by bench/live_view.py):
 4. A hidden page closes its stream; a dropped one reopens with a growing, jittered delay
    and resumes after the last event id it saw, so nothing is missed (the stream keeps 5,000).
 
+Who may listen: the run's owner (or an instructor dropping in on it), from the site's own pages (a page of another origin is refused,
+so no other site can read the stream with the learner's cookies), for as long as their session
+lasts: the stream asks at every heartbeat whether the session still exists and still belongs to
+the run's owner, and ends when it does not (logging out in another tab closes it).
+
 Pages are served by gunicorn's sync workers, which cannot hold hundreds of open
 connections; the live process can. Served over WSGI (a server without the live
 process), the same URL answers once with what is new and tells the page to come back
@@ -20,12 +25,17 @@ in a second: slower, but live.
 import asyncio
 import hashlib
 import json
+import time
 from datetime import datetime
 from datetime import timezone as dt_timezone
+
+from importlib import import_module
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.core import signing
 from django.http import HttpRequest
 from django.http.request import split_domain_port
@@ -39,7 +49,6 @@ from labs.pipeline import events
 FEED_SIZE = 60  # events shown when the page opens, and at most per frame
 TOKEN_SALT = "labs.live.stream"
 TOKEN_MAX_AGE = 12 * 3600
-BLOCK_MS = 15_000  # a keep-alive comment this often keeps proxies from closing an idle stream
 RETRY_MS = 1000  # when a one-shot answer (WSGI) tells the page to come back
 
 # --- The event feed ----------------------------------------------------------------------------
@@ -165,12 +174,27 @@ def stream_token(run_id: int, session_key: str) -> str:
 
 
 def stream_token_allows(token: str, run_id: int, session_key: str) -> bool:
+    """The token was made for this run and this session, and the session is still the run's owner's."""
     if not token or not session_key:
         return False
     try:
-        return signing.loads(token, salt=TOKEN_SALT, max_age=TOKEN_MAX_AGE) == [run_id, _session_tag(session_key)]
+        if signing.loads(token, salt=TOKEN_SALT, max_age=TOKEN_MAX_AGE) != [run_id, _session_tag(session_key)]:
+            return False
     except signing.BadSignature:
         return False
+    return session_owns_run(session_key, run_id)
+
+
+def session_owns_run(session_key: str, run_id: int) -> bool:
+    """Is this session still signed in as the run's owner, or as an instructor dropping in on it
+    (workshops.access)? False once it logged out, expired or changed password, or the seat moved."""
+    from workshops.access import watched_seat
+
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = get_user(SimpleNamespace(session=session))  # what AuthenticationMiddleware would find, hash check included
+    if not user.is_authenticated:
+        return False
+    return LabRun.objects.filter(pk=run_id, owner_id=user.pk).exists() or watched_seat(user, run_id) is not None
 
 
 def _session_tag(session_key: str) -> str:
@@ -211,25 +235,41 @@ def one_shot(run_id: int, after: str) -> str:
     return f"retry: {RETRY_MS}\n\n" + (frame(payload) if payload else "") + "event: end\ndata: {}\n\n"
 
 
-async def stream(run_id: int, after: str):
-    """Frames for as long as the page listens: each batch of new events, or a keep-alive comment."""
+SIGNED_OUT = "event: end\ndata: {\"reason\": \"signed out\"}\n\n"
+
+
+async def stream(run_id: int, after: str, session_key: str):
+    """Frames for as long as the page listens and its session lasts: each batch of new events, or a keep-alive comment.
+
+    Every heartbeat (LAB_STREAM_HEARTBEAT seconds; a keep-alive comment this often also keeps
+    proxies from closing an idle stream) it checks that the session still owns the run, and
+    ends the stream when it does not.
+    """
     import redis.asyncio
 
-    client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=BLOCK_MS / 1000 + 10)
+    heartbeat = settings.LAB_STREAM_HEARTBEAT
+    client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=heartbeat + 10)
     key = events.stream_key(run_id)
     render = sync_to_async(feed_payload, thread_sensitive=False)
+    still_allowed = sync_to_async(session_owns_run, thread_sensitive=False)
+    checked = time.monotonic()
     try:
         yield f"retry: {RETRY_MS}\n\n"
         if after == "$":
             newest = await client.xrevrange(key, count=1)
             after = newest[0][0].decode() if newest else "0-0"
         while True:
+            if time.monotonic() - checked >= heartbeat:
+                if not await still_allowed(session_key, run_id):
+                    yield SIGNED_OUT
+                    return
+                checked = time.monotonic()
             payload = await render(run_id, after)  # what came in while we were away or rendering
             if payload:
                 after = payload["last"]
                 yield frame(payload)
                 continue
-            woke = await client.xread({key: after}, count=1, block=BLOCK_MS)
+            woke = await client.xread({key: after}, count=1, block=int(heartbeat * 1000))
             if not woke:
                 yield ": keep-alive\n\n"
     except asyncio.CancelledError:
@@ -238,21 +278,56 @@ async def stream(run_id: int, after: str):
         await client.aclose()
 
 
-def allowed_origin(request: HttpRequest) -> str | None:
-    """The page's origin, if it may read this stream with its cookies: the same host on another port, or a trusted origin."""
+def site_origins(request: HttpRequest) -> set[str]:
+    """The origins of the site's own pages, as seen from a request to the stream.
+
+    - the stream's own origin: one origin for everything (a reverse proxy, or a server without
+      the live process answering the stream itself);
+    - CSRF_TRUSTED_ORIGINS: the origins an operator declared as the site's;
+    - without LAB_LIVE_URL, the layout of `make run`: the pages on the same host, one port below.
+    """
+    own = f"{request.scheme}://{request.get_host()}"
+    origins = {own, *settings.CSRF_TRUSTED_ORIGINS}
+    if settings.LAB_LIVE_URL is None:
+        host, port = split_domain_port(request.get_host())
+        port = int(port or (443 if request.is_secure() else 80))
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        origins.add(f"{request.scheme}://{host}:{port - 1}")
+    return origins
+
+
+def origin_refused(request: HttpRequest) -> bool:
+    """A browser names the page's origin in a cross-origin request; refuse any that is not the site's.
+
+    A request without an Origin (the same origin, or not a browser) carries no other site's intent.
+    """
     origin = request.headers.get("Origin")
-    if not origin:
-        return None
-    same_host = urlsplit(origin).hostname == split_domain_port(request.get_host())[0].strip("[]")
-    return origin if same_host or origin in settings.CSRF_TRUSTED_ORIGINS else None
+    return origin is not None and origin not in site_origins(request)
 
 
-def stream_url(request: HttpRequest, run_id: int) -> str:
-    """Where the page opens its stream: LAB_LIVE_URL if set, else the live process of `make run` (this port + 1)."""
-    path = reverse("labs:stream", args=[run_id])
+def cross_origin_page(request: HttpRequest) -> str | None:
+    """The site's page on another port that may read the stream with its cookies (CORS), if that is who asks."""
+    origin = request.headers.get("Origin")
+    own = f"{request.scheme}://{request.get_host()}"
+    return origin if origin and origin != own and not origin_refused(request) else None
+
+
+def live_base(request: HttpRequest) -> str:
+    """Where the live process is: LAB_LIVE_URL if set, else the live process of `make run` (this port + 1)."""
     base = getattr(settings, "LAB_LIVE_URL", None)
     if base is None:
         domain = split_domain_port(request.get_host())[0]
         host = f"[{domain}]" if ":" in domain else domain
         base = f"{request.scheme}://{host}:{int(request.get_port()) + 1}"
-    return base.rstrip("/") + path
+    return base.rstrip("/")
+
+
+def live_origin(request: HttpRequest) -> str:
+    """The live process's origin, which lab pages connect to (the Content-Security-Policy's connect-src)."""
+    parts = urlsplit(live_base(request))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def stream_url(request: HttpRequest, run_id: int) -> str:
+    """Where the page opens its stream."""
+    return live_base(request) + reverse("labs:stream", args=[run_id])

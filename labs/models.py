@@ -5,6 +5,8 @@ every query in the pipeline filters by run: that is what keeps one learner's
 experiment out of another's.
 """
 
+import hashlib
+import hmac
 import secrets
 
 from django.conf import settings
@@ -31,13 +33,26 @@ class TemplateCategory(models.TextChoices):
     MARKETING = "marketing", "Marketing"
 
 
+API_KEY_SHOWN = 8  # characters of a key kept in plain text, so a learner can tell which key a run has
+
+
 def new_api_key() -> str:
     return "flk_" + secrets.token_urlsafe(24)
 
 
+def hash_api_key(key: str) -> str:
+    """What the database keeps of an API key: its SHA-256, so a leaked table or backup opens no run.
+
+    A key is 192 random bits, so a fast unsalted hash is enough: there is no dictionary to try.
+    """
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class LabRun(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_runs")
-    api_key = models.CharField(max_length=64, unique=True, default=new_api_key)
+    # The key itself is shown once, when it is made (issue_api_key); only its hash and first characters are stored.
+    api_key_hash = models.CharField(max_length=64, unique=True)
+    api_key_start = models.CharField(max_length=API_KEY_SHOWN)
     created_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
     # Retry policy of this run (the lab pages let a learner change it).
@@ -47,8 +62,35 @@ class LabRun(models.Model):
     # Defences the learner switched off, e.g. {"jitter": false}; a missing name means on.
     defences = models.JSONField(default=dict, blank=True)
 
+    # The plaintext of a key made in this process (by issue_api_key), for the one page or command
+    # that shows it; None on a run read from the database.
+    api_key: str | None = None
+
     def __str__(self) -> str:
         return f"run {self.pk} of {self.owner}"
+
+    def issue_api_key(self) -> str:
+        """A new key for this run (the old one stops working once saved); returns the plaintext."""
+        self.api_key = new_api_key()
+        self.api_key_hash = hash_api_key(self.api_key)
+        self.api_key_start = self.api_key[:API_KEY_SHOWN]
+        return self.api_key
+
+    def save(self, *args, **kwargs):
+        if not self.api_key_hash:
+            self.issue_api_key()
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def for_api_key(cls, key: str) -> "LabRun | None":
+        """The run this key opens, or None: found by the key's hash through its unique index."""
+        digest = hash_api_key(key)
+        run = cls.objects.filter(api_key_hash=digest).first()
+        # The index lookup already matched; comparing again in constant time keeps the last step
+        # free of timing differences whatever the database does.
+        if run is None or not hmac.compare_digest(run.api_key_hash, digest):
+            return None
+        return run
 
 
 class Recipient(models.Model):

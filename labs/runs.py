@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from config.redis_client import get_redis, key
 from labs.lab_files import Lab
-from labs.models import LabRun, Recipient, RunLab, new_api_key
+from labs.models import LabRun, Recipient, RunLab
 from labs.pipeline import defences
 from labs.seeding import seed
 
@@ -24,6 +24,7 @@ TOUCH_EVERY = timedelta(seconds=60)
 
 
 def create_run(owner, **policy) -> LabRun:
+    """A new seeded run; its key's plaintext is in `run.api_key` for the caller to show once."""
     with transaction.atomic():
         run = LabRun.objects.create(owner=owner, **policy)
         seed(run)
@@ -95,9 +96,10 @@ def delete_run(run: LabRun) -> None:
 
 
 def rotate_api_key(run: LabRun) -> str:
-    run.api_key = new_api_key()
-    run.save(update_fields=["api_key"])
-    return run.api_key
+    """A new key for the run (the old one stops working); the plaintext, to be shown once."""
+    key = run.issue_api_key()
+    run.save(update_fields=["api_key_hash", "api_key_start"])
+    return key
 
 
 def touch(run: LabRun) -> None:

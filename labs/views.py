@@ -14,7 +14,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.db import IntegrityError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -128,6 +136,7 @@ def run_context(request: HttpRequest, lab: Lab, run_lab: RunLab) -> dict:
     """What the lab page shows of a run (its owner's page, or an instructor's read-only drop-in)."""
     run = run_lab.run
     runs.touch(run)
+    run.api_key = request.session.pop(_new_key_slot(run), None)  # shown on this one page, then forgotten
     state = panels.run_state(run, lab)
     feed, last_event = live.opening_feed(run)
     return {
@@ -177,11 +186,22 @@ def _card(lab: Lab, step, experiment: Experiment | None, found: dict, results: d
     }
 
 
+def _new_key_slot(run: LabRun) -> str:
+    return f"labs:new-api-key:{run.pk}"
+
+
+def _show_key_once(request: HttpRequest, run: LabRun) -> None:
+    """Keep a key made in this request for the next lab page, the one place its plaintext is shown."""
+    request.session[_new_key_slot(run)] = run.api_key
+
+
 def _curl(request: HttpRequest, run: LabRun) -> str:
     endpoint = request.build_absolute_uri(reverse("labs-api:send_notification"))
+    key = run.api_key or f"<your run's key, starting {run.api_key_start}: shown once; make a new key to see one>"
     return (
+        f"KEY='{key}'\n"
         f"curl -s -X POST {endpoint} \\\n"
-        f'  -H "Authorization: Bearer {run.api_key}" \\\n'
+        '  -H "Authorization: Bearer $KEY" \\\n'
         '  -H "Idempotency-Key: reset-42" -H "Content-Type: application/json" \\\n'
         """  -d '{"user_id": 7, "template": "password_reset", "data": {"code": "271828"}}'"""
     )
@@ -210,7 +230,7 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     lab = _get_lab(slug)
     if not RunLab.objects.filter(owner=request.user, lab=slug).exists():
         try:
-            runs.start_lab_run(request.user, lab)
+            _show_key_once(request, runs.start_lab_run(request.user, lab).run)
         except IntegrityError:
             pass  # a second click raced the first: that run is the learner's
     return redirect("labs:lab", slug)
@@ -238,7 +258,8 @@ def end(request: HttpRequest, run_id: int) -> HttpResponse:
 def rotate_key(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     runs.rotate_api_key(run)
-    messages.success(request, "New API key: the old one no longer works.")
+    _show_key_once(request, run)
+    messages.success(request, "New API key: the old one no longer works. Copy it now: it is shown only on this page.")
     return _back(run)
 
 
@@ -253,19 +274,21 @@ async def stream(request: HttpRequest, run_id: int) -> HttpResponse:
     The owner's page carries a stream token, so opening the stream needs no query; without
     a valid one it checks ownership like every other run URL.
     """
+    if live.origin_refused(request):
+        return HttpResponseForbidden("This stream is for the site's own pages.", content_type="text/plain; charset=utf-8")
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
-    if not live.stream_token_allows(request.GET.get("token", ""), run_id, session_key):
+    if not await sync_to_async(live.stream_token_allows)(request.GET.get("token", ""), run_id, session_key):
         await sync_to_async(_get_run_to_read)(request, run_id)
     try:
         after = live.stream_position(request.GET.get("after"), request.headers.get("Last-Event-ID"))
     except ValueError as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
     if isinstance(request, ASGIRequest):
-        response = StreamingHttpResponse(live.stream(run_id, after), content_type="text/event-stream")
+        response = StreamingHttpResponse(live.stream(run_id, after, session_key), content_type="text/event-stream")
     else:
         response = HttpResponse(await sync_to_async(live.one_shot)(run_id, after), content_type="text/event-stream")
     response["X-Accel-Buffering"] = "no"  # a proxy must pass each event on at once
-    origin = live.allowed_origin(request)
+    origin = live.cross_origin_page(request)
     if origin:
         response["Access-Control-Allow-Origin"] = origin
         response["Access-Control-Allow-Credentials"] = "true"

@@ -57,14 +57,18 @@ class RedisService:
 def point_at_redis(url: str, prefix: str) -> None:
     """Make this process (settings and the Celery app) use the test Redis and prefix."""
     from django.conf import settings
+    from django.test.signals import setting_changed
 
     from config.celery import app
+    from config.settings import redis_cache
 
     transport = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": prefix}
     settings.REDIS_URL = url
     settings.REDIS_KEY_PREFIX = prefix
     settings.CELERY_BROKER_URL = url
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = transport
+    settings.CACHES = redis_cache(url, prefix)
+    setting_changed.send(sender=None, setting="CACHES", value=settings.CACHES, enter=True)  # drops connected caches
     app.conf.update(broker_url=url, broker_transport_options=transport)
 
 
@@ -90,6 +94,17 @@ def redis_service(process_logs):
         client = service.client()
         for name in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(name)
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Each test counts log-ins, sign-ups and API calls from zero, as each starts with an empty database."""
+    from django.test import override_settings
+
+    # Not the `settings` fixture: an autouse fixture that took it would undo a test's settings
+    # only after the test's own fixtures were torn down (with Redis still pointed elsewhere, say).
+    with override_settings(RATELIMIT_CACHE_PREFIX=f"rl:{uuid.uuid4().hex[:8]}:"):
+        yield
 
 
 # --- Worker and relay processes ------------------------------------------------------

@@ -145,3 +145,21 @@ def start_embedded_redis(log_dir: Path) -> tuple[ServiceProcess, str]:
 
 def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def start_live_process(port: int, env: dict[str, str], logs: Path) -> ServiceProcess:
+    """The live process as `make run` starts it: uvicorn serving config.asgi, accepting connections."""
+    argv = python_argv("-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                       "--no-access-log", "--log-level", "warning")  # fmt: skip
+    live = ServiceProcess("live", argv, env, logs).start()
+
+    def accepting():
+        assert live.running(), live.output()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    wait_for(accepting, 30, "the live stream process")
+    return live

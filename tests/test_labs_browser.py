@@ -8,7 +8,6 @@ Every fault and defence switch is pressed on the page, as a learner does; the en
 fault tests (test_labs_faults.py) kill real processes and restart Redis.
 """
 
-import socket
 import uuid
 
 import pytest
@@ -19,7 +18,7 @@ from labs import runs
 from labs.models import LabRun
 from labs.pipeline import faults
 from tests.conftest import worker_argv
-from tests.harness import ServiceProcess, free_port, python_argv, wait_for
+from tests.harness import ServiceProcess, free_port, python_argv, start_live_process, wait_for
 
 # A run policy that keeps the tests quick: retries after ~0.1, 0.2, 0.4 s, four attempts in all.
 TEST_POLICY = {"retry_base_ms": 100, "retry_cap_ms": 2000, "max_attempts": 4}
@@ -37,20 +36,7 @@ class Pipeline:
         self.live_port = free_port()
 
     def start_live(self) -> ServiceProcess:
-        """The live process as `make run` starts it: uvicorn serving config.asgi."""
-        argv = python_argv("-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(self.live_port),
-                           "--no-access-log", "--log-level", "warning")  # fmt: skip
-        self.live = ServiceProcess("live", argv, self.env, self.logs).start()
-
-        def accepting():
-            assert self.live.running(), self.live.output()
-            try:
-                socket.create_connection(("127.0.0.1", self.live_port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(accepting, 30, "the live stream process")
+        self.live = start_live_process(self.live_port, self.env, self.logs)
         return self.live
 
     def start_worker(self) -> ServiceProcess:
@@ -76,9 +62,10 @@ class Pipeline:
 
 
 @pytest.fixture(scope="module")
-def pipeline(process_env, process_logs):
-    # Short leases so a killed worker's deliveries are taken over within seconds.
-    env = {**process_env, "LAB_SENDING_LEASE": "3", "LAB_REDELIVER_AFTER": "5"}
+def pipeline(process_env, process_logs, live_server):
+    # Short leases so a killed worker's deliveries are taken over within seconds. The live
+    # process takes the page server, on a port of its own, as the site's origin.
+    env = {**process_env, "LAB_SENDING_LEASE": "3", "LAB_REDELIVER_AFTER": "5", "CSRF_TRUSTED_ORIGINS": live_server.url}
     processes = Pipeline(env, process_logs)
     processes.start_worker()
     processes.start_relay()

@@ -140,7 +140,9 @@ def test_starting_a_lab_gives_the_learner_one_run_with_open_preferences_the_live
     assert RunLab.objects.get(run=run).lab == LAB
     assert not Recipient.objects.filter(run=run, quiet_start__isnull=False).exists()
     assert not Recipient.objects.filter(run=run, email_opt_in=False).exists()
-    assert run.api_key in page and "/api/notifications" in page and "Idempotency-Key: reset-42" in page
+    key = re.search(r'id="api-key">([^<]+)</code>', page)[1]  # shown on the first page after the start
+    assert LabRun.for_api_key(key) == run and f"KEY=&#x27;{key}&#x27;" in page
+    assert "/api/notifications" in page and "Idempotency-Key: reset-42" in page
     assert 'id="live-panels"' in page and 'data-testid="stage-dead-letters"' in page
     assert reverse("labs:stream", args=[run.pk]) in page
     learner.post(reverse("labs:start", args=[LAB]))  # a second click
@@ -187,18 +189,53 @@ def test_the_owners_stream_token_does_not_open_the_stream_for_someone_else(learn
 
 def test_without_the_live_process_the_stream_answers_once_with_the_new_events_and_says_come_back(learner, run):
     faults.set_fault(run.pk, "email-primary", down=True)
-    first = learner.get(reverse("labs:stream", args=[run.pk]), {"after": "0-0"}, HTTP_ORIGIN="http://testserver:8000")
+    first = learner.get(reverse("labs:stream", args=[run.pk]), {"after": "0-0"},
+                        HTTP_HOST="testserver:8001", HTTP_ORIGIN="http://testserver:8000")  # fmt: skip
 
     body = first.content.decode()
     assert first["Content-Type"].startswith("text/event-stream")
     assert "retry: 1000" in body and "event: events" in body and body.rstrip().endswith("event: end\ndata: {}")
     assert "Fault on email-primary: down" in body
     last = re.search(r"^id: (\S+)$", body, re.M)[1]
-    assert first["Access-Control-Allow-Origin"] == "http://testserver:8000"  # the page, on another port
+    assert first["Access-Control-Allow-Origin"] == "http://testserver:8000"  # the page, on the web port below
 
-    again = learner.get(reverse("labs:stream", args=[run.pk]), {"after": last}, HTTP_ORIGIN="https://evil.example")
+    again = learner.get(reverse("labs:stream", args=[run.pk]), {"after": last})  # same origin: no Origin header
     assert "event: events" not in again.content.decode()  # nothing new since that id
     assert "Access-Control-Allow-Origin" not in again
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://testserver:9999", "https://testserver:8000", "null"])
+def test_the_stream_refuses_a_page_of_any_other_origin(learner, run, origin):
+    refused = learner.get(reverse("labs:stream", args=[run.pk]), {"after": "0-0"}, HTTP_HOST="testserver:8001", HTTP_ORIGIN=origin)
+
+    assert refused.status_code == 403 and "site's own pages" in refused.content.decode()
+    assert "Access-Control-Allow-Origin" not in refused
+
+
+def test_an_origin_the_operator_trusts_may_read_the_stream(learner, run, settings):
+    settings.LAB_LIVE_URL = "https://live.faultline.example"
+    settings.CSRF_TRUSTED_ORIGINS = ["https://faultline.example"]
+    url = reverse("labs:stream", args=[run.pk])
+
+    trusted = learner.get(url, {"after": "0-0"}, HTTP_ORIGIN="https://faultline.example")
+    next_port = learner.get(url, {"after": "0-0"}, HTTP_HOST="testserver:8001", HTTP_ORIGIN="http://testserver:8000")
+
+    assert trusted.status_code == 200 and trusted["Access-Control-Allow-Origin"] == "https://faultline.example"
+    assert next_port.status_code == 403  # with LAB_LIVE_URL set, the port below is not the site
+
+
+def test_a_stream_token_stops_opening_the_stream_once_its_session_logs_out(learner, run):
+    page = learner.get(reverse("labs:lab", args=[LAB])).content.decode()
+    token = re.search(r'data-fallback-url="[^"]*\?token=([^"]+)"', page)[1]
+    url = f"{reverse('labs:stream', args=[run.pk])}?token={token}"
+    session_key = learner.cookies["sessionid"].value
+    assert learner.get(url).status_code == 200
+
+    learner.logout()
+    replayed = Client()
+    replayed.cookies["sessionid"] = session_key  # the old cookie, kept by whoever copied it
+
+    assert replayed.get(url).status_code == 404
 
 
 def test_the_feed_words_each_event_and_links_it_to_the_message(db):

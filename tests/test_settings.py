@@ -29,6 +29,8 @@ def run_check(**env: str) -> subprocess.CompletedProcess:
         ("REDIS_URL", "redis://127.0.0.1:port/0", "port that is not a number"),
         ("CELERY_VISIBILITY_TIMEOUT", "a minute", "is not a whole number"),
         ("CELERY_VISIBILITY_TIMEOUT", "5", "must be at least 10"),
+        ("RATELIMIT_LOGIN_PER_ACCOUNT", "five a minute", "is not a rate"),
+        ("RATELIMIT_API_PER_KEY", "0/m", "is not a rate"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(variable, value, complaint):

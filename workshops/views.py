@@ -21,7 +21,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count
@@ -33,7 +32,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from accounts.forms import SignUpForm
+from accounts.forms import LoginForm, SignUpForm
 from accounts.roles import is_instructor
 from labs.catalogue import CATALOGUE
 from labs import runs
@@ -140,8 +139,8 @@ def join_code(request: HttpRequest, code: str) -> HttpResponse:
     if workshop.join_code != code:
         return redirect("workshops:join_code", workshop.join_code)  # typed in lower case or with a dash
     user = request.user if request.user.is_authenticated else None
-    login_form = AuthenticationForm(request, data=request.POST if request.POST.get("action") == "login" else None)
-    signup_form = SignUpForm(request.POST if request.POST.get("action") == "signup" else None, prefix="new")
+    login_form = LoginForm(request, data=request.POST if request.POST.get("action") == "login" else None)
+    signup_form = SignUpForm(request.POST if request.POST.get("action") == "signup" else None, prefix="new", request=request)
     problem = joining.refusal(workshop, user)
     if request.method == "POST" and problem is None:
         try:
@@ -179,7 +178,7 @@ def _join_from_post(request: HttpRequest, workshop: Workshop, login_form, signup
         joining.give_run(seat)
     else:
         return None
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    login(request, user)
     return seat
 
 
