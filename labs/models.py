@@ -46,6 +46,8 @@ class LabRun(models.Model):
     max_attempts = models.PositiveSmallIntegerField(default=5)
     # Defences the learner switched off, e.g. {"jitter": false}; a missing name means on.
     defences = models.JSONField(default=dict, blank=True)
+    # The faults in force, {target: settings} (labs.pipeline.faults): in the database, so a Redis restart changes none.
+    faults = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.owner}"
