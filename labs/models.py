@@ -61,6 +61,8 @@ class LabRun(models.Model):
     max_attempts = models.PositiveSmallIntegerField(default=5)
     # Defences the learner switched off, e.g. {"jitter": false}; a missing name means on.
     defences = models.JSONField(default=dict, blank=True)
+    # The faults in force, {target: settings} (labs.pipeline.faults): in the database, so a Redis restart changes none.
+    faults = models.JSONField(default=dict, blank=True)
 
     # The plaintext of a key made in this process (by issue_api_key), for the one page or command
     # that shows it; None on a run read from the database.

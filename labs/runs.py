@@ -82,7 +82,8 @@ def reset_run(run: LabRun) -> LabRun:
         seed(run)
         run.last_activity_at = timezone.now()
         run.defences = {}  # every defence back on
-        run.save(update_fields=["last_activity_at", "defences"])
+        run.faults = {}  # and no fault
+        run.save(update_fields=["last_activity_at", "defences", "faults"])
     _forget_in_redis(run.pk)
     return run
 

@@ -50,7 +50,6 @@ def forget_redis_state():
         names = list(redis.scan_iter(match=pattern, count=1000))
         if names:
             redis.delete(*names)
-    redis.delete(key("relay", "paused-runs"))
 
 
 @pytest.fixture

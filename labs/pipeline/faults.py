@@ -1,4 +1,6 @@
-"""Faults injected into one run, kept in Redis so every process sees a change at once.
+"""Faults injected into one run, kept in the run's row (`LabRun.faults`), so every process sees a
+change at its next read and a Redis restart changes nothing a learner or instructor set. Only the
+"fail first N" call counters live in Redis (a Redis restart starts them again from zero).
 
 Toxiproxy's vocabulary (latency with jitter, down, timeout; a share of calls affected)
 plus the application-level faults a TCP proxy cannot express. A fault has a target:
@@ -22,10 +24,12 @@ Pipeline faults:
   clock_skew_minutes         the worker's clock for quiet hours is off by this many minutes
 """
 
-import json
 import math
 
+from django.db import transaction
+
 from config.redis_client import get_redis, key
+from labs.models import LabRun
 from labs.pipeline import events
 from labs.pipeline.topology import ALL_PROVIDERS
 
@@ -61,17 +65,9 @@ WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
-def _faults_key(run_id: int) -> str:
-    return key("run", str(run_id), "faults")
-
-
-def _paused_key() -> str:
-    return key("relay", "paused-runs")
-
-
 def paused_runs() -> list[int]:
     """Runs whose relay is paused: the relay skips their outbox rows."""
-    return [int(run_id) for run_id in get_redis().smembers(_paused_key())]
+    return list(LabRun.objects.filter(faults__pipeline__relay_paused=True).values_list("pk", flat=True))
 
 
 def _calls_key(run_id: int, target: str) -> str:
@@ -109,37 +105,30 @@ def validate(target: str, settings: dict) -> dict:
 def set_fault(run_id: int, target: str, **settings) -> dict:
     """Replace the target's fault with `settings` (none clears it)."""
     fault = validate(target, settings)
-    redis = get_redis()
-    with redis.pipeline() as pipe:
-        if fault:
-            pipe.hset(_faults_key(run_id), target, json.dumps(fault))
-        else:
-            pipe.hdel(_faults_key(run_id), target)
-        pipe.delete(_calls_key(run_id, target))  # "fail first N" counts from now
-        if target == PIPELINE:
-            (pipe.sadd if fault.get("relay_paused") else pipe.srem)(_paused_key(), run_id)
-        pipe.execute()
+    # Redis first: if it is down, nothing changes and the caller hears so (the counters and the page's event live there).
+    get_redis().delete(_calls_key(run_id, target))  # "fail first N" counts from now
+    with transaction.atomic():
+        run = LabRun.objects.select_for_update().filter(pk=run_id).only("faults").first()
+        if run is not None:
+            run.faults = {**{t: f for t, f in run.faults.items() if t != target}, **({target: fault} if fault else {})}
+            run.save(update_fields=["faults"])
     events.emit(run_id, "fault_changed", target=target, fault=fault)
     return fault
 
 
 def clear_faults(run_id: int) -> None:
     """Stop every fault of the run at once."""
-    redis = get_redis()
-    with redis.pipeline() as pipe:
-        pipe.delete(_faults_key(run_id), *[_calls_key(run_id, t) for t in TARGETS])
-        pipe.srem(_paused_key(), run_id)
-        pipe.execute()
+    get_redis().delete(*[_calls_key(run_id, t) for t in TARGETS])
+    LabRun.objects.filter(pk=run_id).update(faults={})
     events.emit(run_id, "fault_changed", target="*", fault={})
 
 
 def all_faults(run_id: int) -> dict[str, dict]:
-    return {t.decode(): json.loads(v) for t, v in get_redis().hgetall(_faults_key(run_id)).items()}
+    return all_faults_of([run_id])[run_id]
 
 
 def fault_for(run_id: int, target: str) -> dict:
-    raw = get_redis().hget(_faults_key(run_id), target)
-    return json.loads(raw) if raw else {}
+    return all_faults(run_id).get(target, {})
 
 
 def count_call(run_id: int, target: str) -> int:
@@ -153,9 +142,6 @@ def count_calls(run_id: int, target: str, calls: int) -> int:
 
 
 def all_faults_of(run_ids: list[int]) -> dict[int, dict[str, dict]]:
-    """`all_faults` of many runs in one round trip (a workshop's grid reads a whole cohort at once)."""
-    with get_redis().pipeline(transaction=False) as pipe:
-        for run_id in run_ids:
-            pipe.hgetall(_faults_key(run_id))
-        found = pipe.execute()
-    return {run_id: {t.decode(): json.loads(v) for t, v in raw.items()} for run_id, raw in zip(run_ids, found, strict=True)}
+    """`all_faults` of many runs in one query (a workshop's grid reads a whole cohort at once)."""
+    found = dict(LabRun.objects.filter(pk__in=run_ids).values_list("pk", "faults"))
+    return {run_id: found.get(run_id) or {} for run_id in run_ids}

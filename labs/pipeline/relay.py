@@ -104,6 +104,7 @@ def _group(rows, chaos) -> tuple[list, list]:
 def publish_due(limit: int | None = None) -> int:
     """Publish one batch; returns how many rows were published. Broker errors propagate, rows stay pending."""
     limit = limit or settings.LAB_RELAY_BATCH
+    _note_broker_restart()
     due = (
         OutboxRow.objects.filter(published_at__isnull=True, available_at__lte=Now())
         .exclude(run_id__in=faults.paused_runs())
@@ -123,7 +124,7 @@ def publish_due(limit: int | None = None) -> int:
 def _publish(rows: list[tuple]) -> int:
     if not rows:
         return 0
-    chaos = {run_id: faults.fault_for(run_id, faults.PIPELINE) for run_id in {r[1] for r in rows}}
+    chaos = {run_id: found.get(faults.PIPELINE, {}) for run_id, found in faults.all_faults_of(list({r[1] for r in rows})).items()}
     singles, batches = _group(rows, chaos)
     publish_messages(singles, batches)
     for run_id, fault in chaos.items():
@@ -168,7 +169,11 @@ def broker_depths() -> dict[str, int]:
 def _note_broker_restart() -> None:
     """A Redis restart (without persistence) drops every message it held: remember the moment,
     so the rescue republishes at once what was published before it, instead of waiting
-    LAB_REDELIVER_AFTER for each. (Redis's run_id is new on every start.)"""
+    LAB_REDELIVER_AFTER for each. (Redis's run_id is new on every start.)
+
+    `publish_due` asks first, before it publishes anything: this relay is the only publisher, so
+    every row published before the moment went to the old broker, and none published after it
+    is republished (it would sit on the new broker twice)."""
     global _broker_run_id, _lost_before
     current = get_redis().info("server").get("run_id")
     if _broker_run_id is not None and current != _broker_run_id:
