@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labs', '0004_delivery_generation'),
+        ('labs', '0005_api_key_hash'),
     ]
 
     operations = [
