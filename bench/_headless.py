@@ -19,6 +19,7 @@ import html
 import http.client
 import json
 import re
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -113,7 +114,10 @@ class HeadlessPage:
         self._stopped.set()
         connection = self._connection
         if connection is not None and connection.sock is not None:
-            connection.sock.close()
+            try:
+                connection.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread reading it; close() alone would not
+            except OSError:
+                pass
 
     # --- The live stream --------------------------------------------------------------------
 

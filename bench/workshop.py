@@ -12,9 +12,11 @@ Steps:
 3. The instructor's grid in Chromium; BROWSER_PAGES learners' lab pages in Chromium, one
    browser context each; the other learners' pages headless (bench/_headless.py: the same
    requests as the page's script, the live stream read by a thread).
-4. Every run gets INTENTS_PER_S intents a second from its page's steady stream: the Chromium
-   pages press "Start the stream"; the headless pages post the same form once a second, each
-   at its own moment of the second.
+4. Every run gets INTENTS_PER_S intents a second, each run at its own moment of the second.
+   BENCH_TRAFFIC=server (the default): this process accepts them through the pipeline's
+   intake, so the web process serves only what the open pages ask for. BENCH_TRAFFIC=pages:
+   every page runs its steady stream (Chromium pages press "Start the stream", headless
+   pages post the same form each second), so the web process also takes every intent.
 5. Steady phase, SECONDS long: the lag of every event to every page; twice a second a learner
    fault set or cleared on a random run (what a learner's fault form does), timed to its tile
    on the grid, which the grid's page notes as it redraws (a MutationObserver).
@@ -28,11 +30,10 @@ Steps:
 """
 
 import os
-import random
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,8 +42,10 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import cpu_seconds_of, port_pair  # noqa: E402
+from bench._common import port_pair  # noqa: E402
 from bench._headless import HeadlessPage, Session  # noqa: E402
+from bench._server_load import ACCESS_LOG_FORMAT, CpuMeter, WebRequests  # noqa: E402
+from bench._workshop_load import HeavyRun, SteadyTraffic, TileToggles  # noqa: E402
 from tests.harness import BASE_DIR, ServiceProcess, http_status, python_argv, start_embedded_redis, wait_for  # noqa: E402
 
 LEARNERS = int(os.environ.get("BENCH_LEARNERS", 100))
@@ -50,6 +53,7 @@ BROWSER_PAGES = int(os.environ.get("BENCH_BROWSER_PAGES", 15))
 SECONDS = float(os.environ.get("BENCH_SECONDS", 45))  # each of the steady and the heavy phase
 INTENTS_PER_S = int(os.environ.get("BENCH_INTENTS_PER_S", 2))
 HEAVY_EVERY = float(os.environ.get("BENCH_HEAVY_EVERY", 5))
+TRAFFIC = os.environ.get("BENCH_TRAFFIC", "server")
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 LAB = "dead-letters-poison"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -91,7 +95,17 @@ document.addEventListener("DOMContentLoaded", function () {
 """
 
 
+def say(text: str) -> None:
+    print(text, flush=True)  # a bench's output often goes to a file: each line as it comes
+
+
+def stop_on_sigterm(signum, frame):
+    raise SystemExit(143)  # so the processes, the browser and the database are cleaned up
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    import faulthandler; faulthandler.register(signal.SIGUSR1)  # DEBUG
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="faultline-workshop-bench-"))
     database_url, database_note, drop_database = _database(workdir)
@@ -110,10 +124,10 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: http_status(base + "/healthz") == 200, 60, "every process to be up (/healthz)", interval=0.3)
         chromium_pages = min(BROWSER_PAGES, LEARNERS)
-        print(f"workshop bench: {LEARNERS} learners ({chromium_pages} lab pages in Chromium, {LEARNERS - chromium_pages} headless), "
+        say(f"workshop bench: {LEARNERS} learners ({chromium_pages} lab pages in Chromium, {LEARNERS - chromium_pages} headless), "
               f"{database_note}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")  # fmt: skip
         class_ = _workshop(port)
-        print(f"setup: {LEARNERS} learners seated, each with a seeded run, in {class_['seated_s']:.0f} s")
+        say(f"setup: {LEARNERS} learners seated, each with a seeded run, in {class_['seated_s']:.0f} s")
         from playwright.sync_api import sync_playwright
 
         from tests.conftest import CHROMIUM_ARGS
@@ -125,7 +139,7 @@ def main() -> None:
             finally:
                 browser.close()
         _report(figures)
-        print(f"took {time.monotonic() - started:.0f} s in all")
+        say(f"took {time.monotonic() - started:.0f} s in all")
     finally:
         for process in reversed(list(processes.values())):
             process.stop()
@@ -151,7 +165,7 @@ def _database(workdir: Path) -> tuple[str, str, Callable[[], None]]:
             version = admin.execute("SHOW server_version").fetchone()[0]
     except psycopg.Error as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"workshop bench: NO PostgreSQL at {server} ({first_line}): running on SQLite instead. "
+        say(f"workshop bench: NO PostgreSQL at {server} ({first_line}): running on SQLite instead. "
               "A bootcamp runs PostgreSQL: set BENCH_DATABASE_URL to a server where this bench may create a database.")  # fmt: skip
         return sqlite, "SQLite (PostgreSQL not reachable)", lambda: None
 
@@ -168,7 +182,8 @@ def _database(workdir: Path) -> tuple[str, str, Callable[[], None]]:
 def _start_processes(env: dict, workdir: Path, port: int) -> dict[str, ServiceProcess]:
     """As config/run.py starts them (without honcho, so each can be stopped and measured on its own)."""
     commands = {
-        "web": ["-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--no-control-socket"],
+        "web": ["-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--no-control-socket",
+                "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT],
         "live": ["-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port + 1),
                  "--no-access-log", "--log-level", "warning"],
         "worker": ["-m", "celery", "-A", "config", "worker", "--loglevel", "WARNING", "--concurrency", "2",
@@ -244,139 +259,47 @@ def _open_pages(browser, base: str, port: int, class_: dict, chromium_pages: int
 # --- Load -----------------------------------------------------------------------------------------
 
 
-class SteadyStreams:
-    """The headless pages' steady streams: each posts the stream form once a second, at its own moment."""
-
-    def __init__(self, headless: list):
-        self.headless = headless
-        self.sent = 0
-        self.refused = 0
-        self._stop = threading.Event()
-        self._posts = ThreadPoolExecutor(max_workers=32, thread_name_prefix="streams")
-
-    def start(self) -> "SteadyStreams":
-        threading.Thread(target=self._run, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._posts.shutdown(wait=True)
-
-    def _run(self) -> None:
-        moments = sorted((random.random(), index) for index in range(len(self.headless)))
-        second = time.monotonic()
-        while not self._stop.is_set():
-            for at, index in moments:
-                delay = second + at - time.monotonic()
-                if delay > 0 and self._stop.wait(delay):
-                    return
-                self._posts.submit(self._post, *self.headless[index])
-            second += 1
-
-    def _post(self, learner: dict, page: HeadlessPage) -> None:
-        status, _ = page.session.request("POST", f"/labs/runs/{learner['run_id']}/burst", {
-            "stream": "1", "stream-count": str(INTENTS_PER_S), "stream-template": "weekly_digest"}, htmx=False)  # fmt: skip
-        if status == 200:
-            self.sent += INTENTS_PER_S
-        else:
-            self.refused += 1
-
-
-class TileToggles:
-    """A learner fault set or cleared on a random run, twice a second, each noted with the phase it falls in."""
-
-    def __init__(self, learners: list[dict], spare: set[int]):
-        self.learners = [learner for learner in learners if learner["run_id"] not in spare]
-        self.phase = "steady"
-        self.done: list[tuple[str, str, float, bool]] = []  # (phase, learner, when, fault on)
-        self._on: set[int] = set()
-        self._last: dict[int, float] = {}
-        self._stop = threading.Event()
-
-    def start(self) -> "TileToggles":
-        threading.Thread(target=self._run, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        from labs.pipeline import faults
-
-        target, settings = TILE_FAULT
-        while not self._stop.wait(1 / TOGGLES_PER_S):
-            now = time.time()
-            # A run toggled less than two polls ago waits, so each change can be seen on its own.
-            ready = [learner for learner in self.learners if now - self._last.get(learner["run_id"], 0) > 3 * GRID_SETTLE_S]
-            if not ready:
-                continue
-            learner = random.choice(ready)
-            run_id = learner["run_id"]
-            turn_on = run_id not in self._on
-            when = time.time()
-            faults.set_fault(run_id, target, **(settings if turn_on else {}))
-            (self._on.add if turn_on else self._on.discard)(run_id)
-            self._last[run_id] = when
-            self.done.append((self.phase, learner["name"], when, turn_on))
-
-
-class HeavyRun:
-    """One learner's run with email-primary down and a 1,000-message campaign every HEAVY_EVERY seconds."""
-
-    def __init__(self, learner: dict, page: HeadlessPage):
-        self.learner, self.page = learner, page
-        self.campaigns = 0
-        self._stop = threading.Event()
-
-    def start(self) -> "HeavyRun":
-        from labs.pipeline import faults
-
-        faults.set_fault(self.learner["run_id"], "email-primary", down=True)
-        threading.Thread(target=self._run, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.page.session.post(f"/labs/runs/{self.learner['run_id']}/burst", {"count": "1000", "template": "weekly_digest"})
-            self.campaigns += 1
-            self._stop.wait(HEAVY_EVERY)
-
-
 # --- The measured session ---------------------------------------------------------------------------
 
 
 def _session(browser, base: str, port: int, class_: dict, processes: dict, chromium_pages: int) -> dict:
+    say("opening the pages…")
     grid, in_chromium, headless, side_requests = _open_pages(browser, base, port, class_, chromium_pages)
-    for _, page in in_chromium:
-        page.fill("[data-traffic-stream] [name=stream-count]", str(INTENTS_PER_S))
-        page.click("[data-stream-start]")
-    streams = SteadyStreams(headless).start()
+    if TRAFFIC == "pages":
+        for _, page in in_chromium:
+            page.fill("[data-traffic-stream] [name=stream-count]", str(INTENTS_PER_S))
+            page.click("[data-stream-start]")
+    pages_by_run = {learner["run_id"]: page for learner, page in headless}
+    traffic = SteadyTraffic(class_["learners"], INTENTS_PER_S, TRAFFIC, pages_by_run).start()
     heavy_learner, heavy_page = headless[-1] if headless else in_chromium[-1]
-    toggles = TileToggles(class_["learners"], spare={heavy_learner["run_id"]})
-    time.sleep(3)  # every stream running, every page caught up
-    cpu = CpuMeter(processes)
+    others = [learner for learner in class_["learners"] if learner is not heavy_learner]
+    toggles = TileToggles(others, TILE_FAULT, TOGGLES_PER_S, rest_s=3 * GRID_SETTLE_S)
+    time.sleep(3)  # every run's traffic going, every page caught up
+    cpu, web = CpuMeter(processes), WebRequests(processes["web"].log_path)
     figures = {"learners": len(class_["learners"]), "chromium": len(in_chromium), "headless": len(headless)}
     toggles.start()
+    say(f"steady phase ({SECONDS:.0f} s)…")
     window = time.time()
     figures["steady"] = _phase(in_chromium, headless, SECONDS, skip=heavy_learner)
-    figures["steady"]["intents"] = _intents_per_run_s(class_, window, time.time(), skip=heavy_learner)
+    figures["steady"]["intents"] = _intents_per_run_s(others, window, time.time())
     toggles.phase = "heavy"
-    heavy = HeavyRun(heavy_learner, heavy_page).start()
+    say(f"heavy phase ({SECONDS:.0f} s): {heavy_learner['name']}'s run has email-primary down and gets campaigns…")
+    heavy_session = Session(port, {"sessionid": heavy_learner["session"]})
+    heavy_session.get(f"/labs/{LAB}/", htmx=False)  # its CSRF token
+    heavy = HeavyRun(heavy_learner, heavy_session, HEAVY_EVERY).start()
     window = time.time()
     figures["heavy"] = _phase(in_chromium, headless, SECONDS, skip=heavy_learner)
-    figures["heavy"]["intents"] = _intents_per_run_s(class_, window, time.time(), skip=heavy_learner)
+    figures["heavy"]["intents"] = _intents_per_run_s(others, window, time.time())
     heavy.stop()
     toggles.stop()
     figures["heavy"]["campaigns"] = heavy.campaigns
     time.sleep(GRID_SETTLE_S)
     figures["grid"] = _grid_lags(grid, toggles.done)
+    say("broadcast, then emergency stop…")
     figures["classroom"] = _broadcast_and_stop(class_, in_chromium, headless)
-    figures["cpu"] = cpu.read()
-    figures["sent_by_headless"], figures["refused_streams"] = streams.sent, streams.refused
-    streams.stop()
+    figures["cpu"], figures["web"] = cpu.read(), web.read()
+    figures["traffic"] = {"refused": traffic.refused, "skipped": traffic.skipped}
+    traffic.stop()
     for _, page in headless:
         page.stop()
     side_requests.shutdown(wait=False, cancel_futures=True)
@@ -405,12 +328,12 @@ def _spread(values: list[int]) -> dict:
     return {"n": len(values), "p50": percentile(values, 0.5), "p95": percentile(values, 0.95), "max": max(values, default=None)}
 
 
-def _intents_per_run_s(class_: dict, start: float, end: float, skip: dict) -> float:
+def _intents_per_run_s(learners: list[dict], start: float, end: float) -> float:
     from datetime import datetime, timezone
 
     from labs.models import NotificationIntent
 
-    runs = [learner["run_id"] for learner in class_["learners"] if learner is not skip]
+    runs = [learner["run_id"] for learner in learners]
     count = NotificationIntent.objects.filter(run_id__in=runs, created_at__gte=datetime.fromtimestamp(start, timezone.utc),
                                               created_at__lt=datetime.fromtimestamp(end, timezone.utc)).count()  # fmt: skip
     return count / len(runs) / (end - start)
@@ -517,83 +440,6 @@ def _told(asked: float, text: str, testid: str, in_chromium: list, headless: lis
 # --- CPU ------------------------------------------------------------------------------------------------
 
 
-class CpuMeter:
-    """CPU seconds of each server process (with its children) from now on, and of PostgreSQL's backends of this database."""
-
-    def __init__(self, processes: dict):
-        self.roots = {name: process.pid for name, process in processes.items()}
-        self.started = time.monotonic()
-        self.before = self._read()
-        self.postgres = PostgresBackends().start()
-
-    def _read(self) -> dict[str, float]:
-        me = os.getpid()
-        by_root = cpu_seconds_of([*self.roots.values(), me])
-        own = cpu_seconds_of([me], descendants=False)[me]
-        found = {name: by_root[pid] for name, pid in self.roots.items()}
-        # This process's other children: Chromium and Playwright's driver.
-        found["chromium (load)"] = by_root[me] - own - sum(found.values())
-        found["bench driver (load)"] = own
-        return found
-
-    def read(self) -> dict:
-        after = self._read()
-        seconds = time.monotonic() - self.started
-        per_s = {name: (after[name] - self.before[name]) / seconds for name in after}
-        postgres = self.postgres.stop()
-        if postgres is not None:
-            per_s["postgresql"] = postgres / seconds
-        return {"seconds": seconds, "per_s": per_s}
-
-
-class PostgresBackends:
-    """Sums the CPU of this database's PostgreSQL backends while they live (sampled every second)."""
-
-    def __init__(self):
-        from django.db import connection
-
-        self.local = connection.vendor == "postgresql" and Path("/proc").exists()
-        self.first: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._done = threading.Event()
-
-    def start(self) -> "PostgresBackends":
-        if self.local:
-            threading.Thread(target=self._run, daemon=True).start()
-        return self
-
-    def stop(self) -> float | None:
-        if not self.local:
-            return None
-        self._stop.set()
-        self._done.wait(10)
-        if not self.last:
-            return None  # not on this machine
-        return sum(self.last[pid] - self.first.get(pid, 0.0) for pid in self.last)
-
-    def _run(self) -> None:
-        from django.db import connection
-
-        first_sample = True
-        try:
-            while True:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-                    pids = [row[0] for row in cursor.fetchall()]
-                for pid, seconds in cpu_seconds_of(pids, descendants=False).items():
-                    if Path(f"/proc/{pid}").exists():
-                        self.last[pid] = seconds
-                        if first_sample:
-                            self.first[pid] = seconds
-                first_sample = False
-                if self._stop.wait(1):
-                    break
-        finally:
-            connection.close()
-            self._done.set()
-
-
 # --- The report ------------------------------------------------------------------------------------------
 
 
@@ -601,39 +447,51 @@ def _ms(value) -> str:
     return "n/a" if value is None else f"{value:,} ms"
 
 
+def _s_ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else _ms(round(seconds * 1000))
+
+
 def _report(f: dict) -> None:
-    steady, heavy = f["steady"], f["heavy"]
-    print(f"pages: {f['chromium']} in Chromium, {f['headless']} headless; the grid in Chromium")
-    print(f"traffic: {INTENTS_PER_S} intents/s asked of every run; accepted {steady['intents']:.2f}/s per run while steady, "
-          f"{heavy['intents']:.2f}/s during the heavy fault; {f['refused_streams']} headless stream posts refused")  # fmt: skip
-    print("(a) event → learner page (every event, every page but the heavy run's):")
-    for kind, label in (("chromium", "Chromium pages"), ("headless", "headless pages")):
+    """A table: each figure, what was measured, and the issue's goal where it sets one."""
+    steady, heavy, grid, cpu = f["steady"], f["heavy"], f["grid"], f["cpu"]
+    rows = []
+    for kind, label in (("chromium", "Chromium"), ("headless", "headless")):
         s = steady[kind]
-        print(f"      {label:<15} p50 {_ms(s['p50'])}, p95 {_ms(s['p95'])}, max {_ms(s['max'])} ({s['n']:,} events)")
-    grid = f["grid"]
+        rows.append((f"(a) event → learner page p95, {label} pages", f"{_ms(s['p95'])} (p50 {_ms(s['p50'])}, max {_ms(s['max'])}; "
+                     f"{s['n']:,} events on {f[kind]} pages)", ""))  # fmt: skip
     g = grid["steady"]
-    print(f"(b) learner fault set/cleared → its grid tile: p50 {_ms(g['p50'])}, p95 {_ms(g['p95'])}, max {_ms(g['max'])} "
-          f"({g['n']} changes; the grid polls every 2 s); a grid refresh takes p50 {_ms(grid['refresh']['p50'])}, "
-          f"p95 {_ms(grid['refresh']['p95'])}" + (f"; {grid['missed']} changes never shown" if grid["missed"] else ""))  # fmt: skip
+    rows.append(("(b) change → grid tile p95", f"{_ms(g['p95'])} (p50 {_ms(g['p50'])}; {g['n']} learner faults set or cleared"
+                 + (f", {grid['missed']} never shown" if grid["missed"] else "") + "; the grid polls every 2 s)", ""))  # fmt: skip
+    rows.append(("    a grid refresh, in the instructor's browser", f"p50 {_ms(grid['refresh']['p50'])}, p95 {_ms(grid['refresh']['p95'])}", ""))
     for key, label, what in (("broadcast", "(c) broadcast", "in force in every run"), ("stop", "(d) emergency stop", "every fault cleared")):
         c = f["classroom"][key]
-        told = f"every page told in {_ms(round(c['all_told'] * 1000))}" if c["all_told"] is not None else f"only {c['told']} of {c['pages']} pages told"
-        bars = f"every Chromium bar showed it in {_ms(round(c['all_bars'] * 1000))}" if c["all_bars"] is not None else f"{c['bars']} Chromium bars showed it"
-        own = f", {_ms(c['own_ms'])} by the server's own count" if "own_ms" in c else ""
-        print(f"{label}: {what} {_ms(round(c['in_force'] * 1000))} after the instructor's request (answered in "
-              f"{_ms(round(c['answered'] * 1000))}{own}); {told}; {bars}   [goal: ≤ 1 s]")  # fmt: skip
+        own = f", {_ms(c['own_ms'])} by its own count" if "own_ms" in c else ""
+        rows.append((f"{label}: {what}", f"{_s_ms(c['in_force'])} (the request answered in {_s_ms(c['answered'])}{own})", "≤ 1 s"))
+        told = _s_ms(c["all_told"]) if c["all_told"] is not None else f"only {c['told']} of {c['pages']} pages in 15 s"
+        bars = _s_ms(c["all_bars"]) if c["all_bars"] is not None else f"{c['bars']} of {f['chromium']}"
+        rows.append(("    every page's classroom event; every Chromium bar", f"{told}; {bars}", ""))
     before, during = steady["others"]["p95"], heavy["others"]["p95"]
-    rise = (during / before - 1) * 100 if before and during is not None else float("nan")
-    print(f"(e) heavy fault (email-primary down, {heavy['campaigns']} campaigns of 1,000 in {SECONDS:.0f} s, in one run): "
-          f"the other runs' p95 {_ms(before)} → {_ms(during)} ({rise:+.0f}%)   [goal: < +20%]; "
-          f"grid tile p95 {_ms(grid['steady']['p95'])} → {_ms(grid['heavy']['p95'])}; the heavy run's own page p95 "
-          f"{_ms(heavy['heavy run']['p95'])}")  # fmt: skip
-    cpu = f["cpu"]
+    rise = f"{(during / before - 1) * 100:+.0f}%" if before and during is not None else "n/a"
+    rows.append(("(e) the other runs' page p95, one run under a heavy fault", f"{_ms(before)} → {_ms(during)} ({rise}); grid tile p95 "
+                 f"{_ms(grid['steady']['p95'])} → {_ms(grid['heavy']['p95'])}", "< +20%"))  # fmt: skip
+    rows.append(("    the heavy run (email-primary down)", f"{heavy['campaigns']} campaigns of 1,000 in {SECONDS:.0f} s; its own page p95 "
+                 f"{_ms(heavy['heavy run']['p95'])}", ""))  # fmt: skip
     server = {name: value for name, value in cpu["per_s"].items() if "(load)" not in name}
-    print(f"(f) CPU seconds per second of session ({cpu['seconds']:.0f} s measured), server: "
-          + ", ".join(f"{name} {value:.2f}" for name, value in server.items())
-          + f"; total {sum(server.values()):.2f} of {os.cpu_count()} cores. Load generators: "
-          + ", ".join(f"{name.replace(' (load)', '')} {value:.2f}" for name, value in cpu["per_s"].items() if "(load)" in name))  # fmt: skip
+    load = {name.replace(" (load)", ""): value for name, value in cpu["per_s"].items() if "(load)" in name}
+    rows.append(("(f) server CPU s per s of session", f"{sum(server.values()):.2f} of {os.cpu_count()} cores over {cpu['seconds']:.0f} s: "
+                 + ", ".join(f"{name} {value:.2f}" for name, value in server.items()), ""))  # fmt: skip
+    rows.append(("    the load generators, apart", ", ".join(f"{name} {value:.2f}" for name, value in load.items())
+                 + (" (the bench driver accepts every intent)" if TRAFFIC == "server" else ""), ""))  # fmt: skip
+    width = max(len(label) for label, _, _ in rows)
+    say(f"{'figure':<{width}}  measured  [goal]")
+    for label, measured, goal in rows:
+        say(f"{label:<{width}}  {measured}" + (f"  [goal {goal}]" if goal else ""))
+    t = f["traffic"]
+    say(f"traffic ({TRAFFIC}): {INTENTS_PER_S} intents/s asked of every run; accepted {steady['intents']:.2f}/s per run while steady, "
+        f"{heavy['intents']:.2f}/s during the heavy fault; {t['skipped']} ticks left out (the run's previous one unanswered), "
+        f"{t['refused']} refused")  # fmt: skip
+    say("web process requests/s (time in the worker p50/p95): " + ", ".join(
+        f"{kind} {w['per_s']:.1f} ({_ms(w['p50'])}/{_ms(w['p95'])})" for kind, w in f["web"].items()))  # fmt: skip
 
 
 if __name__ == "__main__":
