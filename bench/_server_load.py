@@ -114,7 +114,8 @@ class WebRequests:
         self.offset = log_path.stat().st_size
         self.started = time.monotonic()
 
-    def read(self) -> dict[str, dict]:
+    def read(self, workers: int = 2) -> dict:
+        """Each kind's requests per second and time in the worker; `busy`: the share of the workers' time spent on requests."""
         from labs.pipeline.metrics import percentile
 
         seconds = time.monotonic() - self.started
@@ -128,5 +129,6 @@ class WebRequests:
                 method, path, _, ms = found.groups()
                 kind = next((what for what, m, pattern in REQUEST_KINDS if m == method and pattern.match(path)), "other")
                 took.setdefault(kind, []).append(int(ms))
-        return {kind: {"per_s": len(values) / seconds, "p50": percentile(values, 0.5), "p95": percentile(values, 0.95)}
-                for kind, values in sorted(took.items(), key=lambda item: -len(item[1]))}  # fmt: skip
+        kinds = {kind: {"per_s": len(values) / seconds, "p50": percentile(values, 0.5), "p95": percentile(values, 0.95)}
+                 for kind, values in sorted(took.items(), key=lambda item: -len(item[1]))}  # fmt: skip
+        return {"kinds": kinds, "busy": sum(sum(values) for values in took.values()) / 1000 / seconds / workers}
