@@ -364,9 +364,12 @@ def _broadcast_and_stop(class_: dict, in_chromium: list, headless: list) -> dict
     from labs.pipeline import faults
 
     run_ids = [learner["run_id"] for learner in class_["learners"]]
-    for run_id in run_ids:
-        faults.clear_faults(run_id)  # the phases' own faults: the stop must clear only what the broadcast set
-    time.sleep(3)
+    # The phases' own faults go first, so the stop clears only what the broadcast set; only where there
+    # are some, since each clear sends the run's page for its fault panel.
+    for run_id, settings in faults.all_faults_of(run_ids).items():
+        if settings:
+            faults.clear_faults(run_id)
+    time.sleep(GRID_SETTLE_S)
     instructor, workshop = class_["instructor"], class_["workshop"]
     instructor.get(f"/workshops/{workshop.pk}/", htmx=False)  # its CSRF token
     found = {}
