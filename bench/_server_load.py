@@ -115,7 +115,8 @@ class WebRequests:
         self.started = time.monotonic()
 
     def read(self, workers: int = 2) -> dict:
-        """Each kind's requests per second and time in the worker; `busy`: the share of the workers' time spent on requests."""
+        """Each kind's requests per second and time in the worker; `busy`: the share of the workers' time spent on
+        requests; `errors`: how many answered 5xx."""
         from labs.pipeline.metrics import percentile
 
         seconds = time.monotonic() - self.started
@@ -123,12 +124,14 @@ class WebRequests:
             log.seek(self.offset)
             lines = log.read().splitlines()
         took: dict[str, list[int]] = {}
+        errors = 0
         for line in lines:
             found = ACCESS_LINE.match(line.strip())
             if found:
-                method, path, _, ms = found.groups()
+                method, path, status, ms = found.groups()
+                errors += status.startswith("5")
                 kind = next((what for what, m, pattern in REQUEST_KINDS if m == method and pattern.match(path)), "other")
                 took.setdefault(kind, []).append(int(ms))
         kinds = {kind: {"per_s": len(values) / seconds, "p50": percentile(values, 0.5), "p95": percentile(values, 0.95)}
                  for kind, values in sorted(took.items(), key=lambda item: -len(item[1]))}  # fmt: skip
-        return {"kinds": kinds, "busy": sum(sum(values) for values in took.values()) / 1000 / seconds / workers}
+        return {"kinds": kinds, "errors": errors, "busy": sum(sum(values) for values in took.values()) / 1000 / seconds / workers}

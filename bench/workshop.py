@@ -493,7 +493,7 @@ def _report(f: dict) -> None:
         f"{heavy['intents']:.2f}/s during the heavy fault; {t['skipped']} ticks left out (the run's previous one unanswered), "
         f"{t['refused']} refused")  # fmt: skip
     web = f["web"]
-    say(f"web process: its 2 workers busy {web['busy']:.0%} of the time; requests/s (time in the worker p50/p95): " + ", ".join(
+    say(f"web process: its 2 workers busy {web['busy']:.0%} of the time, {web['errors']} answers 5xx; requests/s (time in the worker p50/p95): " + ", ".join(
         f"{kind} {w['per_s']:.1f} ({_ms(w['p50'])}/{_ms(w['p95'])})" for kind, w in web["kinds"].items()))  # fmt: skip
 
 
