@@ -117,10 +117,14 @@ class TileToggles:
 
 
 class HeavyRun:
-    """One learner's run with email-primary down and a 1,000-message campaign every `every_s` seconds from its burst form."""
+    """One learner's run with email-primary down and a 1,000-message campaign every `every_s` seconds.
 
-    def __init__(self, learner: dict, session, every_s: float):
-        self.learner, self.session, self.every_s = learner, session, every_s
+    By "pages" the campaigns come from the learner's burst form (`session`), so they wait their turn
+    in the web process; by "server" this process sends them through the intake, as SteadyTraffic does.
+    """
+
+    def __init__(self, learner: dict, session, every_s: float, by: str):
+        self.learner, self.session, self.every_s, self.by = learner, session, every_s, by
         self.campaigns = 0
         self._stop = threading.Event()
 
@@ -135,7 +139,14 @@ class HeavyRun:
         self._stop.set()
 
     def _run(self) -> None:
+        from labs.models import LabRun
+        from labs.pipeline import traffic
+
+        run = LabRun.objects.get(pk=self.learner["run_id"])
         while not self._stop.is_set():
-            self.session.post(f"/labs/runs/{self.learner['run_id']}/burst", {"count": "1000", "template": TEMPLATE})
+            if self.by == "pages":
+                self.session.post(f"/labs/runs/{run.pk}/burst", {"count": "1000", "template": TEMPLATE})
+            else:
+                traffic.send_burst(run, 1000, TEMPLATE)
             self.campaigns += 1
             self._stop.wait(self.every_s)

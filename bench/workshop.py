@@ -21,7 +21,8 @@ Steps:
    fault set or cleared on a random run (what a learner's fault form does), timed to its tile
    on the grid, which the grid's page notes as it redraws (a MutationObserver).
 6. Heavy phase, SECONDS long: the same, while one run has email-primary down and gets a
-   1,000-message campaign every HEAVY_EVERY seconds from its learner's burst form.
+   1,000-message campaign every HEAVY_EVERY seconds (by the traffic's way: the intake, or the
+   learner's burst form).
 7. A broadcast (email-primary down, posted to the grid's form as the instructor): until the
    fault is in Redis for every run, and until every page has its classroom event. Then the
    emergency stop, measured the same way.
@@ -285,7 +286,7 @@ def _session(browser, base: str, port: int, class_: dict, processes: dict, chrom
     say(f"heavy phase ({SECONDS:.0f} s): {heavy_learner['name']}'s run has email-primary down and gets campaigns…")
     heavy_session = Session(port, {"sessionid": heavy_learner["session"]})
     heavy_session.get(f"/labs/{LAB}/", htmx=False)  # its CSRF token
-    heavy = HeavyRun(heavy_learner, heavy_session, HEAVY_EVERY).start()
+    heavy = HeavyRun(heavy_learner, heavy_session, HEAVY_EVERY, TRAFFIC).start()
     window = time.time()
     figures["heavy"] = _phase(in_chromium, headless, SECONDS, skip=heavy_learner)
     figures["heavy"]["intents"] = _intents_per_run_s(others, window, time.time())
