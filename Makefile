@@ -15,7 +15,7 @@ test: $(VENV)/.installed-test
 
 # Benchmarks print ratios measured in one run; they are not tests and never fail on speed.
 bench: $(VENV)/.installed-test
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 # The long chaos run (tests/chaos.py): INTENTS over SECONDS_OF_CHAOS of phased faults while worker children,
 # the worker, the relay and Redis are killed; prints the audit next to the harness's own count and fails

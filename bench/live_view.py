@@ -25,10 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tests.environment  # noqa: E402,F401 - DEBUG off over plain HTTP with a key of its own, as the suite runs
+from bench._common import port_pair  # noqa: E402
 from tests.harness import (  # noqa: E402
     BASE_DIR,
     ServiceProcess,
-    free_port,
     http_status,
     python_argv,
     start_embedded_redis,
@@ -55,7 +55,7 @@ def main() -> None:
     import django
 
     django.setup()
-    port = _port_pair()
+    port = port_pair()
     web = ServiceProcess("web", python_argv("-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                                             "--no-control-socket"), env, workdir).start()  # fmt: skip
     # The live stream process, as `make run` starts it: the page finds it on the next port.
@@ -83,20 +83,6 @@ def main() -> None:
         live.stop()
         web.stop()
         redis_server.stop()
-
-
-def _port_pair() -> int:
-    """A free port whose next port is free too (web, then live)."""
-    import socket
-
-    while True:
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
 
 
 def _learners(count: int) -> list[tuple[int, str]]:

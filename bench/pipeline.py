@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tests.environment  # noqa: E402,F401 - DEBUG off over plain HTTP with a key of its own, as the suite runs
+from bench._common import cpu_seconds, postgres_cpu_seconds  # noqa: E402
 from tests.chaos import Redis  # noqa: E402
 from tests.harness import BASE_DIR, ServiceProcess, free_port, http_status, python_argv, wait_for  # noqa: E402
 
@@ -86,8 +87,8 @@ def main() -> None:
 
         # 3. The campaign, sustained.
         roles = {"web": web.pid, "worker": worker.pid, "relay": relay.pid, "redis": redis.server.pid, "bench driver": os.getpid()}
-        cpu_before = {role: _cpu_seconds(pid, role != "bench driver") for role, pid in roles.items()}
-        cpu_before["PostgreSQL"] = _postgres_cpu_seconds()
+        cpu_before = {role: cpu_seconds(pid, role != "bench driver") for role, pid in roles.items()}
+        cpu_before["PostgreSQL"] = postgres_cpu_seconds()
         posted, in_flight = 0, []
         window_start = time.time()
         deadline = time.monotonic() + DURATION
@@ -111,9 +112,9 @@ def main() -> None:
                 else:
                     time.sleep(0.05)
         window_end = time.time()
-        cpu = {role: _cpu_seconds(pid, role != "bench driver") - cpu_before[role] for role, pid in roles.items()}
+        cpu = {role: cpu_seconds(pid, role != "bench driver") - cpu_before[role] for role, pid in roles.items()}
         if django.db.connection.vendor == "postgresql":  # on SQLite the database's work is inside the processes above
-            cpu["PostgreSQL"] = _postgres_cpu_seconds() - cpu_before["PostgreSQL"]
+            cpu["PostgreSQL"] = postgres_cpu_seconds() - cpu_before["PostgreSQL"]
 
         # 4. What came out the other end within the window.
         from datetime import datetime, timezone
@@ -143,38 +144,6 @@ def main() -> None:
         for proc in reversed(processes):
             proc.stop()
         redis.kill()
-
-
-def _cpu_seconds(root: int, descendants: bool = True) -> float:
-    """User + system CPU of a process and (unless told not to) its live descendants, from /proc (Linux)."""
-    parents, times = {}, {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(fields[1])
-            times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += times.get(pid, 0.0)
-        todo += [child for child, parent in parents.items() if parent == pid and descendants]
-    return total
-
-
-def _postgres_cpu_seconds() -> float:
-    """Every PostgreSQL server process on this machine (the bench's database is the busy one)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except OSError:
-            continue
-    return total
 
 
 def _where_waiting(run, client) -> dict[str, int]:

@@ -1,0 +1,72 @@
+"""What several benchmarks share: a pair of ports for `make run`'s web and live processes, and CPU time from /proc.
+
+`make bench` runs bench/[!_]*.py: a file whose name starts with "_" is a helper, not a benchmark.
+"""
+
+import os
+import socket
+from pathlib import Path
+
+import tests.environment  # noqa: F401 - DEBUG off over plain HTTP with a key of its own, as the suite runs
+from tests.harness import free_port
+
+
+def port_pair() -> int:
+    """A free port whose next port is free too (web, then live)."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
+def _process_table() -> tuple[dict[int, int], dict[int, float]]:
+    """Every process's parent and user + system CPU seconds, from /proc (Linux)."""
+    parents, times = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return parents, times
+
+
+def cpu_seconds(root: int, descendants: bool = True) -> float:
+    """User + system CPU of a process and (unless told not to) its live descendants."""
+    return cpu_seconds_of([root], descendants)[root]
+
+
+def cpu_seconds_of(roots: list[int], descendants: bool = True) -> dict[int, float]:
+    """`cpu_seconds` of several processes from one reading of /proc."""
+    parents, times = _process_table()
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found = {}
+    for root in roots:
+        total, todo = 0.0, [root]
+        while todo:
+            pid = todo.pop()
+            total += times.get(pid, 0.0)
+            todo += children.get(pid, []) if descendants else []
+        found[root] = total
+    return found
+
+
+def postgres_cpu_seconds() -> float:
+    """Every PostgreSQL server process on this machine (the bench's database is the busy one)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            continue
+    return total
