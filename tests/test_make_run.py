@@ -161,7 +161,7 @@ def test_make_run_restarts_each_process_that_dies_and_nothing_sent_is_lost(run_e
                 audit = json.loads(response.read())
             return audit["in_flight"] == 0
 
-        wait_for(settled, 120, "every notification to be delivered")
+        wait_for(settled, 120, "every notification to be delivered", interval=0.5)  # within the API key's rate limit
         # Every message ended delivered (or suppressed by its user's seeded preferences), none lost or sent twice.
         assert audit["intents"] == sent and audit["delivered"] + audit["suppressed"] == audit["accepted"] >= sent, audit
         assert (audit["lost"], audit["duplicate_sends"], audit["dead_lettered"]) == (0, 0, 0), audit

@@ -9,13 +9,15 @@ opens that workshop only. Every call goes through the code the grid's buttons us
 on the server like any other, and the learners' pages show it the same way.
 """
 
+from django.conf import settings
 from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 from pydantic import ConfigDict, FiniteFloat, StrictInt
 
-from labs.api import Text
+from config import ratelimits
+from labs.api import BODY, Text, answers
 from labs.pipeline import audit, faults, intake
 from workshops import api_keys, broadcasts, cohort, debrief, notices
 from workshops.models import MAX_CAPACITY, Announcement, Broadcast, EmergencyStop, Seat, Workshop
@@ -26,6 +28,10 @@ class WorkshopBearer(HttpBearer):
         key = api_keys.key_for(token)
         if key is None:
             return None
+        limited = ratelimits.take(request, "workshop-key", str(key.pk), settings.RATELIMIT_API_PER_KEY,
+                                  "Too many requests with this workshop key.")  # fmt: skip
+        if limited is not None:
+            raise ratelimits.RateLimited(limited)
         request.workshop = key.workshop
         request.acting = key.made_by or key.workshop.owner  # recorded as who injected, stopped or announced
         return key.workshop
@@ -83,7 +89,7 @@ def _learner_json(tile: cohort.Tile) -> dict:
 # --- Endpoints ------------------------------------------------------------------------------------------
 
 
-@router.get("/current", summary="The workshop: its learners with their run ids, current step and audit")
+@router.get("/current", summary="The workshop: its learners with their run ids, current step and audit", response=answers({200: dict}))
 def current_workshop(request):
     workshop = request.workshop
     announcement = notices.current_announcement(workshop)
@@ -95,7 +101,8 @@ def current_workshop(request):
     }  # fmt: skip
 
 
-@router.put("/current/faults", summary="Inject a fault into every learner's run, or the listed runs, for a while", response={201: dict})
+@router.put("/current/faults", summary="Inject a fault into every learner's run, or the listed runs, for a while",
+            response=answers({201: dict}, *BODY, 409))
 def put_faults(request, payload: BroadcastIn):
     """Checked like a fault on the lab API (the same names and ranges); one bad setting or run id rejects it all."""
     workshop = request.workshop
@@ -124,18 +131,18 @@ def put_faults(request, payload: BroadcastIn):
     return Status(201, broadcast_json(started))
 
 
-@router.delete("/current/faults", summary="Emergency stop: clear every fault of every learner's run")
+@router.delete("/current/faults", summary="Emergency stop: clear every fault of every learner's run", response=answers({200: dict}))
 def delete_faults(request):
     """The grid's "Stop every fault": ends every broadcast and clears the learners' own faults too."""
     return stop_json(broadcasts.emergency_stop(request.workshop, request.acting))
 
 
-@router.post("/current/stop", summary="Emergency stop (the same as DELETE /workshops/current/faults)")
+@router.post("/current/stop", summary="Emergency stop (the same as DELETE /workshops/current/faults)", response=answers({200: dict}))
 def stop(request):
     return stop_json(broadcasts.emergency_stop(request.workshop, request.acting))
 
 
-@router.post("/current/announcements", summary="Announce a banner on every learner's page", response={201: dict})
+@router.post("/current/announcements", summary="Announce a banner on every learner's page", response=answers({201: dict}, *BODY))
 def announce(request, payload: AnnouncementIn):
     text = payload.text.strip()
     if not text:
@@ -144,6 +151,6 @@ def announce(request, payload: AnnouncementIn):
     return Status(201, {"announcement": made.pk, "text": made.text, "made_at": made.made_at})
 
 
-@router.get("/current/debrief", summary="The debrief: the timeline, the cohort's series, each learner's steps")
+@router.get("/current/debrief", summary="The debrief: the timeline, the cohort's series, each learner's steps", response=answers({200: dict}))
 def get_debrief(request):
     return debrief.as_json(debrief.build(request.workshop))
