@@ -177,7 +177,8 @@ def test_without_jitter_messages_that_failed_together_retry_together(run, jitter
     # test's 3 s lease, the relay took that one over: its first attempt is "crashed", retried at once, no wait.)
     firsts = DeliveryAttempt.objects.filter(delivery__run=run, number=1)
     delays = list(firsts.filter(outcome=AttemptOutcome.FAILED).values_list("backoff_ms", flat=True))
-    assert len(delays) + firsts.filter(outcome=AttemptOutcome.CRASHED).count() == 10 and len(delays) >= 5 and None not in delays
+    seen = list(firsts.values_list("delivery_id", "outcome", "backoff_ms", "error"))  # named in a failure, to find why
+    assert len(delays) + firsts.filter(outcome=AttemptOutcome.CRASHED).count() == 10 and len(delays) >= 5 and None not in delays, seen
     if jitter:
         assert len(set(delays)) > len(delays) // 2
     else:
