@@ -52,3 +52,14 @@ def signup_refusal(request: HttpRequest) -> Limited | None:
 def sentence(limited: Limited) -> str:
     """What a form says: the refusal and how long to wait."""
     return f"{limited.message} Try again in {limited.wait}."
+
+
+def reset_refusal(request: HttpRequest, email: str) -> Limited | None:
+    """Every password-reset request counts: per e-mail address typed, and per client address."""
+    return ratelimits.take(
+        request, "reset-account", _account(email), settings.RATELIMIT_RESET_PER_ACCOUNT,
+        "Too many password-reset requests for this address.",
+    ) or ratelimits.take(
+        request, "reset-address", ratelimits.client_address(request), settings.RATELIMIT_RESET_PER_ADDRESS,
+        "Too many password-reset requests from your network.",
+    )  # fmt: skip

@@ -239,11 +239,28 @@ RATELIMIT_LOGIN_PER_ACCOUNT = env_rate("RATELIMIT_LOGIN_PER_ACCOUNT", "5/m")
 RATELIMIT_LOGIN_PER_ADDRESS = env_rate("RATELIMIT_LOGIN_PER_ADDRESS", "30/m")
 # Every sign-up attempt, successful or not: it also bounds probing which user names exist.
 RATELIMIT_SIGNUP_PER_ADDRESS = env_rate("RATELIMIT_SIGNUP_PER_ADDRESS", "60/h")
+# Password-reset requests: per e-mail address typed (few: each sends a mail) and per client address.
+RATELIMIT_RESET_PER_ACCOUNT = env_rate("RATELIMIT_RESET_PER_ACCOUNT", "3/h")
+RATELIMIT_RESET_PER_ADDRESS = env_rate("RATELIMIT_RESET_PER_ADDRESS", "20/h")
 # Requests per lab run API key.
 RATELIMIT_API_PER_KEY = env_rate("RATELIMIT_API_PER_KEY", "600/m")
 # Behind a reverse proxy, the header in which it passes the client's address (e.g. X-Real-IP).
 # Leave it unset otherwise: a client could then name any address it likes.
 CLIENT_ADDRESS_HEADER = env_str("CLIENT_ADDRESS_HEADER") or None
+
+# --- E-mail (password reset) -----------------------------------------------------
+# Without EMAIL_HOST, mails are printed on the web process's output (works offline, fine on a laptop);
+# with it, they go out by SMTP.
+EMAIL_HOST = env_str("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Faultline <faultline@localhost>")
 
 # --- I18N, static ----------------------------------------------------------------
 LANGUAGE_CODE = "en"

@@ -48,3 +48,29 @@ def test_signing_up_with_a_taken_name_explains_why(page, django_user_model):
 
     assert "A user with that username already exists." in page.locator(".field-errors").inner_text()
     assert django_user_model.objects.filter(username="taken").count() == 1
+
+
+def test_a_learner_who_forgot_their_password_chooses_a_new_one_through_the_mailed_link(page, django_user_model):
+    import re
+
+    from django.core import mail
+
+    django_user_model.objects.create_user("ada", email="ada@example.org", password="forgotten-horse-42")
+    page.goto("/accounts/login/")
+    page.get_by_test_id("forgot-password").click()
+    page.get_by_label("Email").fill("ada@example.org")
+    page.get_by_role("button", name="Send me the link").click()
+    assert "on its way" in page.get_by_test_id("reset-sent").inner_text()
+
+    [message] = mail.outbox  # the live server runs in this process: its mail is in Django's test outbox
+    page.goto(re.search(r"https?://[^/\s]+(/accounts/reset/\S+/)", message.body)[1])
+    page.get_by_label("New password", exact=True).fill("remembered-battery-17")
+    page.get_by_label("New password confirmation").fill("remembered-battery-17")
+    page.get_by_role("button", name="Save my new password").click()
+    assert "works now" in page.get_by_test_id("reset-complete").inner_text()
+
+    page.get_by_role("link", name="Log in").last.click()
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill("remembered-battery-17")
+    page.get_by_role("button", name="Log in").click()
+    assert page.get_by_test_id("signed-in-as").inner_text() == "ada"
