@@ -180,9 +180,11 @@ def _database(workdir: Path) -> tuple[str, str, Callable[[], None]]:
 
 
 def _start_processes(env: dict, workdir: Path, port: int) -> dict[str, ServiceProcess]:
-    """As config/run.py starts them (without honcho, so each can be stopped and measured on its own)."""
+    """As config/run.py starts them from the Procfile, each apart so it can be stopped and measured on its own
+    (WEB_THREADS as in the Procfile)."""
     commands = {
-        "web": ["-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--no-control-socket",
+        "web": ["-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                "--threads", os.environ.get("WEB_THREADS", "1"), "--no-control-socket",
                 "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT],
         "live": ["-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port + 1),
                  "--no-access-log", "--log-level", "warning"],

@@ -5,6 +5,7 @@ small page at about a quarter of the WSGI rate. The process says it is alive wit
 "live" heartbeat (config/heartbeat.py), which /healthz reports.
 """
 
+import atexit
 import logging
 import os
 import threading
@@ -28,4 +29,14 @@ def _beat_forever() -> None:
         threading.Event().wait(settings.HEARTBEAT_INTERVAL)
 
 
+def _clear() -> None:
+    from config.heartbeat import clear
+
+    try:
+        clear("live")  # a clean stop removes itself at once, as the other processes do
+    except Exception:
+        pass
+
+
 threading.Thread(target=_beat_forever, name="live-heartbeat", daemon=True).start()
+atexit.register(_clear)

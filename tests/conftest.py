@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import BASE_DIR, ServiceProcess, free_port, python_argv, start_embedded_redis, wait_for
+from tests.harness import BASE_DIR, ServiceProcess, free_port, python_argv, start_embedded_redis, start_live_process, wait_for
 
 # Playwright's sync API keeps an event loop in the test thread; Django would then
 # refuse ORM calls from that thread although nothing here runs concurrently.
@@ -202,9 +202,7 @@ def relay(start_relay, transactional_db) -> ServiceProcess:
 def live_process(process_env, process_logs, transactional_db) -> ServiceProcess:
     """The live event-stream process (uvicorn), as `make run` starts it, on a free port (`.port`)."""
     port = free_port()
-    argv = python_argv("-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                       "--no-access-log", "--log-level", "warning")  # fmt: skip
-    proc = ServiceProcess("live", argv, process_env, process_logs).start()
+    proc = start_live_process(port, process_env, process_logs)
     proc.port = port
     _wait_for_heartbeat(proc, "live")
     yield proc

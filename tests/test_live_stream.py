@@ -5,12 +5,13 @@ heartbeat so the test need not wait fifteen.
 """
 
 import http.client
+import urllib.parse
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
-from labs import runs
+from labs import live, runs
 from labs.models import LabRun
 from labs.pipeline import events
 from tests.harness import free_port, start_live_process
@@ -38,12 +39,14 @@ def learner(django_user_model, transactional_db):
     runs.delete_run(client.run)
 
 
-def open_stream(port: int, run_id: int, session_key: str, origin: str | None = None) -> http.client.HTTPResponse:
+def open_stream(port: int, run_id: int, session_key: str, origin: str | None = None, token: str = "") -> http.client.HTTPResponse:
+    """The stream as a lab page opens it (with the page's stream `token`), or by the session cookie alone."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Cookie": f"sessionid={session_key}", "Accept": "text/event-stream"}
     if origin:
         headers["Origin"] = origin
-    connection.request("GET", reverse("labs:stream", args=[run_id]) + "?after=0-0", headers=headers)
+    query = "?after=0-0" + (f"&token={urllib.parse.quote(token)}" if token else "")
+    connection.request("GET", reverse("labs:stream", args=[run_id]) + query, headers=headers)
     return connection.getresponse()
 
 
@@ -88,3 +91,37 @@ def test_the_live_process_refuses_a_page_of_another_origin(learner, live_port):
     assert other_port.status == 403 and evil.status == 403
     assert other_port.getheader("Access-Control-Allow-Origin") is None
     assert site.status == 200 and site.getheader("Access-Control-Allow-Origin") == f"http://127.0.0.1:{live_port - 1}"
+
+
+def test_open_streams_share_a_few_database_connections_not_one_each(django_user_model, live_port, transactional_db):
+    """Each open stream checks its session at every heartbeat. Run as thread-sensitive code, which Django's ASGI
+    handler gives a thread of its own per request for as long as the stream stays open, each check held a
+    database connection until the page closed: 100 open lab pages used up PostgreSQL's 100 connections. The
+    checks share the process's small pool. (SQLite has no connection limit to count against.)"""
+    import re
+    import subprocess
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("counts connections to PostgreSQL")
+    listening = subprocess.run(["ss", "-tlnpH", f"sport = :{live_port}"], capture_output=True, text=True).stdout
+    pid = re.search(r"pid=(\d+)", listening)[1]
+
+    def connections_to_the_database() -> int:
+        port = connection.settings_dict["PORT"] or "5432"
+        found = subprocess.run(["ss", "-tnpH", f"dport = :{port}"], capture_output=True, text=True).stdout
+        return sum(f"pid={pid}," in line for line in found.splitlines())
+
+    learners = []
+    for n in range(16):
+        client = Client()
+        client.force_login(django_user_model.objects.create_user(f"streamer-{n}"))
+        client.post(reverse("labs:start", args=[LAB]))
+        learners.append((LabRun.objects.get(owner__username=f"streamer-{n}").pk, client.cookies["sessionid"].value))
+    streams = [open_stream(live_port, run_id, session, token=live.stream_token(run_id, session)) for run_id, session in learners]
+    for stream in streams:
+        received = b""
+        while received.count(b": keep-alive") < 1:  # at least one heartbeat, each a session check, has run
+            received += stream.read1(65536)
+    assert connections_to_the_database() <= 8, connections_to_the_database()  # the pool's few, not one a stream
