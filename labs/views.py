@@ -277,11 +277,13 @@ async def stream(request: HttpRequest, run_id: int) -> HttpResponse:
     if live.origin_refused(request):
         return HttpResponseForbidden("This stream is for the site's own pages.", content_type="text/plain; charset=utf-8")
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
-    # thread_sensitive=False: the checks run on the process's small shared pool. The default would give each
-    # stream a thread of its own for as long as it stays open, each holding a database connection: 100 open
-    # lab pages used up PostgreSQL's 100 connections (bench/workshop.py found it).
-    if not await sync_to_async(live.stream_token_allows, thread_sensitive=False)(request.GET.get("token", ""), run_id, session_key):
-        await sync_to_async(_get_run_to_read, thread_sensitive=False)(request, run_id)
+    # In the live process (ASGI) the checks run on the process's small shared pool. Thread-sensitive code would
+    # get a thread of its own per request, kept for as long as the stream stays open, each holding a database
+    # connection: 100 open lab pages used up PostgreSQL's 100 connections (bench/workshop.py found it).
+    # Under WSGI (the page server's once-a-second answer, Django's test client) the request's thread is fine.
+    request_thread = not isinstance(request, ASGIRequest)
+    if not await sync_to_async(live.stream_token_allows, thread_sensitive=request_thread)(request.GET.get("token", ""), run_id, session_key):
+        await sync_to_async(_get_run_to_read, thread_sensitive=request_thread)(request, run_id)
     try:
         after = live.stream_position(request.GET.get("after"), request.headers.get("Last-Event-ID"))
     except ValueError as exc:
@@ -289,7 +291,7 @@ async def stream(request: HttpRequest, run_id: int) -> HttpResponse:
     if isinstance(request, ASGIRequest):
         response = StreamingHttpResponse(live.stream(run_id, after, session_key), content_type="text/event-stream")
     else:
-        response = HttpResponse(await sync_to_async(live.one_shot, thread_sensitive=False)(run_id, after), content_type="text/event-stream")
+        response = HttpResponse(await sync_to_async(live.one_shot)(run_id, after), content_type="text/event-stream")
     response["X-Accel-Buffering"] = "no"  # a proxy must pass each event on at once
     origin = live.cross_origin_page(request)
     if origin:
