@@ -106,7 +106,8 @@ def set_fault(run_id: int, target: str, **settings) -> dict:
     """Replace the target's fault with `settings` (none clears it)."""
     fault = validate(target, settings)
     # Redis first: if it is down, nothing changes and the caller hears so (the counters and the page's event live there).
-    get_redis().delete(_calls_key(run_id, target))  # "fail first N" counts from now
+    # "fail first N" counts from now; a new pipeline setting may crash the relay once again.
+    get_redis().delete(_calls_key(run_id, target), *([_crash_spent_key(run_id)] if target == PIPELINE else []))
     with transaction.atomic():
         run = LabRun.objects.select_for_update().filter(pk=run_id).only("faults").first()
         if run is not None:
@@ -129,6 +130,19 @@ def all_faults(run_id: int) -> dict[str, dict]:
 
 def fault_for(run_id: int, target: str) -> dict:
     return all_faults(run_id).get(target, {})
+
+
+def _crash_spent_key(run_id: int) -> str:
+    return key("run", str(run_id), "relay-crash-spent")
+
+
+def relay_crash_spent(run_id: int) -> bool:
+    """Has this run's relay_crash_after_publish setting crashed a relay already?"""
+    return bool(get_redis().exists(_crash_spent_key(run_id)))
+
+
+def spend_relay_crash(run_id: int) -> None:
+    get_redis().set(_crash_spent_key(run_id), 1, ex=3600)
 
 
 def count_call(run_id: int, target: str) -> int:

@@ -129,8 +129,13 @@ def _publish(rows: list[tuple]) -> int:
     publish_messages(singles, batches)
     for run_id, fault in chaos.items():
         if fault.get("relay_crash_after_publish"):
-            # Once per setting: switch it off first, so the restarted relay does not crash again.
-            faults.set_fault(run_id, faults.PIPELINE, **{k: v for k, v in fault.items() if k != "relay_crash_after_publish"})
+            # Once per setting. The setting is switched off by the relay that comes after the crash: this one
+            # may be inside a transaction (PostgreSQL's locked batch) that dies with it, so a note in Redis
+            # says the crash happened.
+            if faults.relay_crash_spent(run_id):
+                faults.set_fault(run_id, faults.PIPELINE, **{k: v for k, v in fault.items() if k != "relay_crash_after_publish"})
+                continue
+            faults.spend_relay_crash(run_id)
             events.emit(run_id, "relay_crashed", published=len(rows), marked=0)
             log.warning("relay: injected crash after publishing %d rows, before marking them", len(rows))
             os._exit(1)
