@@ -118,6 +118,7 @@ def test_a_learner_sees_no_violation_on_lessons_practice_a_mock_interview_and_a_
 
     page.goto("/practice/mock/")
     page.get_by_role("button", name="Start a 45-minute mock interview: Design a notification system").click()
+    page.wait_for_load_state("load")  # htmx binds the notes' autosave once the page has loaded; a person types later
     page.get_by_label("Notes: clarify requirements").fill("Callers: internal teams.")
     expect(page.locator("#notes-saved")).to_contain_text("Notes saved at")
 

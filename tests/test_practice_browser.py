@@ -147,6 +147,7 @@ def test_a_timed_mock_interview_survives_a_reload_and_ends_in_a_rubric_review(pa
     timer = page.locator("[data-mock-timer]")
     expect(timer).to_contain_text("Phase 1 of 4: Clarify requirements")
     expect(page.locator("[data-clock]")).to_have_text(re.compile(r"^(7:00|6:5\d)$"))
+    page.wait_for_load_state("load")  # htmx binds the notes' autosave once the page has loaded; a person types later
     page.get_by_label("Notes: clarify requirements").fill("Callers: internal teams. 50M a day, bursts from campaigns.")
     expect(page.locator("#notes-saved")).to_contain_text("Notes saved at")
 
