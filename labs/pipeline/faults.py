@@ -26,10 +26,10 @@ Pipeline faults:
 
 import math
 
+from django.apps import apps
 from django.db import transaction
 
 from config.redis_client import get_redis, key
-from labs.models import LabRun
 from labs.pipeline import events
 from labs.pipeline.topology import ALL_PROVIDERS
 
@@ -65,9 +65,14 @@ WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+def _runs():
+    # Looked up when used: the chaos harness and the benches import this module before Django is set up.
+    return apps.get_model("labs", "LabRun").objects
+
+
 def paused_runs() -> list[int]:
     """Runs whose relay is paused: the relay skips their outbox rows."""
-    return list(LabRun.objects.filter(faults__pipeline__relay_paused=True).values_list("pk", flat=True))
+    return list(_runs().filter(faults__pipeline__relay_paused=True).values_list("pk", flat=True))
 
 
 def _calls_key(run_id: int, target: str) -> str:
@@ -109,7 +114,7 @@ def set_fault(run_id: int, target: str, **settings) -> dict:
     # "fail first N" counts from now; a new pipeline setting may crash the relay once again.
     get_redis().delete(_calls_key(run_id, target), *([_crash_spent_key(run_id)] if target == PIPELINE else []))
     with transaction.atomic():
-        run = LabRun.objects.select_for_update().filter(pk=run_id).only("faults").first()
+        run = _runs().select_for_update().filter(pk=run_id).only("faults").first()
         if run is not None:
             run.faults = {**{t: f for t, f in run.faults.items() if t != target}, **({target: fault} if fault else {})}
             run.save(update_fields=["faults"])
@@ -120,7 +125,7 @@ def set_fault(run_id: int, target: str, **settings) -> dict:
 def clear_faults(run_id: int) -> None:
     """Stop every fault of the run at once."""
     get_redis().delete(*[_calls_key(run_id, t) for t in TARGETS])
-    LabRun.objects.filter(pk=run_id).update(faults={})
+    _runs().filter(pk=run_id).update(faults={})
     events.emit(run_id, "fault_changed", target="*", fault={})
 
 
@@ -157,5 +162,5 @@ def count_calls(run_id: int, target: str, calls: int) -> int:
 
 def all_faults_of(run_ids: list[int]) -> dict[int, dict[str, dict]]:
     """`all_faults` of many runs in one query (a workshop's grid reads a whole cohort at once)."""
-    found = dict(LabRun.objects.filter(pk__in=run_ids).values_list("pk", "faults"))
+    found = dict(_runs().filter(pk__in=run_ids).values_list("pk", "faults"))
     return {run_id: found.get(run_id) or {} for run_id in run_ids}
