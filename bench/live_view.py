@@ -24,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tests.environment  # noqa: E402,F401 - DEBUG off over plain HTTP with a key of its own, as the suite runs
 from bench._common import port_pair  # noqa: E402
 from tests.harness import (  # noqa: E402
     BASE_DIR,

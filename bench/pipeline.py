@@ -24,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tests.environment  # noqa: E402,F401 - DEBUG off over plain HTTP with a key of its own, as the suite runs
 from bench._common import cpu_seconds, postgres_cpu_seconds  # noqa: E402
 from tests.chaos import Redis  # noqa: E402
 from tests.harness import BASE_DIR, ServiceProcess, free_port, http_status, python_argv, wait_for  # noqa: E402
