@@ -1,7 +1,7 @@
 """ASGI entry point, for the long-lived connections (live event streams) only.
 
 Pages are served over WSGI (gunicorn): measured here, Django's ASGI path serves a
-small page at about a quarter of the WSGI rate. The process says it is alive with a
+small page at about a quarter of the WSGI rate. So this process answers only /live/. The process says it is alive with a
 "live" heartbeat (config/heartbeat.py), which /healthz reports.
 """
 
@@ -13,7 +13,19 @@ import threading
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
+NOT_HERE = b"Not found: this process serves the live event streams (/live/) only.\n"
+
+
+async def application(scope, receive, send):
+    """The event streams and nothing else: a request for a page (a proxy sending it the wrong
+    path) gets 404 at once, not a page rendered on the slow path. Reversing URLs still knows
+    every page, since the streams' event rows link to them."""
+    if scope["type"] == "http" and not scope["path"].startswith("/live/"):
+        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+        await send({"type": "http.response.body", "body": NOT_HERE})
+        return
+    await django_application(scope, receive, send)
 
 
 def _beat_forever() -> None:

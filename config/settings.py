@@ -211,10 +211,11 @@ LAB_MESSAGE_DEADLINE = env_int("LAB_MESSAGE_DEADLINE", 600, minimum=5)
 # The provider client's timeout.
 LAB_PROVIDER_TIMEOUT_MS = env_int("LAB_PROVIDER_TIMEOUT_MS", 2000, minimum=10)
 LAB_RELAY_BATCH = env_int("LAB_RELAY_BATCH", 500, minimum=1)
-# Where lab pages open their live event stream (server-sent events, served over ASGI by
-# the `live` process). Unset: the same host on the web port + 1, as `make run` starts it;
-# behind a proxy or TLS, set the public URL of the live process.
-LAB_LIVE_URL = env_str("LAB_LIVE_URL") or None
+# Where lab pages open their live event stream (server-sent events under /live/, served over
+# ASGI by the `live` process). "/" means the pages' own origin: a reverse proxy sends /live/ to
+# the live process (deploy/), the default in production (HTTPS). Unset over plain HTTP: the
+# same host on the web port + 1, as `make run` starts it. Or the live process's public URL.
+LAB_LIVE_URL = env_str("LAB_LIVE_URL") or ("/" if _HTTPS else None)
 # Seconds between a live stream's keep-alives; at each it also checks that the session still
 # owns the run, so logging out ends the stream within this long.
 LAB_STREAM_HEARTBEAT = env_int("LAB_STREAM_HEARTBEAT", 15, minimum=1)

@@ -14,6 +14,7 @@ urlpatterns = [
     path("lessons/", include("courseware.urls")),
     path("practice/", include("practice.urls")),
     path("labs/", include("labs.urls")),
+    path("live/", include("labs.live_urls")),  # the live process serves these (config/asgi.py)
     path("workshops/", include("workshops.urls")),
     path("api/", labs_api.urls),
     path("admin/", admin.site.urls),

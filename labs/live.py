@@ -2,8 +2,8 @@
 
 How a state change reaches the page (measured by bench/live_view.py):
 1. Every change in the pipeline is an entry in the run's Redis stream (labs.pipeline.events).
-2. The page opens an EventSource on `labs:stream`, served by the live process (uvicorn,
-   config/asgi.py), which waits on that stream with XREAD BLOCK and sends each batch of new
+2. The page opens an EventSource on `live:stream` (/live/…), served by the live process
+   (uvicorn, config/asgi.py; behind a reverse proxy on the pages' own origin), which waits on that stream with XREAD BLOCK and sends each batch of new
    events as one frame: rows rendered from labs/event_row.html, plus what the page needs to
    decide what else to refresh. An idle page costs nothing but an open connection.
 3. The page puts the rows in the feed at once and asks gunicorn for its heavy panels
@@ -17,8 +17,8 @@ lasts: the stream asks at every heartbeat whether the session still exists and s
 the run's owner, and ends when it does not (logging out in another tab closes it).
 
 Pages are served by gunicorn's sync workers, which cannot hold hundreds of open
-connections; the live process can. Served over WSGI (a server without the live
-process), the same URL answers once with what is new and tells the page to come back
+connections; the live process can. Served over WSGI (`labs:stream`, the page's fallback
+while the live process is down), the same view answers once with what is new and tells the page to come back
 in a second: slower, but live.
 """
 
@@ -313,7 +313,8 @@ def cross_origin_page(request: HttpRequest) -> str | None:
 
 
 def live_base(request: HttpRequest) -> str:
-    """Where the live process is: LAB_LIVE_URL if set, else the live process of `make run` (this port + 1)."""
+    """Where the live process is: LAB_LIVE_URL if set ("" for "/", the page's own origin behind a proxy),
+    else the live process of `make run` (this port + 1)."""
     base = getattr(settings, "LAB_LIVE_URL", None)
     if base is None:
         domain = split_domain_port(request.get_host())[0]
@@ -323,11 +324,12 @@ def live_base(request: HttpRequest) -> str:
 
 
 def live_origin(request: HttpRequest) -> str:
-    """The live process's origin, which lab pages connect to (the Content-Security-Policy's connect-src)."""
+    """The live process's origin, which lab pages connect to (the Content-Security-Policy's connect-src);
+    "" when it is the page's own ('self')."""
     parts = urlsplit(live_base(request))
-    return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
 
 
 def stream_url(request: HttpRequest, run_id: int) -> str:
-    """Where the page opens its stream."""
-    return live_base(request) + reverse("labs:stream", args=[run_id])
+    """Where the page opens its stream: under /live/, which only the live process serves."""
+    return live_base(request) + reverse("live:stream", args=[run_id])

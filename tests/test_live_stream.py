@@ -46,7 +46,7 @@ def open_stream(port: int, run_id: int, session_key: str, origin: str | None = N
     if origin:
         headers["Origin"] = origin
     query = "?after=0-0" + (f"&token={urllib.parse.quote(token)}" if token else "")
-    connection.request("GET", reverse("labs:stream", args=[run_id]) + query, headers=headers)
+    connection.request("GET", reverse("live:stream", args=[run_id]) + query, headers=headers)
     return connection.getresponse()
 
 
