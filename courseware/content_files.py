@@ -15,6 +15,7 @@ from django.conf import settings
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from labs import figures
 from labs.catalogue import LABS
 
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
@@ -118,6 +119,8 @@ class LessonSource:
     headings: list[str] = field(default_factory=list)
     code_languages: list[tuple[str, int]] = field(default_factory=list)
     diagrams: int = 0
+    # Faultline figures the lesson states ({{ faultline.NAME = N }}), with file lines; check_content compares them with the code.
+    stated_figures: list[figures.Statement] = field(default_factory=list)
 
 
 @dataclass
@@ -361,7 +364,10 @@ def read_check(lesson: LessonSource, text: str, fence_line: int, errors: list[st
 
 def read_lesson(path: Path, errors: list[str]) -> LessonSource | None:
     name = display_name(path)
-    text = path.read_text()
+    source = path.read_text()
+    stated, malformed = figures.statements(source)
+    errors.extend(f"{name}:{line}: {problem}" for line, problem in malformed)
+    text = figures.fill(source)  # from here on, the lesson as a reader sees it
     parts = split_front_matter(text, name, errors)
     if parts is None:
         return None
@@ -371,7 +377,7 @@ def read_lesson(path: Path, errors: list[str]) -> LessonSource | None:
         return None
     if not check_fields(doc, doc.data, (), LESSON_KEYS, OPTIONAL_LESSON_KEYS, name, errors):
         return None
-    lesson = LessonSource(path, name, text, doc, body, body_line, **{"questions": [], **doc.data})
+    lesson = LessonSource(path, name, text, doc, body, body_line, **{"questions": [], **doc.data}, stated_figures=stated)
     if not SLUG.match(lesson.slug):
         errors.append(f"{name}:{doc.line('slug')}: slug '{lesson.slug}' must be lowercase words joined by hyphens")
     elif lesson.slug in RESERVED_SLUGS:

@@ -12,6 +12,7 @@ from django.db import models, transaction
 from courseware.content_files import WORDS, Course, LessonSource, read_course
 from courseware.content_report import ContentReport
 from courseware.models import GlossaryTerm, InlineCheck, Lesson, Module
+from labs import figures
 from courseware.rendering import RenderedLesson, content_hash, render_lesson
 
 # Rendering depends only on what the content hash covers, so a process that loads more than once
@@ -138,9 +139,15 @@ def load_content(content_dir: Path | None = None, questions_dir: Path | None = N
 
 
 def check_content(content_dir: Path | None = None, questions_dir: Path | None = None) -> ContentReport:
-    """Validate the lesson files; render them too, to report glossary terms they list but never use."""
+    """Validate the lesson files and the Faultline figures they state; render them too, to report
+    glossary terms they list but never use."""
     course = read_course(content_dir, questions_dir)
     report = ContentReport(errors=course.errors, warnings=course.warnings)
+    for lesson in course.lessons:
+        for statement in lesson.stated_figures:
+            problem = figures.disagreement(statement)
+            if problem:
+                report.errors.append(f"{lesson.name}:{statement.line}: {problem}")
     if not course.errors:
         for lesson in course.lessons:
             page = render_version(content_hash(lesson, course.glossary), lesson, course)

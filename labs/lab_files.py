@@ -3,7 +3,9 @@
 `load_labs` reads and checks the structure of every file, in lab order, and raises
 `LabFileError` naming the file and the place inside it. It needs nothing but the files,
 so the catalogue can load at import time; `pipeline_problems` checks what the files
-refer to in the pipeline (fault targets and settings, defences, templates, facts).
+refer to in the pipeline (fault targets and settings, defences, templates, facts), and
+`check_labs` (for `manage.py check_content`) adds the Faultline figures a guide states
+(`{{ faultline.NAME = N }}`, labs/figures.py).
 """
 
 import functools
@@ -15,6 +17,8 @@ import markdown
 import yaml
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
+
+from labs import figures
 
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
 
@@ -189,8 +193,11 @@ def _read_check(reader: _Reader, raw, n: int) -> Check:
 
 def read_lab(path: Path) -> Lab:
     reader = _Reader(path)
+    source = path.read_text(encoding="utf-8")
+    for line, problem in figures.statements(source)[1]:
+        reader.fail(f"line {line}", problem)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(figures.fill(source))  # the guide as a learner reads it
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}" if mark else "?"
@@ -275,6 +282,23 @@ def pipeline_problems(lab: Lab) -> list[str]:
                 except (ValueError, TypeError, AttributeError) as exc:
                     problem(where, f"{operation}: {exc}")
     return problems
+
+
+def check_labs(directory: Path = CONTENT_DIR):
+    """For `manage.py check_content`: every lab file's structure, what it names in the pipeline,
+    and the Faultline figures it states."""
+    from courseware.content_report import ContentReport
+
+    errors: list[str] = []
+    try:
+        labs = load_labs(directory)
+    except LabFileError as exc:
+        return ContentReport("lab files checked: 1 error(s) (the first found)", [str(exc)], [])
+    for lab in labs.values():
+        errors += pipeline_problems(lab)
+    for path in sorted(directory.glob("*.yaml")):
+        errors += figures.problems(path.read_text(encoding="utf-8"), path.name)
+    return ContentReport(f"{len(labs)} labs checked: {len(errors)} error(s)", errors, [])
 
 
 # --- Rendering ---------------------------------------------------------------------------
