@@ -154,7 +154,6 @@ FIGURES: dict[str, Figure] = {
     # The relay and the workers.
     "relay_batch": _setting("LAB_RELAY_BATCH"),
     "relay_lease_s": _constant("labs.pipeline.relay", "LEASE_SECONDS"),
-    "relay_busy_patience": _constant("labs.pipeline.relay", "BUSY_PATIENCE"),
     "relay_idle_poll_ms": Figure("the relay command's --interval default (labs/management/commands/relay.py)", _relay_idle_poll_ms),
     "campaign_batch": _constant("labs.pipeline.campaign", "BATCH_SIZE"),
     "worker_processes": _concurrency("worker"),

@@ -91,3 +91,34 @@ def test_after_a_redis_restart_the_relay_republishes_what_the_broker_held_at_onc
     assert OutboxRow.objects.filter(run=run).count() == 20  # one copy each, at the same generation
     assert set(OutboxRow.objects.filter(run=run).values_list("generation", flat=True)) == {0}
     relay.stop()
+
+
+def test_the_rescue_copies_nothing_onto_a_lane_with_a_backlog_and_republishes_once_it_has_drained(db, django_user_model):
+    """Under load a backlog can be older than any patience: copies of what is still queued would only
+    deepen it. Messages that went missing from a busy lane are republished once the lane is empty."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from config.celery import app
+    from labs.pipeline import relay
+
+    app.control.purge()  # no worker runs in this module: the queues are this test's alone
+    run = create_run(django_user_model.objects.create_user("backlog", password="not-used-1234"))
+    intake.accept(run, [intake.IntentRequest(f"k{i}", i, "password_reset", data={"code": "1"}) for i in range(1, 11)])
+    assert relay.publish_due() == 10
+    long_ago = timezone.now() - timedelta(hours=1)  # far older than LAB_REDELIVER_AFTER
+    OutboxRow.objects.filter(run=run).update(published_at=long_ago)
+
+    for _ in range(3):  # pass after pass, while the ten wait their turn on the broker
+        assert relay.rescue_stranded() == 0
+    assert relay.broker_depths()["urgent"] == 10
+    assert OutboxRow.objects.filter(run=run).count() == 10
+
+    app.control.purge()  # the ten go missing: the lane is empty, the deliveries still unclaimed
+    assert relay.rescue_stranded() == 10
+    assert relay.publish_due() == 10
+    assert relay.broker_depths()["urgent"] == 10
+    assert relay.rescue_stranded() == 0, "a copy just published is not old yet"
+    assert OutboxRow.objects.filter(run=run).count() == 20  # one copy each, at the same generation
+    app.control.purge()

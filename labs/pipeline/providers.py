@@ -1,8 +1,9 @@
 """Simulated providers: two per channel, each with its own ledger of what it really sent.
 
 The worker talks to them through `send`, as it would through an HTTP client with a
-timeout. They honour idempotency keys like real providers do: a call with a key they
-have already accepted returns the first send instead of sending again.
+timeout. They honour idempotency keys the way many payment APIs do (most e-mail, SMS and
+push APIs do not): a call with a key they have already accepted returns the first send
+instead of sending again. Switching the idempotency defence off shows a provider that does not.
 """
 
 import random
