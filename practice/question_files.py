@@ -41,6 +41,10 @@ TOPICS = {
     "observability": "Observability",
     "security": "Security",
     "distributed-monolith": "Distributed monolith",
+    "load-balancing": "Load balancing",
+    "rate-limiting": "Rate limiting",
+    "push": "Pushing to clients",
+    "overload": "Overload",
     "design": "System design",
 }
 KINDS = ("concept", "compare", "failure", "design", "choice")
