@@ -11,6 +11,7 @@ run: $(VENV)/.installed
 	@exec $(BIN)/python -m config.run
 
 test: $(VENV)/.installed-test
+	@tests/system_tools.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks print ratios measured in one run; they are not tests and never fail on speed.
