@@ -10,6 +10,7 @@ from django.test import Client
 
 from labs.models import AttemptOutcome, DeadLetter, Delivery, DeliveryAttempt, DeliveryStatus, OutboxRow, ProviderSend, Recipient
 from labs.pipeline import audit, defences, events, faults, traffic
+from labs.pipeline.relay import broker_depths
 from labs.runs import create_run
 from tests.conftest import start_pipeline
 from tests.harness import wait_for
@@ -44,7 +45,15 @@ def emails(run, count: int, template: str = "password_reset", data=None) -> None
 
 
 def settled(run, timeout: float = 45) -> dict:
-    return wait_for(lambda: (a := audit.audit(run))["in_flight"] == 0 and a, timeout, "every delivery to finish")
+    try:
+        return wait_for(lambda: (a := audit.audit(run))["in_flight"] == 0 and a, timeout, "every delivery to finish")
+    except TimeoutError as timed_out:  # say where the unfinished ones wait, and whether anything still moves
+        from django.db.models import Count, Max
+
+        waiting = dict(Delivery.objects.filter(run=run).values_list("status").annotate(Count("pk")))
+        unpublished = OutboxRow.objects.filter(run=run, published_at=None).aggregate(n=Count("pk"), due=Max("available_at"))
+        raise TimeoutError(f"{timed_out}: deliveries {waiting}; unpublished outbox rows {unpublished}; "
+                           f"broker {broker_depths()}; audit {audit.audit(run)}") from None  # fmt: skip
 
 
 @pytest.mark.parametrize("idempotency", [True, False], ids=["idempotency-on", "idempotency-off"])
