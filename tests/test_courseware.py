@@ -220,7 +220,7 @@ def test_the_real_content_loads_twice_with_nothing_changed_the_second_time(tmp_p
     first = load_content(content)
     second = load_content(content)
 
-    assert first.startswith("18 lessons in 6 modules") and first.endswith("18 rendered")
+    assert first.startswith("21 lessons in 7 modules") and first.endswith("21 rendered")
     assert second.endswith("; 0 changed, 0 rendered")
 
 
@@ -231,7 +231,7 @@ def test_check_content_passes_on_the_real_content(capsys):
     call_command("check_content")
 
     out = capsys.readouterr().out
-    assert "courseware: 18 lessons, 81 glossary terms, 54 inline checks checked: 0 error(s)" in out
+    assert "courseware: 21 lessons, 102 glossary terms, 66 inline checks checked: 0 error(s)" in out
     assert "check_content: all content is valid." in out
 
 
@@ -411,7 +411,7 @@ def test_the_course_map_shows_progress_per_module_and_where_to_continue(client, 
 
     assert re.search(r'data-testid="continue-link">Asynchronous messaging: queues vs event streams<', html)
     assert '<progress max="5" value="1"' in html and "1 of 5 read" in html
-    assert "1 of 18 lessons read" in html
+    assert "1 of 21 lessons read" in html
     # Once the last visited lesson is read, continue with the next unread one after it.
     assert re.search(r'data-testid="continue-link">Kafka, RabbitMQ and SQS compared<', after_reading)
 
@@ -434,7 +434,7 @@ def test_the_glossary_lists_every_term_with_the_lessons_that_use_it(client, cour
     html = client.get("/lessons/glossary/").content.decode()
 
     entry = html.split('id="idempotency-key"')[1].split("</div>")[0]
-    assert html.count('class="glossary-entry"') == GlossaryTerm.objects.count() == 81
+    assert html.count('class="glossary-entry"') == GlossaryTerm.objects.count() == 102
     assert "A unique identifier attached to a request or message" in entry
     assert 'href="/lessons/network-calls/">Why a network call is not a function call</a>' in entry
 
