@@ -48,8 +48,8 @@ def test_check_content_passes_on_the_real_question_bank(capsys):
     call_command("check_content")
 
     out = capsys.readouterr().out
-    assert "practice: 84 of 84 question files valid" in out
-    assert "22 choice" in out
+    assert "practice: 99 of 99 question files valid" in out
+    assert "26 choice" in out
     assert "check_content: all content is valid." in out
 
 
@@ -69,8 +69,8 @@ def test_load_content_loads_every_question_and_a_second_run_changes_nothing(caps
     call_command("load_content")
     second = capsys.readouterr().out
 
-    assert "84 questions" in first and "84 new" in first
-    assert "0 new, 0 updated, 84 unchanged, 0 retired" in second
+    assert "99 questions" in first and "99 new" in first
+    assert "0 new, 0 updated, 99 unchanged, 0 retired" in second
     assert list(Question.objects.order_by("id").values()) == snapshot
 
 
@@ -101,6 +101,7 @@ def test_an_edited_file_updates_its_question_and_a_removed_file_retires_it(conte
         (("topics: [retries]", "topics: [sagas]"), "retries-tiny.yaml:5: topics must include 'retries'"),
         (("minutes: 3\n", "minutes: 3\nauthor: me\n"), "retries-tiny.yaml:7: unknown key 'author'"),
         (("    why: Most network faults are short.\n", ""), "retries-tiny.yaml:10: rubric point is missing 'why'"),
+        (("terms: [transient,", "terms: [503,"), r'retries-tiny.yaml:12: term 503 is not text: quote it \("503"\)'),
         # libyaml names the line where it noticed (the next key); the pure-Python parser the one before.
         (("prompt: Why retry?", "prompt: [Why retry?"), r"retries-tiny.yaml:[78]: not valid YAML"),
     ],
