@@ -45,6 +45,10 @@ TOPICS = {
     "rate-limiting": "Rate limiting",
     "push": "Pushing to clients",
     "overload": "Overload",
+    # Lessons 23–25 (events, logs and contracts).
+    "kafka-in-depth": "Kafka in depth",
+    "events-and-state": "Events and state",
+    "contracts": "Evolving contracts",
     "design": "System design",
 }
 KINDS = ("concept", "compare", "failure", "design", "choice")
@@ -250,7 +254,10 @@ def _check_rubric(data: dict, error, warnings: list, loc: _Located) -> None:
             if not 4 <= len(terms) <= 10:
                 warnings.append(f"{loc.at('rubric', i, 'terms')}: {len(terms)} terms (aim for 4–10)")
             for j, term in enumerate(terms):
-                if str(term) != str(term).lower():
+                if not isinstance(term, str):
+                    # YAML reads 409 or 2.5 as a number, which the rubric matcher cannot search for.
+                    error(f"term {term!r} is not text: quote it (\"{term}\")", "rubric", i, "terms", j)
+                elif term != term.lower():
                     warnings.append(f"{loc.at('rubric', i, 'terms', j)}: term {term!r} should be lowercase")
 
 

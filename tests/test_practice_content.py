@@ -103,6 +103,7 @@ def test_an_edited_file_updates_its_question_and_a_removed_file_retires_it(conte
         (("topics: [retries]", "topics: [sagas]"), "retries-tiny.yaml:5: topics must include 'retries'"),
         (("minutes: 3\n", "minutes: 3\nauthor: me\n"), "retries-tiny.yaml:7: unknown key 'author'"),
         (("    why: Most network faults are short.\n", ""), "retries-tiny.yaml:10: rubric point is missing 'why'"),
+        (("terms: [transient,", "terms: [503,"), r'retries-tiny.yaml:12: term 503 is not text: quote it \("503"\)'),
         # libyaml names the line where it noticed (the next key); the pure-Python parser the one before.
         (("prompt: Why retry?", "prompt: [Why retry?"), r"retries-tiny.yaml:[78]: not valid YAML"),
     ],
