@@ -10,6 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from courseware.choices import choice_item, measure_bias
 from courseware.content_report import ContentReport
 from practice.mock import read_phases
 from practice.models import Question
@@ -31,9 +32,11 @@ def check_questions() -> ContentReport:
         phases = 0
     kinds = {kind: sum(q["kind"] == kind for q in found.questions) for kind in Question.Kind.values}
     by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    bias = measure_bias(choice_item(q["source"], q["options"]) for q in found.questions if q["kind"] == "choice")
+    errors += bias.problems("choice questions")
     summary = (
         f"{len(found.questions)} of {found.files} question files valid ({by_kind}); "
-        f"{phases} mock interview phases"
+        f"{phases} mock interview phases; choice questions: {bias.summary()}"
     )
     return ContentReport(summary, errors, found.warnings)
 

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from courseware.choices import shuffled_order
 from practice import charts, clock, exports, scheduling, stats
 from practice.mock import phase_seconds, read_phases, timeline
 from practice.models import Attempt, MockInterview, Question, Rating
@@ -73,14 +74,23 @@ def index(request: HttpRequest) -> HttpResponse:
 # --- Answering -----------------------------------------------------------------------------
 
 
+def _options_shown(progress, question: Question, attempts_before: int) -> list[tuple[int, dict]]:
+    """A choice question's options as (index in the file, option), in this candidate's order for
+    their next attempt (or, for a past attempt, the order they answered in): the same until they answer."""
+    order = shuffled_order(len(question.options), "question", progress.learner_seed(), question.id, attempts_before)
+    return [(i, question.options[i]) for i in order]
+
+
 def _question_context(request: HttpRequest, question: Question, **extra) -> dict:
     progress = progress_for(request)
     hints_shown = _int(request.GET.get("hints"), 0)
     card = progress.card(question.id)
+    attempts = progress.attempts(question.id)
     return {
         "question": question,
         "hints_shown": max(0, min(hints_shown, len(question.hints))),
-        "attempts": progress.attempts(question.id),
+        "attempts": attempts,
+        "options_shown": _options_shown(progress, question, len(attempts)) if question.is_choice else [],
         "card": card if card.state else None,
         "anonymous": progress.is_anonymous,
         "max_answer_chars": MAX_ANSWER_CHARS,
@@ -175,12 +185,15 @@ def attempt(request: HttpRequest, question_id: str, attempt_id: int) -> HttpResp
         {"index": i, "match": match, "grade": grade, "why": q.rubric[i]["why"] if i < len(q.rubric) else ""}
         for i, (match, grade) in enumerate(zip(a.matches, grades, strict=True))
     ]
+    progress = progress_for(request)
+    attempts = progress.attempts(q.id)
     context = {
         "question": q,
         "attempt": a,
         "points": points,
         "credits": scheduling.CREDITS,
-        "attempts": progress_for(request).attempts(q.id),
+        "attempts": attempts,
+        "options_shown": _options_shown(progress, q, sum(1 for b in attempts if b.pk < a.pk)) if q.is_choice else [],
         "anonymous": progress_for(request).is_anonymous,
         "due_in_days": (timezone.localdate(a.due_after) - clock.today()).days if a.due_after else None,
     }

@@ -219,7 +219,7 @@ def test_the_progress_dashboard_draws_its_charts_and_points_to_lessons_for_weak_
         clock.set(datetime(2025, 3, 3 + day, 9, 0, tzinfo=UTC))
         url = candidate.post(reverse("practice:answer", args=[DESIGN]), {"answer": DESIGN_ANSWER})["Location"]
         candidate.post(url + "grade/", {f"point-{i}": g for i, g in enumerate(grades)})
-    candidate.post(reverse("practice:answer", args=["circuit-breakers-half-open"]), {"choice": "1"})
+    candidate.post(reverse("practice:answer", args=["circuit-breakers-half-open"]), {"choice": "3"})
 
     page.goto(reverse("practice:dashboard"))
 

@@ -13,7 +13,7 @@ from practice.models import Attempt, MockInterview, ReviewCard
 from practice.testing import moved_clock, questions  # noqa: F401  (fixtures)
 
 DESIGN = "design-notification-system"
-CHOICE = "circuit-breakers-half-open"  # option 1 (0-based) is correct
+CHOICE = "circuit-breakers-half-open"  # option 3 (0-based, in the file) is correct
 GOOD_ANSWER = (
     "The API writes the intent and an outbox row in one transaction and returns 202.\n\n"
     "Each channel gets its own queue and worker pool, with a priority lane for security alerts."
@@ -135,7 +135,7 @@ def test_giving_up_shows_the_model_answer_and_brings_the_question_back_tomorrow(
     assert Attempt.objects.get().source == Attempt.Source.GAVE_UP
 
 
-@pytest.mark.parametrize(("choice", "verdict", "days"), [(1, "Right", 2), (0, "Not quite", 1)])
+@pytest.mark.parametrize(("choice", "verdict", "days"), [(3, "Right", 2), (0, "Not quite", 1)])
 def test_a_quick_check_is_marked_at_once_with_every_option_explained(signed_in, moved_clock, choice, verdict, days):
     response = signed_in.post(reverse("practice:answer", args=[CHOICE]), {"choice": choice})
     html = signed_in.get(response["Location"]).content.decode()
@@ -267,7 +267,7 @@ def test_finishing_a_mock_interview_reviews_its_notes_against_the_rubric(signed_
 
 def test_the_dashboard_charts_attempts_and_scores_and_names_the_weakest_topics(signed_in):
     grade(signed_in, answer(signed_in), ["missed"] * 6)
-    signed_in.post(reverse("practice:answer", args=[CHOICE]), {"choice": 1})
+    signed_in.post(reverse("practice:answer", args=[CHOICE]), {"choice": 3})
 
     html = signed_in.get(reverse("practice:dashboard")).content.decode()
 
