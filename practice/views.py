@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from courseware.choices import shuffled_order
-from practice import charts, clock, exports, scheduling, stats
+from practice import charts, clock, drills, exports, scheduling, stats
 from practice.mock import phase_seconds, read_phases, timeline
 from practice.models import Attempt, MockInterview, Question, Rating
 from practice.progress import progress_for
@@ -129,6 +129,15 @@ def answer(request: HttpRequest, question_id: str) -> HttpResponse:
                  "terms": [], "explanation": "" if correct else f"Why it matters: {point['why']}"}  # fmt: skip
         attempt = Attempt(question=q, source=Attempt.Source.CHOICE, created_at=now, choice=choice, matches=[found])
         _grade(progress, attempt, [1.0 if correct else 0.0], now, Rating.GOOD if correct else Rating.AGAIN)
+    elif q.is_estimate:
+        text = request.POST.get("estimate", "").strip()[:200]
+        try:
+            value = drills.parse_estimate(text, q.estimate["unit"])
+        except drills.NotAnEstimate as exc:
+            return _answer_error(request, q, str(exc), text)
+        right = drills.check_estimate(value, q.estimate["answer"], q.estimate["tolerance"]).right
+        attempt = Attempt(question=q, source=Attempt.Source.ESTIMATE, created_at=now, answer=text, matches=[_estimate_match(q, right)])
+        _grade(progress, attempt, [1.0 if right else 0.0], now, Rating.GOOD if right else Rating.AGAIN)
     else:
         text = request.POST.get("answer", "").strip()
         if not text:
@@ -138,6 +147,13 @@ def answer(request: HttpRequest, question_id: str) -> HttpResponse:
         attempt = _written_attempt(q, text, Attempt.Source.ANSWER, now)
         progress.save_attempt(attempt)
     return redirect(_attempt_url(attempt))
+
+
+def _estimate_match(q: Question, right: bool) -> dict:
+    """An estimation drill's one rubric point, found when the estimate is within the tolerance."""
+    point = q.rubric[0]
+    return {"point": point["point"], "weight": point["weight"], "found": right, "sentence": "", "term": "", "terms": [],
+            "explanation": "" if right else point["why"]}  # fmt: skip
 
 
 def _written_attempt(q: Question, text: str, source: str, now: datetime) -> Attempt:
@@ -157,7 +173,10 @@ def give_up(request: HttpRequest, question_id: str) -> HttpResponse:
     progress = progress_for(request)
     now = clock.now()
     text = request.POST.get("answer", "").strip()[:MAX_ANSWER_CHARS]
-    attempt = _written_attempt(q, text, Attempt.Source.GAVE_UP, now)
+    if q.is_estimate:
+        attempt = Attempt(question=q, source=Attempt.Source.GAVE_UP, created_at=now, matches=[_estimate_match(q, False)])
+    else:
+        attempt = _written_attempt(q, text, Attempt.Source.GAVE_UP, now)
     _grade(progress, attempt, [0.0] * len(attempt.matches), now, Rating.AGAIN)
     return redirect(_attempt_url(attempt) + "#model-answer")
 
@@ -194,10 +213,18 @@ def attempt(request: HttpRequest, question_id: str, attempt_id: int) -> HttpResp
         "credits": scheduling.CREDITS,
         "attempts": attempts,
         "options_shown": _options_shown(progress, q, sum(1 for b in attempts if b.pk < a.pk)) if q.is_choice else [],
+        "estimate_verdict": _estimate_verdict(q, a) if a.source == Attempt.Source.ESTIMATE else "",
         "anonymous": progress_for(request).is_anonymous,
         "due_in_days": (timezone.localdate(a.due_after) - clock.today()).days if a.due_after else None,
     }
     return render(request, "practice/attempt.html", context)
+
+
+def _estimate_verdict(q: Question, a: Attempt) -> str:
+    """What the drill's review says about the estimate: how far it is from the answer."""
+    spec = q.estimate
+    value = drills.parse_estimate(a.answer, spec["unit"])
+    return drills.check_estimate(value, spec["answer"], spec["tolerance"]).describe(spec["answer"], spec["unit"], spec["tolerance"])
 
 
 @require_POST

@@ -247,6 +247,6 @@ def test_the_practice_pages_fit_a_phone_screen(page, bank, screenshot):
     screenshot("practice-question-phone")
     page.goto(reverse("practice:index"))
     page.get_by_label("Topic").select_option("sagas")
-    expect(page.locator(".list-count")).to_have_text(re.compile(r"^\d of 84 questions$"))
+    expect(page.locator(".list-count")).to_have_text(re.compile(r"^\d of 101 questions$"))
     expect(page).to_have_url(re.compile(r"topic=sagas"))
     screenshot("practice-index-phone")

@@ -69,8 +69,8 @@ def test_load_content_loads_every_question_and_a_second_run_changes_nothing(caps
     call_command("load_content")
     second = capsys.readouterr().out
 
-    assert "84 questions" in first and "84 new" in first
-    assert "0 new, 0 updated, 84 unchanged, 0 retired" in second
+    assert "84 questions and 17 estimation drills" in first and "101 new" in first
+    assert "0 new, 0 updated, 101 unchanged, 0 retired" in second
     assert list(Question.objects.order_by("id").values()) == snapshot
 
 

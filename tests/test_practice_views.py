@@ -48,10 +48,10 @@ def test_the_bank_lists_every_question_and_filters_by_topic_as_a_fragment(client
     full = client.get(reverse("practice:index"))
     fragment = client.get(reverse("practice:index"), {"topic": "sagas", "kind": "choice"}, headers={"HX-Request": "true"})
 
-    assert "84 of 84 questions" in full.content.decode()
+    assert "101 of 101 questions" in full.content.decode()
     html = fragment.content.decode()
     assert "<h1>" not in html and 'id="question-list"' in html
-    assert "of 84 questions" in html and "Orchestration or choreography" not in html
+    assert "of 101 questions" in html and "Orchestration or choreography" not in html
 
 
 def test_the_question_page_shows_the_prompt_and_time_box_but_no_hints_or_model_answer_yet(client):
@@ -226,7 +226,7 @@ def test_the_deck_is_an_anki_package_with_a_note_per_question_tagged_by_topic(cl
     db = sqlite3.connect(tmp_path / "collection.anki2")
     notes = db.execute("select flds, tags from notes").fetchall()
     db.close()
-    assert len(notes) == 84
+    assert len(notes) == 101  # 84 questions and 17 estimation drills
     fields, tags = next((f, t) for f, t in notes if f.endswith(DESIGN))
     prompt, model_answer, _ = fields.split("\x1f")
     assert "Design a notification system" in prompt and "API and acceptance" in model_answer
