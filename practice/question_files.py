@@ -52,6 +52,8 @@ REQUIRED_KEYS = (
 )  # fmt: skip
 OPTIONAL_KEYS = ("options",)
 POINT_KEYS = ("point", "weight", "terms", "why")
+# What a mock interviewer asks when the candidate's notes miss the point (practice/interviewer.py).
+OPTIONAL_POINT_KEYS = ("follow_up",)
 OPTION_KEYS = ("text", "explanation", "correct")
 KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # A whole-system design answer covers more ground than a concept answer.
@@ -238,7 +240,11 @@ def _check_rubric(data: dict, error, warnings: list, loc: _Located) -> None:
         if not isinstance(point, dict):
             error("each rubric entry must be a mapping with point, weight, terms and why", "rubric", i)
             continue
-        _unknown_keys(point, POINT_KEYS, "rubric key", error, "rubric", i)
+        _unknown_keys(point, POINT_KEYS + OPTIONAL_POINT_KEYS, "rubric key", error, "rubric", i)
+        if "follow_up" in point and not _is_text(point["follow_up"]):
+            error("follow_up must be non-empty text (the question an interviewer asks)", "rubric", i, "follow_up")
+        elif data["kind"] == "design" and "follow_up" not in point:
+            warnings.append(f"{loc.at('rubric', i)}: no follow_up: a mock interview asks a question made from the point itself")
         for key in POINT_KEYS:
             if key not in point:
                 error(f"rubric point is missing {key!r}", "rubric", i)
