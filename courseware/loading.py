@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import models, transaction
 
+from courseware.choices import ChoiceItem, measure_bias
 from courseware.content_files import WORDS, Course, LessonSource, read_course
 from courseware.content_report import ContentReport
 from courseware.models import GlossaryTerm, InlineCheck, Lesson, Module
@@ -156,8 +157,20 @@ def check_content(content_dir: Path | None = None, questions_dir: Path | None = 
             if page.word_count not in WORDS:
                 report.warnings.append(f"{lesson.name}: {page.word_count} words; lessons run {WORDS.start}-{WORDS.stop - 1}")
     checks = sum(len(lesson.checks) for lesson in course.lessons)
+    bias = measure_bias(check_items(course))
+    report.errors += bias.problems("inline checks")
     report.summary = (
         f"{len(course.lessons)} lessons, {len(course.glossary)} glossary terms, {checks} inline checks checked: "
-        f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+        f"{len(report.errors)} error(s), {len(report.warnings)} warning(s); inline checks: {bias.summary()}"
     )
     return report
+
+
+def check_items(course: Course) -> list[ChoiceItem]:
+    """Every inline check, in the order its file gives the options, for the bias figures."""
+    return [
+        ChoiceItem(f"{lesson.name}:{check.line}", tuple(o.text for o in check.options), right)
+        for lesson in course.lessons
+        for check in lesson.checks
+        for right in [next((i for i, o in enumerate(check.options) if o.correct), 0)]
+    ]

@@ -4,6 +4,7 @@ Anyone can read everything; answers and progress are kept only for signed-in lea
 """
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 
@@ -18,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from config.whole_numbers import whole_number
 from courseware import progress
+from courseware.choices import shuffled_order
 from courseware.models import CheckAnswer, GlossaryTerm, InlineCheck, Lesson
 from courseware.rendering import CHECK_MARKER, code_css as generate_code_css
 from courseware.search import search_lessons
@@ -26,15 +28,36 @@ from labs.catalogue import LABS
 
 @dataclass
 class CheckState:
-    """An inline check as one reader sees it: not yet answered, or just answered with `chosen`."""
+    """An inline check as one reader sees it: not yet answered, or just answered with `chosen`.
+
+    `order` is the order this reader sees the options in; `chosen` and answers keep the
+    option's index in the file, so a stored answer means the same option whatever the order.
+    """
 
     check: InlineCheck
     chosen: int | None = None
     previous: CheckAnswer | None = None
+    order: list[int] | None = None
 
     @property
     def correct(self) -> bool:
         return self.chosen is not None and self.check.options[self.chosen]["correct"]
+
+    @property
+    def shown(self) -> list[tuple[int, dict]]:
+        """(index in the file, option) in the order this reader sees them."""
+        order = self.order if self.order is not None else range(len(self.check.options))
+        return [(i, self.check.options[i]) for i in order]
+
+
+def option_order(request: HttpRequest, check: InlineCheck, answered_before: int) -> list[int]:
+    """This reader's order for a check's options, the same until they answer it again.
+
+    A signed-in learner gets a new order for each attempt (the count of their earlier
+    answers is part of the seed); visitors, whose answers are not kept, share one order per check.
+    """
+    reader = f"user-{request.user.pk}" if request.user.is_authenticated else "visitor"
+    return shuffled_order(len(check.options), "check", reader, check.check_id, answered_before)
 
 
 @cache
@@ -68,12 +91,16 @@ def lesson(request: HttpRequest, slug: str) -> HttpResponse:
 def _lesson_page(request: HttpRequest, lesson: Lesson, answered: CheckState | None = None) -> HttpResponse:
     """The lesson page; `answered` shows one check with its result (an answer sent without htmx)."""
     checks = {check.check_id: CheckState(check) for check in lesson.checks.all()}
+    answered_before = Counter()
     reading = None
     if request.user.is_authenticated:
         reading = progress.record_visit(request.user, lesson)
         answers = CheckAnswer.objects.filter(user=request.user, inline_check__lesson=lesson).order_by("answered_at")
         for answer in answers.select_related("inline_check"):
             checks[answer.inline_check.check_id].previous = answer  # the latest answer wins
+            answered_before[answer.inline_check.check_id] += 1
+    for check_id, state in checks.items():
+        state.order = option_order(request, state.check, answered_before[check_id])
     if answered is not None:
         checks[answered.check.check_id] = answered
     # The stored HTML has a marker where each check goes: odd pieces of the split are check ids.
@@ -105,7 +132,8 @@ def inline_check(request: HttpRequest, check_id: str) -> HttpResponse:
     check = _get_check(check_id)
     if not request.htmx:
         return redirect(f"{reverse('courseware:lesson', args=[check.lesson.slug])}#check-{check.check_id}")
-    context = {"state": CheckState(check), "lesson": check.lesson, "focus": True}
+    state = CheckState(check, order=option_order(request, check, _answers_so_far(request, check)))
+    context = {"state": state, "lesson": check.lesson, "focus": True}
     return render(request, "courseware/lesson.html#inline_check", context)
 
 
@@ -113,16 +141,24 @@ def inline_check(request: HttpRequest, check_id: str) -> HttpResponse:
 def answer_check(request: HttpRequest, check_id: str) -> HttpResponse:
     check = _get_check(check_id)
     chosen = whole_number(request.POST.get("option", ""), len(check.options) - 1)
+    # The order the reader answered in: their answers before this one make the seed.
+    order = option_order(request, check, _answers_so_far(request, check))
     if chosen is None:
-        state = CheckState(check)
+        state = CheckState(check, order=order)
         context = {"state": state, "lesson": check.lesson, "error": "Choose one of the answers first."}
         return render(request, "courseware/lesson.html#inline_check", context, status=200 if request.htmx else 400)
-    state = CheckState(check, chosen)
+    state = CheckState(check, chosen, order=order)
     if request.user.is_authenticated:
         CheckAnswer.objects.create(user=request.user, inline_check=check, option=chosen, correct=state.correct)
     if request.htmx:
         return render(request, "courseware/lesson.html#inline_check", {"state": state, "lesson": check.lesson})
     return _lesson_page(request, check.lesson, answered=state)
+
+
+def _answers_so_far(request: HttpRequest, check: InlineCheck) -> int:
+    if not request.user.is_authenticated:
+        return 0
+    return CheckAnswer.objects.filter(user=request.user, inline_check=check).count()
 
 
 @require_POST

@@ -10,10 +10,12 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from courseware.choices import choice_item, measure_bias
 from courseware.content_report import ContentReport
+from practice import drills
 from practice.mock import read_phases
 from practice.models import Question
-from practice.question_files import content_dir, read_questions
+from practice.question_files import KINDS, content_dir, read_questions
 
 FIELDS = (
     "title", "kind", "difficulty", "topic", "topics", "minutes", "prompt", "hints", "rubric", "options",
@@ -21,34 +23,56 @@ FIELDS = (
 )  # fmt: skip
 
 
+def _read_drills(found) -> drills.DrillFiles:
+    """The drill files, with an error for a drill whose id a question already has (they share one bank)."""
+    drill_files = drills.read_drills()
+    question_ids = {q["id"] for q in found.questions}
+    for drill in list(drill_files.drills):
+        if drill["id"] in question_ids:
+            drill_files.errors.append(f"{drill['source']}:1: id {drill['id']!r} is already used by a question")
+            drill_files.drills.remove(drill)
+    return drill_files
+
+
 def check_questions() -> ContentReport:
     found = read_questions()
-    errors = list(found.errors)
+    drill_files = _read_drills(found)
+    errors = list(found.errors) + drill_files.errors
     try:
         phases = len(read_phases())
     except ValueError as exc:
         errors.append(str(exc))
         phases = 0
-    kinds = {kind: sum(q["kind"] == kind for q in found.questions) for kind in Question.Kind.values}
+    kinds = {kind: sum(q["kind"] == kind for q in found.questions) for kind in KINDS}
     by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    bias = measure_bias(choice_item(q["source"], q["options"]) for q in found.questions if q["kind"] == "choice")
+    errors += bias.problems("choice questions")
     summary = (
         f"{len(found.questions)} of {found.files} question files valid ({by_kind}); "
-        f"{phases} mock interview phases"
+        f"{len(drill_files.drills)} of {drill_files.files} estimation drills valid; "
+        f"{phases} mock interview phases; choice questions: {bias.summary()}"
     )
     return ContentReport(summary, errors, found.warnings)
 
 
 def load_questions() -> str:
     found = read_questions()
-    if found.errors:
-        more = f" (and {len(found.errors) - 1} more: run check_content)" if len(found.errors) > 1 else ""
-        raise ValueError(found.errors[0] + more)
+    drill_files = _read_drills(found)
+    problems = found.errors + drill_files.errors
+    if problems:
+        more = f" (and {len(problems) - 1} more: run check_content)" if len(problems) > 1 else ""
+        raise ValueError(problems[0] + more)
     read_phases()  # refuse to load a bank whose mock interviews could not run
     created = updated = unchanged = 0
+    rows = [
+        *({"id": data["id"], **{name: data.get(name, []) if name == "options" else data[name] for name in FIELDS}, "estimate": {}}
+          for data in found.questions),
+        *({"id": drill["id"], **drills.question_fields(drill)} for drill in drill_files.drills),
+    ]  # fmt: skip
     with transaction.atomic():
         existing = {q.id: q for q in Question.objects.all()}
-        for data in found.questions:
-            values = {name: data.get(name, []) if name == "options" else data[name] for name in FIELDS}
+        for data in rows:
+            values = {name: value for name, value in data.items() if name != "id"}
             values["retired"] = False
             question = existing.get(data["id"])
             if question is None:
@@ -59,10 +83,10 @@ def load_questions() -> str:
                 updated += 1
             else:
                 unchanged += 1
-        gone = set(existing) - {data["id"] for data in found.questions}
+        gone = set(existing) - {data["id"] for data in rows}
         retired = Question.objects.filter(pk__in=gone, retired=False).update(retired=True)
     return (
-        f"{len(found.questions)} questions from {_shown(content_dir())} "
+        f"{len(found.questions)} questions and {len(drill_files.drills)} estimation drills from {_shown(content_dir())} "
         f"({created} new, {updated} updated, {unchanged} unchanged, {retired} retired)"
     )
 

@@ -19,6 +19,7 @@ class Question(models.Model):
         FAILURE = "failure", "When it fails"
         DESIGN = "design", "System design"
         CHOICE = "choice", "Quick check"
+        ESTIMATE = "estimate", "Estimation drill"
 
     id = models.SlugField(primary_key=True, max_length=100)
     title = models.CharField(max_length=200)
@@ -31,6 +32,7 @@ class Question(models.Model):
     hints = models.JSONField(default=list)
     rubric = models.JSONField(default=list, help_text="Key points: point, weight, terms, why.")
     options = models.JSONField(default=list, blank=True, help_text="Choice questions only: text, explanation, correct.")
+    estimate = models.JSONField(default=dict, blank=True, help_text="Estimation drills only: answer, unit, tolerance.")
     model_answer = models.TextField()
     follow_ups = models.JSONField(default=list)
     mistakes = models.JSONField(default=list)
@@ -51,6 +53,10 @@ class Question(models.Model):
     @property
     def is_choice(self) -> bool:
         return self.kind == self.Kind.CHOICE
+
+    @property
+    def is_estimate(self) -> bool:
+        return self.kind == self.Kind.ESTIMATE
 
     @property
     def correct_option(self) -> int | None:
@@ -95,6 +101,7 @@ class Attempt(models.Model):
         CHOICE = "choice", "Quick check"
         GAVE_UP = "gave_up", "Gave up"
         MOCK = "mock", "Mock interview"
+        ESTIMATE = "estimate", "Estimation drill"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="practice_attempts")
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="attempts")
@@ -151,6 +158,10 @@ class MockInterview(models.Model):
     phase_seconds = models.JSONField(help_text="How long each phase lasts, in seconds.")
     advanced_at = models.JSONField(default=list, help_text="When the candidate began each phase early (or null).")
     notes = models.JSONField(default=list, help_text="The candidate's notes, one text per phase.")
+    follow_ups = models.JSONField(
+        default=list, blank=True,
+        help_text="Per phase, the follow-up questions the interviewer asked when it ended: [[{point, question}], ...].",
+    )  # fmt: skip
     finished_at = models.DateTimeField(null=True, blank=True)
     attempt = models.ForeignKey(Attempt, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 

@@ -7,6 +7,7 @@ session. When a visitor signs up or logs in, `adopt_session_progress` moves what
 the session holds into their account.
 """
 
+import secrets
 from datetime import datetime
 
 from django.contrib.auth.signals import user_logged_in
@@ -25,6 +26,10 @@ class AccountProgress:
     def __init__(self, user):
         self.user = user
         self.is_anonymous = False
+
+    def learner_seed(self) -> str:
+        """Part of the seed that orders a choice question's options for this candidate."""
+        return f"user-{self.user.pk}"
 
     def attempts(self, question_id: str | None = None) -> list[Attempt]:
         rows = Attempt.objects.filter(user=self.user).select_related("question")
@@ -85,6 +90,14 @@ class SessionProgress:
 
     def _changed(self) -> None:
         self.session.modified = True
+
+    def learner_seed(self) -> str:
+        """A random word kept in the session: a visitor's options stay in one order per attempt."""
+        data = self._data
+        if "seed" not in data:
+            data["seed"] = secrets.token_hex(8)
+            self._changed()
+        return data["seed"]
 
     def attempts(self, question_id: str | None = None) -> list[Attempt]:
         found = [_load(Attempt, row) for row in reversed(self._data["attempts"])]

@@ -12,6 +12,7 @@ a temporary folder), else `practice/content/` in the checkout.
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -50,6 +51,7 @@ TOPICS = {
     "events-and-state": "Events and state",
     "contracts": "Evolving contracts",
     "design": "System design",
+    "estimation": "Estimation",  # the estimation drills' topic (practice/drills.py), not a question folder
 }
 KINDS = ("concept", "compare", "failure", "design", "choice")
 REQUIRED_KEYS = (
@@ -58,6 +60,8 @@ REQUIRED_KEYS = (
 )  # fmt: skip
 OPTIONAL_KEYS = ("options",)
 POINT_KEYS = ("point", "weight", "terms", "why")
+# What a mock interviewer asks when the candidate's notes miss the point (practice/interviewer.py).
+OPTIONAL_POINT_KEYS = ("follow_up",)
 OPTION_KEYS = ("text", "explanation", "correct")
 KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # A whole-system design answer covers more ground than a concept answer.
@@ -165,16 +169,23 @@ def _unknown_keys(mapping: dict, known: tuple, what: str, error, *path) -> None:
             error(f"unknown {what} {key!r} (known: {', '.join(known)})", *path, key)
 
 
-def _check_question(data: dict, loc: _Located, topic_folder: str, stem: str, lessons: dict) -> tuple[list, list]:
-    errors, warnings = [], []
+def keys_checked(data: dict, loc: _Located, required: tuple, optional: tuple) -> tuple[list[str], Callable]:
+    """The errors for unknown and missing keys of one content file, and a reporter that adds more."""
+    errors: list[str] = []
 
     def error(message: str, *path) -> None:
         errors.append(f"{loc.at(*path)}: {message}")
 
-    _unknown_keys(data, REQUIRED_KEYS + OPTIONAL_KEYS, "key", error)
-    for key in REQUIRED_KEYS:
+    _unknown_keys(data, required + optional, "key", error)
+    for key in required:
         if key not in data:
             error(f"missing {key!r}")
+    return errors, error
+
+
+def _check_question(data: dict, loc: _Located, topic_folder: str, stem: str, lessons: dict) -> tuple[list, list]:
+    warnings: list[str] = []
+    errors, error = keys_checked(data, loc, REQUIRED_KEYS, OPTIONAL_KEYS)
     if errors:
         return errors, warnings
 
@@ -237,7 +248,11 @@ def _check_rubric(data: dict, error, warnings: list, loc: _Located) -> None:
         if not isinstance(point, dict):
             error("each rubric entry must be a mapping with point, weight, terms and why", "rubric", i)
             continue
-        _unknown_keys(point, POINT_KEYS, "rubric key", error, "rubric", i)
+        _unknown_keys(point, POINT_KEYS + OPTIONAL_POINT_KEYS, "rubric key", error, "rubric", i)
+        if "follow_up" in point and not _is_text(point["follow_up"]):
+            error("follow_up must be non-empty text (the question an interviewer asks)", "rubric", i, "follow_up")
+        elif data["kind"] == "design" and "follow_up" not in point:
+            warnings.append(f"{loc.at('rubric', i)}: no follow_up: a mock interview asks a question made from the point itself")
         for key in POINT_KEYS:
             if key not in point:
                 error(f"rubric point is missing {key!r}", "rubric", i)
@@ -326,7 +341,7 @@ def _coverage_warnings(questions: list[dict]) -> list[str]:
     warnings = []
     per_topic = Counter(topic for q in questions for topic in q["topics"])
     for topic in TOPICS:
-        if per_topic[topic] < MIN_QUESTIONS_PER_TOPIC:
+        if topic != "estimation" and per_topic[topic] < MIN_QUESTIONS_PER_TOPIC:
             warnings.append(f"topic {topic!r} has {per_topic[topic]} question(s) (aim for {MIN_QUESTIONS_PER_TOPIC}+)")
     kinds = Counter(q["kind"] for q in questions)
     for kind in KINDS:

@@ -6,7 +6,8 @@ The lesson is not about this; the algorithm is FSRS-6 with its default parameter
 2. The score is the weighted share of credit: sum(weight × credit) / sum(weight), 0–100.
 3. The score becomes an FSRS rating: under 40 Again, under 70 Hard, under 90 Good,
    else Easy. A quick check is Good when right and Again when wrong (recognising
-   the right option is easier than recalling it, so it never earns Easy); giving up is Again.
+   the right option is easier than recalling it, so it never earns Easy); an estimation
+   drill likewise is Good within its tolerance and Again outside it; giving up is Again.
 4. FSRS updates the card's stability and difficulty and sets its next due time.
 
 Reviews are days apart, so the scheduler has no same-day learning steps: the first

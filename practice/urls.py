@@ -18,6 +18,7 @@ urlpatterns = [
     path("mock/<int:mock_id>/", views.mock, name="mock"),
     path("mock/<int:mock_id>/notes/", views.mock_notes, name="mock_notes"),
     path("mock/<int:mock_id>/next/", views.mock_next, name="mock_next"),
+    path("mock/<int:mock_id>/follow-ups/", views.mock_follow_ups, name="mock_follow_ups"),
     path("mock/<int:mock_id>/finish/", views.mock_finish, name="mock_finish"),
     path("export/faultline-questions.apkg", views.export_deck, name="export_deck"),
     path("export/attempts.csv", views.export_attempts, name="export_attempts"),

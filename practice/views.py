@@ -8,7 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from practice import charts, clock, exports, scheduling, stats
+from courseware.choices import shuffled_order
+from practice import charts, clock, drills, exports, interviewer, scheduling, stats
 from practice.mock import phase_seconds, read_phases, timeline
 from practice.models import Attempt, MockInterview, Question, Rating
 from practice.progress import progress_for
@@ -73,14 +74,23 @@ def index(request: HttpRequest) -> HttpResponse:
 # --- Answering -----------------------------------------------------------------------------
 
 
+def _options_shown(progress, question: Question, attempts_before: int) -> list[tuple[int, dict]]:
+    """A choice question's options as (index in the file, option), in this candidate's order for
+    their next attempt (or, for a past attempt, the order they answered in): the same until they answer."""
+    order = shuffled_order(len(question.options), "question", progress.learner_seed(), question.id, attempts_before)
+    return [(i, question.options[i]) for i in order]
+
+
 def _question_context(request: HttpRequest, question: Question, **extra) -> dict:
     progress = progress_for(request)
     hints_shown = _int(request.GET.get("hints"), 0)
     card = progress.card(question.id)
+    attempts = progress.attempts(question.id)
     return {
         "question": question,
         "hints_shown": max(0, min(hints_shown, len(question.hints))),
-        "attempts": progress.attempts(question.id),
+        "attempts": attempts,
+        "options_shown": _options_shown(progress, question, len(attempts)) if question.is_choice else [],
         "card": card if card.state else None,
         "anonymous": progress.is_anonymous,
         "max_answer_chars": MAX_ANSWER_CHARS,
@@ -119,6 +129,15 @@ def answer(request: HttpRequest, question_id: str) -> HttpResponse:
                  "terms": [], "explanation": "" if correct else f"Why it matters: {point['why']}"}  # fmt: skip
         attempt = Attempt(question=q, source=Attempt.Source.CHOICE, created_at=now, choice=choice, matches=[found])
         _grade(progress, attempt, [1.0 if correct else 0.0], now, Rating.GOOD if correct else Rating.AGAIN)
+    elif q.is_estimate:
+        text = request.POST.get("estimate", "").strip()[:200]
+        try:
+            value = drills.parse_estimate(text, q.estimate["unit"])
+        except drills.NotAnEstimate as exc:
+            return _answer_error(request, q, str(exc), text)
+        right = drills.check_estimate(value, q.estimate["answer"], q.estimate["tolerance"]).right
+        attempt = Attempt(question=q, source=Attempt.Source.ESTIMATE, created_at=now, answer=text, matches=[_estimate_match(q, right)])
+        _grade(progress, attempt, [1.0 if right else 0.0], now, Rating.GOOD if right else Rating.AGAIN)
     else:
         text = request.POST.get("answer", "").strip()
         if not text:
@@ -128,6 +147,13 @@ def answer(request: HttpRequest, question_id: str) -> HttpResponse:
         attempt = _written_attempt(q, text, Attempt.Source.ANSWER, now)
         progress.save_attempt(attempt)
     return redirect(_attempt_url(attempt))
+
+
+def _estimate_match(q: Question, right: bool) -> dict:
+    """An estimation drill's one rubric point, found when the estimate is within the tolerance."""
+    point = q.rubric[0]
+    return {"point": point["point"], "weight": point["weight"], "found": right, "sentence": "", "term": "", "terms": [],
+            "explanation": "" if right else point["why"]}  # fmt: skip
 
 
 def _written_attempt(q: Question, text: str, source: str, now: datetime) -> Attempt:
@@ -147,7 +173,10 @@ def give_up(request: HttpRequest, question_id: str) -> HttpResponse:
     progress = progress_for(request)
     now = clock.now()
     text = request.POST.get("answer", "").strip()[:MAX_ANSWER_CHARS]
-    attempt = _written_attempt(q, text, Attempt.Source.GAVE_UP, now)
+    if q.is_estimate:
+        attempt = Attempt(question=q, source=Attempt.Source.GAVE_UP, created_at=now, matches=[_estimate_match(q, False)])
+    else:
+        attempt = _written_attempt(q, text, Attempt.Source.GAVE_UP, now)
     _grade(progress, attempt, [0.0] * len(attempt.matches), now, Rating.AGAIN)
     return redirect(_attempt_url(attempt) + "#model-answer")
 
@@ -175,16 +204,48 @@ def attempt(request: HttpRequest, question_id: str, attempt_id: int) -> HttpResp
         {"index": i, "match": match, "grade": grade, "why": q.rubric[i]["why"] if i < len(q.rubric) else ""}
         for i, (match, grade) in enumerate(zip(a.matches, grades, strict=True))
     ]
+    progress = progress_for(request)
+    attempts = progress.attempts(q.id)
     context = {
         "question": q,
         "attempt": a,
         "points": points,
         "credits": scheduling.CREDITS,
-        "attempts": progress_for(request).attempts(q.id),
+        "attempts": attempts,
+        "options_shown": _options_shown(progress, q, sum(1 for b in attempts if b.pk < a.pk)) if q.is_choice else [],
+        "estimate_verdict": _estimate_verdict(q, a) if a.source == Attempt.Source.ESTIMATE else "",
+        "mock_review": _mock_review(progress, a) if a.source == Attempt.Source.MOCK else None,
         "anonymous": progress_for(request).is_anonymous,
         "due_in_days": (timezone.localdate(a.due_after) - clock.today()).days if a.due_after else None,
     }
     return render(request, "practice/attempt.html", context)
+
+
+def _mock_review(progress, a: Attempt) -> dict | None:
+    """What the interviewer asked after each phase, and the minutes each phase took against the plan."""
+    m = next((m for m in progress.mocks() if m.attempt_id == a.pk), None)
+    if m is None or m.finished_at is None:
+        return None
+    phases = read_phases()
+    rounds = []
+    for index, asked in enumerate(m.follow_ups[: len(phases)]):
+        questions = [{**q, "found": q["point"] < len(a.matches) and a.matches[q["point"]]["found"]} for q in asked]
+        if questions:
+            rounds.append({"title": phases[index].title, "final": index == len(phases) - 1, "questions": questions})
+    times = interviewer.phase_times(_timeline(m, m.finished_at), m.phase_seconds, m.finished_at)
+    return {
+        "rounds": rounds,
+        "times": [{"title": p.title, **t, "over": t["spent"] > t["planned"]} for p, t in zip(phases, times, strict=False)],
+        "planned": sum(m.phase_seconds),
+        "spent": round((m.finished_at - m.started_at).total_seconds()),
+    }
+
+
+def _estimate_verdict(q: Question, a: Attempt) -> str:
+    """What the drill's review says about the estimate: how far it is from the answer."""
+    spec = q.estimate
+    value = drills.parse_estimate(a.answer, spec["unit"])
+    return drills.check_estimate(value, spec["answer"], spec["tolerance"]).describe(spec["answer"], spec["unit"], spec["tolerance"])
 
 
 @require_POST
@@ -285,13 +346,27 @@ def _timeline(mock: MockInterview, now: datetime):
     return timeline(mock.started_at, mock.phase_seconds, advanced, now)
 
 
+def _ask_follow_ups(progress, m: MockInterview, line) -> None:
+    """Let the interviewer ask about every phase that has ended by now (practice/interviewer.py)."""
+    if interviewer.ask_due_rounds(m.follow_ups, line.current, m.question.rubric, m.notes):
+        progress.save_mock(m)
+
+
+def _follow_up_round(m: MockInterview, index: int, phases) -> dict:
+    """Round `index` (asked when phase `index` ended) as a page slot: questions is None until asked."""
+    asked = m.follow_ups[index] if index < len(m.follow_ups) else None
+    return {"index": index, "title": phases[index].title, "questions": asked, "final": index == len(phases) - 1}
+
+
 @require_GET
 def mock(request: HttpRequest, mock_id: int) -> HttpResponse:
-    m = progress_for(request).mock(mock_id)
+    progress = progress_for(request)
+    m = progress.mock(mock_id)
     if m.finished_at and m.attempt_id:
         return redirect("practice:attempt", question_id=m.question_id, attempt_id=m.attempt_id)
     now = clock.now()
     line = _timeline(m, now)
+    _ask_follow_ups(progress, m, line)
     phases = read_phases()
     q = m.question
     sections = []
@@ -301,6 +376,8 @@ def mock(request: HttpRequest, mock_id: int) -> HttpResponse:
             "index": i, "phase": phase, "prompts": [*phase.prompts, *extra], "notes": m.notes[i],
             "minutes": m.phase_seconds[i] // 60, "ends_ms": int(line.ends[i].timestamp() * 1000),
             "state": "done" if i < line.current else "now" if i == line.current else "next",
+            "asked_before": _follow_up_round(m, i - 1, phases) if i else None,
+            "closing": _follow_up_round(m, i, phases) if i == len(phases) - 1 else None,
         })  # fmt: skip
     context = {
         "mock": m,
@@ -326,7 +403,25 @@ def mock_notes(request: HttpRequest, mock_id: int) -> HttpResponse:
     m = progress.mock(mock_id)
     _save_notes(request, m)
     progress.save_mock(m)
+    _ask_follow_ups(progress, m, _timeline(m, clock.now()))
     return render(request, "practice/mock.html#notes_saved", {"saved_at": clock.now()})
+
+
+@require_POST
+def mock_follow_ups(request: HttpRequest, mock_id: int) -> HttpResponse:
+    """The page's timer saw a phase end: save the notes, let the interviewer ask, show round `round`."""
+    progress = progress_for(request)
+    m = progress.mock(mock_id)
+    phases = read_phases()
+    index = _int(request.POST.get("round"), -1)
+    if not 0 <= index < len(phases):
+        return HttpResponseBadRequest("Name a phase: round is 0 to the number of phases minus one.")
+    _save_notes(request, m)
+    progress.save_mock(m)
+    if not m.finished_at:
+        _ask_follow_ups(progress, m, _timeline(m, clock.now()))
+    context = {"round": _follow_up_round(m, index, phases), "mock": m}
+    return render(request, "practice/mock.html#follow_up_round", context)
 
 
 @require_POST
@@ -342,6 +437,7 @@ def mock_next(request: HttpRequest, mock_id: int) -> HttpResponse:
     elif not line.over:
         return mock_finish(request, mock_id)
     progress.save_mock(m)
+    _ask_follow_ups(progress, m, _timeline(m, now))
     return redirect("practice:mock", mock_id=m.pk)
 
 
@@ -354,12 +450,28 @@ def mock_finish(request: HttpRequest, mock_id: int) -> HttpResponse:
         return redirect("practice:attempt", question_id=m.question_id, attempt_id=m.attempt_id)
     _save_notes(request, m)
     now = clock.now()
-    text = "\n\n".join(f"## {p.title}\n\n{notes.strip()}" for p, notes in zip(read_phases(), m.notes) if notes.strip())
+    phases = read_phases()
+    if len(m.follow_ups) < len(phases) and _ask_closing_round(m, _timeline(m, now), len(phases)):
+        progress.save_mock(m)
+        return redirect(reverse("practice:mock", kwargs={"mock_id": m.pk}) + f"#follow-ups-{len(phases) - 1}")
+    text = "\n\n".join(f"## {p.title}\n\n{notes.strip()}" for p, notes in zip(phases, m.notes) if notes.strip())
     a = progress.save_attempt(_written_attempt(m.question, text, Attempt.Source.MOCK, now))
     m.finished_at = now
     m.attempt_id = a.pk
     progress.save_mock(m)
     return redirect(_attempt_url(a))
+
+
+def _ask_closing_round(m: MockInterview, line, phase_count: int) -> bool:
+    """Before the interview ends, the interviewer's last round: True when it has questions to answer first.
+
+    Phases that really ended get their rounds; phases skipped by finishing early get none,
+    and the closing round asks about whatever the notes still miss.
+    """
+    interviewer.ask_due_rounds(m.follow_ups, min(line.current, phase_count - 1), m.question.rubric, m.notes)
+    m.follow_ups += [[] for _ in range(phase_count - 1 - len(m.follow_ups))]
+    interviewer.ask_due_rounds(m.follow_ups, phase_count, m.question.rubric, m.notes)
+    return bool(m.follow_ups[-1])
 
 
 # --- Exports -------------------------------------------------------------------------------------

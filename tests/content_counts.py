@@ -14,6 +14,7 @@ from tests.harness import BASE_DIR
 
 COURSE = Path(BASE_DIR) / "courseware" / "content"
 QUESTIONS = Path(BASE_DIR) / "practice" / "content" / "questions"
+DRILLS = Path(BASE_DIR) / "practice" / "content" / "drills"
 
 
 def lesson_files() -> list[Path]:
@@ -41,3 +42,12 @@ def questions(kind: str | None = None) -> int:
     if kind is None:
         return len(files)
     return sum(f"\nkind: {kind}\n" in path.read_text(encoding="utf-8") for path in files)
+
+
+def drills() -> int:
+    return len(sorted(DRILLS.glob("*.yaml")))
+
+
+def bank() -> int:
+    """What the practice bank lists: the questions and the estimation drills."""
+    return questions() + drills()

@@ -378,13 +378,15 @@ def test_without_javascript_an_answer_shows_the_lesson_with_the_result(client, c
 @pytest.mark.django_db
 def test_a_returning_learner_sees_their_last_answer_and_an_answer_without_a_choice_is_refused(client, course, learner):
     client.force_login(learner)
-    client.post("/lessons/checks/network-calls-3/answer/", {"option": 0}, **HTMX)
+    check = InlineCheck.objects.get(check_id="network-calls-3")
+    wrong = next(n for n, option in enumerate(check.options) if not option["correct"])
+    client.post("/lessons/checks/network-calls-3/answer/", {"option": wrong}, **HTMX)
 
     page = client.get("/lessons/network-calls/").content.decode()
     refused = client.post("/lessons/checks/network-calls-3/answer/", {"option": 7}, **HTMX)
 
     section = page.split('id="check-network-calls-3"')[1].split("</section>")[0]
-    assert 'value="0" required checked' in section
+    assert f'value="{wrong}" required checked' in section
     assert "you were not quite right" in section
     assert "Choose one of the answers first." in refused.content.decode()
     assert CheckAnswer.objects.count() == 1

@@ -70,8 +70,8 @@ def test_load_content_loads_every_question_and_a_second_run_changes_nothing(caps
     call_command("load_content")
     second = capsys.readouterr().out
 
-    total = counts.questions()
-    assert f"{total} questions" in first and f"{total} new" in first
+    total = counts.bank()
+    assert f"{counts.questions()} questions and {counts.drills()} estimation drills" in first and f"{total} new" in first
     assert f"0 new, 0 updated, {total} unchanged, 0 retired" in second
     assert list(Question.objects.order_by("id").values()) == snapshot
 

@@ -14,7 +14,7 @@ from practice.testing import moved_clock, questions  # noqa: F401  (fixtures)
 from tests import content_counts as counts
 
 DESIGN = "design-notification-system"
-CHOICE = "circuit-breakers-half-open"  # option 1 (0-based) is correct
+CHOICE = "circuit-breakers-half-open"  # option 3 (0-based, in the file) is correct
 GOOD_ANSWER = (
     "The API writes the intent and an outbox row in one transaction and returns 202.\n\n"
     "Each channel gets its own queue and worker pool, with a priority lane for security alerts."
@@ -49,10 +49,10 @@ def test_the_bank_lists_every_question_and_filters_by_topic_as_a_fragment(client
     full = client.get(reverse("practice:index"))
     fragment = client.get(reverse("practice:index"), {"topic": "sagas", "kind": "choice"}, headers={"HX-Request": "true"})
 
-    assert f"{counts.questions()} of {counts.questions()} questions" in full.content.decode()
+    assert f"{counts.bank()} of {counts.bank()} questions" in full.content.decode()
     html = fragment.content.decode()
     assert "<h1>" not in html and 'id="question-list"' in html
-    assert f"of {counts.questions()} questions" in html and "Orchestration or choreography" not in html
+    assert f"of {counts.bank()} questions" in html and "Orchestration or choreography" not in html
 
 
 def test_the_question_page_shows_the_prompt_and_time_box_but_no_hints_or_model_answer_yet(client):
@@ -136,7 +136,7 @@ def test_giving_up_shows_the_model_answer_and_brings_the_question_back_tomorrow(
     assert Attempt.objects.get().source == Attempt.Source.GAVE_UP
 
 
-@pytest.mark.parametrize(("choice", "verdict", "days"), [(1, "Right", 2), (0, "Not quite", 1)])
+@pytest.mark.parametrize(("choice", "verdict", "days"), [(3, "Right", 2), (0, "Not quite", 1)])
 def test_a_quick_check_is_marked_at_once_with_every_option_explained(signed_in, moved_clock, choice, verdict, days):
     response = signed_in.post(reverse("practice:answer", args=[CHOICE]), {"choice": choice})
     html = signed_in.get(response["Location"]).content.decode()
@@ -227,7 +227,7 @@ def test_the_deck_is_an_anki_package_with_a_note_per_question_tagged_by_topic(cl
     db = sqlite3.connect(tmp_path / "collection.anki2")
     notes = db.execute("select flds, tags from notes").fetchall()
     db.close()
-    assert len(notes) == counts.questions()
+    assert len(notes) == counts.bank()
     fields, tags = next((f, t) for f, t in notes if f.endswith(DESIGN))
     prompt, model_answer, _ = fields.split("\x1f")
     assert "Design a notification system" in prompt and "API and acceptance" in model_answer
@@ -268,7 +268,7 @@ def test_finishing_a_mock_interview_reviews_its_notes_against_the_rubric(signed_
 
 def test_the_dashboard_charts_attempts_and_scores_and_names_the_weakest_topics(signed_in):
     grade(signed_in, answer(signed_in), ["missed"] * 6)
-    signed_in.post(reverse("practice:answer", args=[CHOICE]), {"choice": 1})
+    signed_in.post(reverse("practice:answer", args=[CHOICE]), {"choice": 3})
 
     html = signed_in.get(reverse("practice:dashboard")).content.decode()
 

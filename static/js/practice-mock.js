@@ -37,10 +37,22 @@
       phaseNow.hidden = current >= phases.length;
       timesUp.hidden = current < phases.length;
       if (nextButton) nextButton.hidden = current >= phases.length;
+      if (shown !== -1) askFollowUps(current);  // on load the server has already asked
       shown = current;
     }
     clock.textContent = current < phases.length ? format(ends[current] - now) : "0:00";
     clock.classList.toggle("low", current < phases.length && ends[current] - now < 60000);
+  }
+
+  // When a phase ends in the page, the interviewer's questions about it are fetched (with the notes,
+  // which the server saves first) into their empty slot; a slot asks once, then is replaced.
+  function askFollowUps(current) {
+    document.querySelectorAll("[data-round][data-pending]").forEach((slot) => {
+      if (Number(slot.dataset.round) < current && window.htmx) {
+        slot.removeAttribute("data-pending");
+        window.htmx.trigger(slot, "mock:phase-ended");
+      }
+    });
   }
 
   tick();
