@@ -190,7 +190,7 @@ PHRASE_UNITS = 3  # a term of two or more words, written as a phrase
 WORD_UNITS = 2  # a one-word term, or a term's words apart in the sentence
 POINT_WORD_UNITS = 1  # a specific word of the point's own statement
 ENOUGH_UNITS = 4
-WINDOW = 2  # sentences read together: an explanation often runs over two
+WINDOW = 3  # sentences read together: an explanation often runs over two or three
 
 
 @dataclass(frozen=True)
@@ -381,12 +381,18 @@ def _units(matched: list[tuple[str, list[str], int]], common: frozenset[str]) ->
     return total
 
 
+@cache
+def _term_words(term: str) -> list[str]:
+    """A term's words, read once: the same rubrics are matched again and again."""
+    return words(term)
+
+
 Evidence = tuple[str, list[str], bool]  # a term or a word of the point, its words, whether it is a term
 
 
 def _evidence(point: dict, common: frozenset[str]) -> list[Evidence]:
     """A point's terms, then the specific words of its own statement that no term already holds."""
-    evidence = [(term, words(term), True) for term in point["terms"]]
+    evidence = [(term, _term_words(term), True) for term in point["terms"]]
     seen = {w for _, tw, _ in evidence for w in tw}
     for token in _raw_tokens(point["point"]):
         word = normal(token)
