@@ -31,7 +31,7 @@ Steps:
    2, a word of the point's statement 1. A term made only of words common across
    the bank's model answers ("worker", "retry", "api") counts nothing, and a term
    inside another matched one counts once.
-7. A point is found in the sentence (read with the next one) with the most signal,
+7. A point is found in the sentence (read with the next two) with the most signal,
    when that reaches 4 units: two distinct terms, or a term and words of the point.
    One term in passing, even a phrase, is not a statement of the point.
 """
@@ -40,7 +40,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 _BLOCK_START = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|#{1,6}\s+|>\s*)")
@@ -203,6 +203,15 @@ class Sentence:
     is_question: bool
     is_list: bool  # a bare list of terms
 
+    @cached_property
+    def all_words(self) -> "WordView":
+        return WordView(self.words)
+
+    @cached_property
+    def affirmed_words(self) -> "WordView":
+        """The words no negation takes back (a negated word leaves a gap, so phrases do not bridge it)."""
+        return WordView([w if not negated else "" for w, negated in zip(self.words, self.negated, strict=True)])
+
     @property
     def states(self) -> bool:
         return not (self.is_question or self.is_list)
@@ -284,38 +293,49 @@ def read_sentence(text: str) -> Sentence:
     return Sentence(text, words_, flags_, text.rstrip().endswith("?"), _is_list(text))
 
 
+class WordView:
+    """A sentence's words as a term sees them, with the sets each match looks in, built once."""
+
+    def __init__(self, sentence_words: Sequence[str]):
+        self.words = tuple(sentence_words)
+        self.word_set = frozenset(self.words)
+        # "timed out" stems to "tim out": the stemmer's dropped "e" comes back at the join.
+        self.joined_pairs = frozenset(a + glue + b for a, b in zip(self.words, self.words[1:]) for glue in ("", "e"))
+
+
 def term_matches(term_words: Sequence[str], sentence_words: Sequence[str]) -> bool:
     """A term matches as a phrase, or (for several words) with all its words in the sentence.
 
     Compounds meet their spaced forms: "rollback" matches "rolled back" and "fail over"
     matches "failover".
     """
-    return _term_units(term_words, sentence_words) > 0
+    return _term_units(term_words, WordView(sentence_words)) > 0
 
 
-def _term_units(term_words: Sequence[str], sentence_words: Sequence[str]) -> int:
+def _term_units(term_words: Sequence[str], view: WordView) -> int:
     """A term's signal in a sentence: PHRASE_UNITS for two or more words written as a phrase,
     WORD_UNITS for one word or several words apart, 0 when it does not match."""
     if not term_words:
         return 0
     n = len(term_words)
-    # "timed out" stems to "tim out": the stemmer's dropped "e" comes back at the join.
-    joined_pairs = {a + glue + b for a, b in zip(sentence_words, sentence_words[1:]) for glue in ("", "e")}
     if n == 1:
-        return WORD_UNITS if term_words[0] in sentence_words or term_words[0] in joined_pairs else 0
-    if any(tuple(sentence_words[i : i + n]) == tuple(term_words) for i in range(len(sentence_words) - n + 1)):
-        return PHRASE_UNITS
-    if n == 2 and "".join(term_words) in sentence_words:
-        return PHRASE_UNITS
+        return WORD_UNITS if term_words[0] in view.word_set or term_words[0] in view.joined_pairs else 0
     content = [w for w in term_words if w not in STOPWORDS]
-    return WORD_UNITS if set(content if len(content) >= 2 else term_words) <= set(sentence_words) else 0
+    if not set(content if len(content) >= 2 else term_words) <= view.word_set:
+        if n == 2 and "".join(term_words) in view.word_set:
+            return PHRASE_UNITS
+        return 0
+    sentence_words, phrase = view.words, tuple(term_words)
+    if any(sentence_words[i : i + n] == phrase for i in range(len(sentence_words) - n + 1)):
+        return PHRASE_UNITS
+    return WORD_UNITS
 
 
-def _visible_words(sentence: Sentence, term_words: Sequence[str]) -> list[str]:
+def _visible_words(sentence: Sentence, term_words: Sequence[str]) -> WordView:
     """The sentence's words a term may match: negated ones hidden, unless the term is itself negative."""
     if any(w in NEGATION_WORDS for w in term_words):
-        return list(sentence.words)
-    return [w if not negated else "" for w, negated in zip(sentence.words, sentence.negated, strict=True)]
+        return sentence.all_words
+    return sentence.affirmed_words
 
 
 @dataclass(frozen=True)
@@ -415,7 +435,7 @@ def _sentence_matches(evidence: list[Evidence], sentence: Sentence) -> list[tupl
 
 
 def match_point(point: dict, answer_sentences: Sequence[Sentence], common: frozenset[str] = frozenset()) -> PointMatch:
-    """Find the sentence, read with the next one, that states the point most strongly."""
+    """Find the sentence, read with the next ones (WINDOW in all), that states the point most strongly."""
     evidence = _evidence(point, common)
     per_sentence = [_sentence_matches(evidence, s) for s in answer_sentences]
     best_units, quote, terms = 0, -1, []
