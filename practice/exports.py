@@ -100,7 +100,7 @@ def anki_deck(questions: Iterable[Question], now: datetime) -> bytes:
     return out.getvalue()
 
 
-CSV_COLUMNS = ["date", "question", "title", "kind", "how", "points found", "score", "rating", "answer"]
+CSV_COLUMNS = ["date", "question", "title", "kind", "how", "points covered", "score", "rating", "answer"]
 
 
 def _cell(value) -> str:
@@ -117,7 +117,7 @@ def attempts_csv(attempts: Iterable[Attempt]) -> str:
         q = a.question
         writer.writerow([
             _cell(a.created_at.isoformat(timespec="seconds")), _cell(q.id), _cell(q.title), _cell(q.get_kind_display()),
-            _cell(a.get_source_display()), f"{a.found_count}/{len(a.matches)}", _cell(a.score),
+            _cell(a.get_source_display()), "" if a.covered_count is None else f"{a.covered_count}/{len(a.matches)}", _cell(a.score),
             _cell(a.get_rating_display() if a.rating else ""), _cell(a.answer),
         ])  # fmt: skip
     return out.getvalue()

@@ -132,8 +132,14 @@ class Attempt(models.Model):
         return self.graded or self.source == self.Source.GAVE_UP
 
     @property
-    def found_count(self) -> int:
+    def suggested_count(self) -> int:
+        """How many points the matcher suggested: an estimate shown beside the points, never a grade."""
         return sum(1 for m in self.matches if m.get("found"))
+
+    @property
+    def covered_count(self) -> int | None:
+        """How many points the candidate graded covered; None until they have graded."""
+        return None if self.grades is None else sum(1 for credit in self.grades if credit == 1.0)
 
 
 class ReviewCard(models.Model):

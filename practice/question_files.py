@@ -67,6 +67,8 @@ KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # A whole-system design answer covers more ground than a concept answer.
 MODEL_ANSWER_WORDS = {"concept": (120, 400), "compare": (120, 400), "failure": (120, 400), "design": (120, 700)}
 MIN_CHOICE_QUESTIONS = 20
+# A point's terms include the paraphrases candidates write (practice/rubric.py needs two signals).
+MIN_TERMS, MAX_TERMS = 4, 14
 MIN_QUESTIONS_PER_TOPIC = 3
 
 
@@ -266,8 +268,8 @@ def _check_rubric(data: dict, error, warnings: list, loc: _Located) -> None:
         if "terms" in point and not _is_text_list([str(t) for t in terms] if isinstance(terms, list) else terms):
             error("terms must be a non-empty list of words and phrases", "rubric", i, "terms")
         elif isinstance(terms, list):
-            if not 4 <= len(terms) <= 10:
-                warnings.append(f"{loc.at('rubric', i, 'terms')}: {len(terms)} terms (aim for 4–10)")
+            if not MIN_TERMS <= len(terms) <= MAX_TERMS:
+                warnings.append(f"{loc.at('rubric', i, 'terms')}: {len(terms)} terms (aim for {MIN_TERMS}–{MAX_TERMS})")
             for j, term in enumerate(terms):
                 if not isinstance(term, str):
                     # YAML reads 409 or 2.5 as a number, which the rubric matcher cannot search for.

@@ -1,34 +1,54 @@
-"""Estimate which rubric points a written answer covers, offline and explainably.
+"""Estimate which rubric points a written answer states, offline and explainably.
 
-The lesson on interview answers is not the point here: this module is a plain
-keyword matcher, and it says so. For each rubric point it reports whether one of
-the point's `terms` appears in a sentence of the answer, quotes that sentence,
-and for a miss explains what the point is and which words would have shown it.
+The estimate is a suggestion beside each point; the candidate grades every point
+and only their grades count (practice/views.py). So the matcher is built to be
+trusted when it says "found": it credits a point only for a sentence that states
+it, and it would rather miss a point than credit a word used in passing.
+Measured on tests/data/rubric_eval/ (tests/test_practice_rubric_eval.py).
 
 Steps:
 1. Split the answer into blocks (paragraphs, even when wrapped over several lines,
    list items and headings), drop Markdown list markers, heading marks and
    emphasis, then split each block into sentences (after . ! ? or ; and a space),
    keeping each sentence's original text to quote.
-2. Normalise each sentence and each term the same way: lowercase, hyphens and
-   punctuation become spaces, then every word is lightly stemmed ("retries",
-   "retried" and "retrying" all become "retry"; "randomise" and "randomize" meet).
-3. A one-word term matches a sentence that contains that word. A longer term
-   matches when its words appear together as a phrase, or when all of them appear
-   anywhere in the same sentence (ignoring little words like "the" and "it" while
-   two others remain). A compound meets its spaced form ("rollback", "rolled back").
-4. A point is found in the sentence that matches the most of its distinct terms
-   (the earliest on a tie); it is missed when no sentence matches any term.
+2. Set aside sentences that state nothing: questions ("Marking first would lose
+   messages?") and bare lists of terms ("outbox, relay, jitter, DLQ"), told by
+   having almost none of the little words ("the", "is", "so") that explanations need.
+3. Tokenise the rest: CamelCase splits ("CrashLoopBackOff" → crash loop back off),
+   lowercase, hyphens and punctuation become spaces, every word is lightly stemmed
+   ("retries", "retried" → "retry"; "randomise", "randomize" meet).
+4. Mark the words a negation takes back, within the clause that holds it:
+   "not", "never", "n't" and their kind reach to the end of the clause ("we don't
+   need idempotency keys or a dead-letter queue"); "no" and "without" reach their
+   noun ("without a limit it is retried forever" still states the retrying); a
+   dismissal reaches back over its clause ("a circuit breaker is overkill").
+   A term that carries its own negation ("no shared transaction") matches as written.
+5. Match each point's evidence in each sentence, negated words excluded: its terms,
+   and the specific words of the point's own statement. A one-word term matches a
+   word (or two words written as one, "timed out" ~ "timeout"); a longer term
+   matches as a phrase, or with all its words apart in the sentence.
+6. Weigh the matches in signal units: a term written as a phrase 3, any other term
+   2, a word of the point's statement 1. A term made only of words common across
+   the bank's model answers ("worker", "retry", "api") counts nothing, and a term
+   inside another matched one counts once.
+7. A point is found in the sentence (read with the next two) with the most signal,
+   when that reaches 4 units: two distinct terms, or a term and words of the point.
+   One term in passing, even a phrase, is not a statement of the point.
 """
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache, cached_property
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 _BLOCK_START = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|#{1,6}\s+|>\s*)")
 _EMPHASIS = re.compile(r"[*`]+")
-_NON_WORD = re.compile(r"[^a-z0-9]+")
+_PARENTHESES = re.compile(r"\([^)]*\)")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[,;:()=]")
+_CONTRACTED = {"ca": "can", "wo": "will", "sha": "shall"}  # can't, won't, shan't
 _DOUBLE_CONSONANT = re.compile(r"([b-df-hj-km-np-rtv-y])\1$")
 
 # Suffixes removed by the light stemmer, longest first; the replacement keeps
@@ -66,9 +86,25 @@ def stem(word: str) -> str:
     return word
 
 
+# Words the bank's answers write in several ways for one thing, met on one stem: a
+# candidate who writes "vendor" or "dedupe" means the rubric's "provider" or "deduplicate".
+SAME_THING = {
+    "vendor": "provider", "backup": "secondary", "fallback": "secondary",
+    "idempotency": "idempotent", "deduplicat": "dedup",
+    "acknowledg": "ack", "acknowledgement": "ack", "acknowledgment": "ack",
+    "unacknowledg": "unack", "randomiz": "random",
+}  # fmt: skip
+
+
+def normal(word: str) -> str:
+    """A word's stem, and for a word of SAME_THING the one stem it shares with its variants."""
+    stemmed = stem(word)
+    return SAME_THING.get(stemmed, stemmed)
+
+
 def words(text: str) -> list[str]:
-    """The normalised, stemmed words of `text`."""
-    return [stem(w) for w in _NON_WORD.split(text.lower()) if w]
+    """The normalised, stemmed words of `text`: CamelCase split into its words, "don't" into "do n't"."""
+    return [normal(t) for t in _raw_tokens(text) if t[0].isalnum() or t == "n't"]
 
 
 def _blocks(answer: str) -> list[str]:
@@ -108,6 +144,164 @@ STOPWORDS = frozenset(
     "a an the it its is are be been to of in on at by for with as and or this that their there than".split()
 )
 
+# The little words an explanation cannot do without and a list of terms has none of.
+FUNCTION_WORDS = frozenset("""
+    a an the this that these those it its they them their we our us you your i he she his her
+    is are was were be been being am do does did doing has have had having will would can could
+    should shall may might must to of in on at by for with from into onto over under about after
+    before between through during until while as and or but so because since if then than when
+    where which who whom what how why whether not no nor never only also just even still each
+    every all any some both either neither other another such there here once again too very
+    more most less least much many few own same up down out off away back yet though although
+    instead rather unless otherwise per
+""".split())
+LIST_FUNCTION_SHARE = 0.15  # a sentence of terms: under this share of little words ...
+LIST_MIN_WORDS = 4  # ... among at least this many words
+LIST_MIN_SEGMENTS = 3  # or this many comma-separated parts ...
+LIST_BARE_SHARE = 0.6  # ... of which this share have no little word at all
+LIST_ANSWER_SHARE = 0.6  # an answer whose sentences are mostly lists (two or more) is a list
+
+# Negation. Forward cues take back the rest of their clause; narrow ones only their noun.
+_FORWARD_NEGATIONS = frozenset("not never nothing none neither nor cannot n't skip skipping ignore disable".split())
+_NARROW_NEGATIONS = frozenset("no without".split())
+_NARROW_REACH = 3
+_DISMISSING_NOUNS = frozenset({"point", "need", "reason", "use"})  # "no need for X" takes back X
+# Dismissals written after the thing they dismiss: "X is overkill", "X isn't needed".
+_DISMISSALS = (
+    ("overkill",), ("unnecessary",), ("pointless",), ("not", "need"), ("n't", "need"), ("not", "necessary"),
+    ("n't", "necessary"), ("n't", "matter"), ("not", "matter"), ("not", "requir"), ("n't", "requir"),
+    ("n't", "help"), ("not", "concern"), ("n't", "concern"), ("be", "ignor"), ("thing", "of", "the", "past"),
+    ("n't", "a", "problem"), ("n't", "a", "real", "problem"), ("not", "a", "problem"), ("not", "a", "real", "problem"),
+    ("n't", "real", "necessary"), ("n't", "real", "need"),
+)  # fmt: skip
+# Words that end a clause, and with it the reach of a negation.
+_CLAUSE_BREAKS = frozenset(
+    "but so because since which while whereas though although then yet otherwise unless until when "
+    "whether where who if instead rather except".split()
+)
+_CLAUSE_PUNCTUATION = frozenset(";:()=")
+NEGATION_WORDS = _FORWARD_NEGATIONS | _NARROW_NEGATIONS | {"n't"}
+
+# A stem in at least this share of the bank's model answers says nothing specific.
+COMMON_SHARE = 0.4
+
+# Signal units: a point is suggested when one sentence, or two in a row, hold ENOUGH_UNITS.
+PHRASE_UNITS = 3  # a term of two or more words, written as a phrase
+WORD_UNITS = 2  # a one-word term, or a term's words apart in the sentence
+POINT_WORD_UNITS = 1  # a specific word of the point's own statement
+ENOUGH_UNITS = 4
+WINDOW = 3  # sentences read together: an explanation often runs over two or three
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of an answer: its text to quote, its words and which of them are taken back."""
+
+    text: str
+    words: tuple[str, ...]
+    negated: tuple[bool, ...]
+    is_question: bool
+    is_list: bool  # a bare list of terms
+
+    @cached_property
+    def all_words(self) -> "WordView":
+        return WordView(self.words)
+
+    @cached_property
+    def affirmed_words(self) -> "WordView":
+        """The words no negation takes back (a negated word leaves a gap, so phrases do not bridge it)."""
+        return WordView([w if not negated else "" for w, negated in zip(self.words, self.negated, strict=True)])
+
+    @property
+    def states(self) -> bool:
+        return not (self.is_question or self.is_list)
+
+
+def _raw_tokens(text: str) -> list[str]:
+    """Lowercase word and punctuation tokens, with "don't" split into "do" and "n't"."""
+    tokens = []
+    for token in _TOKEN.findall(_CAMEL.sub(" ", text).replace("’", "'").lower()):
+        if token.endswith("n't"):
+            base = token[:-3]
+            tokens += [_CONTRACTED.get(base, base), "n't"]
+        elif token == "cannot":
+            tokens += ["can", "not"]
+        elif "'" in token:
+            tokens.append(token.split("'")[0])
+        else:
+            tokens.append(token)
+    return tokens
+
+
+def _written_words(text: str) -> list[str]:
+    """Words as written: "at-most-once" and "CrashLoopBackOff" are one term each, not little words."""
+    found = [w.strip(".,;:()=\"'").lower() for w in text.replace("’", "'").split()]
+    return [w for w in found if w[:1].isalpha()]
+
+
+def _is_little(word: str) -> bool:
+    return word in FUNCTION_WORDS or word.endswith("n't")
+
+
+def _is_list(text: str) -> bool:
+    """A run of terms: almost no little words, or mostly comma-separated terms without any."""
+    written = _written_words(text)
+    little = sum(map(_is_little, written))
+    if not little or (len(written) >= LIST_MIN_WORDS and little / len(written) < LIST_FUNCTION_SHARE):
+        return True
+    segments = [_written_words(part) for part in _PARENTHESES.sub(" ", text).split(",")]
+    segments = [seg for seg in segments if seg]
+    bare = sum(not any(map(_is_little, seg)) for seg in segments)
+    return len(segments) >= LIST_MIN_SEGMENTS and bare / len(segments) >= LIST_BARE_SHARE
+
+
+def _negated_flags(tokens: list[str]) -> list[bool]:
+    """Which tokens a negation takes back, scoped to the clause that holds the negation."""
+    stems = [stem(t) for t in tokens]
+    flags = [False] * len(tokens)
+    breaks = [t in _CLAUSE_BREAKS or t in _CLAUSE_PUNCTUATION for t in tokens]
+    for i, token in enumerate(tokens):
+        if token in _FORWARD_NEGATIONS:
+            j = i + 1
+            while j < len(tokens) and not breaks[j]:
+                flags[j] = True
+                j += 1
+        elif token in _NARROW_NEGATIONS and i + 1 < len(tokens) and stems[i + 1] in _DISMISSING_NOUNS:
+            j = i + 1
+            while j < len(tokens) and not breaks[j]:
+                flags[j] = True
+                j += 1
+        elif token in _NARROW_NEGATIONS:
+            j = i + 1
+            while j < len(tokens) and j <= i + _NARROW_REACH and not breaks[j] and tokens[j] != ",":
+                flags[j] = True
+                j += 1
+        for dismissal in _DISMISSALS:
+            if tuple(stems[i : i + len(dismissal)]) == dismissal:
+                j = i - 1
+                while j >= 0 and not breaks[j] and tokens[j] != ",":
+                    flags[j] = True
+                    j -= 1
+    return flags
+
+
+def read_sentence(text: str) -> Sentence:
+    tokens = _raw_tokens(text)
+    flags = _negated_flags(tokens)
+    kept = [(normal(t), f) for t, f in zip(tokens, flags, strict=True) if t[0].isalnum() or t == "n't"]
+    words_, flags_ = tuple(w for w, _ in kept), tuple(f for _, f in kept)
+    return Sentence(text, words_, flags_, text.rstrip().endswith("?"), _is_list(text))
+
+
+class WordView:
+    """A sentence's words as a term sees them, with the sets each match looks in, built once."""
+
+    def __init__(self, sentence_words: Sequence[str]):
+        self.words = tuple(sentence_words)
+        self.word_set = frozenset(self.words)
+        # "timed out" stems to "tim out": the stemmer's dropped "e" comes back at the join.
+        self.joined_pairs = frozenset(a + glue + b for a, b in zip(self.words, self.words[1:]) for glue in ("", "e"))
+
 
 def term_matches(term_words: Sequence[str], sentence_words: Sequence[str]) -> bool:
     """A term matches as a phrase, or (for several words) with all its words in the sentence.
@@ -115,18 +309,33 @@ def term_matches(term_words: Sequence[str], sentence_words: Sequence[str]) -> bo
     Compounds meet their spaced forms: "rollback" matches "rolled back" and "fail over"
     matches "failover".
     """
+    return _term_units(term_words, WordView(sentence_words)) > 0
+
+
+def _term_units(term_words: Sequence[str], view: WordView) -> int:
+    """A term's signal in a sentence: PHRASE_UNITS for two or more words written as a phrase,
+    WORD_UNITS for one word or several words apart, 0 when it does not match."""
     if not term_words:
-        return False
+        return 0
     n = len(term_words)
-    joined_pairs = {a + b for a, b in zip(sentence_words, sentence_words[1:])}
     if n == 1:
-        return term_words[0] in sentence_words or term_words[0] in joined_pairs
-    if any(list(sentence_words[i : i + n]) == list(term_words) for i in range(len(sentence_words) - n + 1)):
-        return True
-    if n == 2 and "".join(term_words) in sentence_words:
-        return True
+        return WORD_UNITS if term_words[0] in view.word_set or term_words[0] in view.joined_pairs else 0
     content = [w for w in term_words if w not in STOPWORDS]
-    return set(content if len(content) >= 2 else term_words) <= set(sentence_words)
+    if not set(content if len(content) >= 2 else term_words) <= view.word_set:
+        if n == 2 and "".join(term_words) in view.word_set:
+            return PHRASE_UNITS
+        return 0
+    sentence_words, phrase = view.words, tuple(term_words)
+    if any(sentence_words[i : i + n] == phrase for i in range(len(sentence_words) - n + 1)):
+        return PHRASE_UNITS
+    return WORD_UNITS
+
+
+def _visible_words(sentence: Sentence, term_words: Sequence[str]) -> WordView:
+    """The sentence's words a term may match: negated ones hidden, unless the term is itself negative."""
+    if any(w in NEGATION_WORDS for w in term_words):
+        return sentence.all_words
+    return sentence.affirmed_words
 
 
 @dataclass(frozen=True)
@@ -153,24 +362,105 @@ class PointMatch:
         }
 
 
+
+
 def explain_miss(point: dict, examples: int = 4) -> str:
     shown = ", ".join(f"“{t}”" for t in point["terms"][:examples])
-    return f"No sentence mentions {shown} or a close variant. Why it matters: {point['why']}"
+    return f"No sentence states it (with words such as {shown}). Why it matters: {point['why']}"
 
 
-def match_point(point: dict, answer_sentences: Iterable[tuple[str, list[str]]]) -> PointMatch:
-    best_sentence, best_terms = "", []
-    term_words = [(term, words(term)) for term in point["terms"]]
-    for sentence, sentence_words in answer_sentences:
-        matched = [term for term, tw in term_words if term_matches(tw, sentence_words)]
-        if len(matched) > len(best_terms):
-            best_sentence, best_terms = sentence, matched
-    if not best_terms:
+def common_stems(texts: Iterable[str], share: float = COMMON_SHARE) -> frozenset[str]:
+    """Stems that appear in at least `share` of `texts`: too common to show any one point."""
+    texts = list(texts)
+    counts = Counter(w for text in texts for w in set(words(text)))
+    return frozenset(w for w, n in counts.items() if texts and n / len(texts) >= share)
+
+
+@cache
+def bank_common_stems() -> frozenset[str]:
+    """Stems common across the question bank's model answers (the files, read once per process)."""
+    from practice.question_files import read_questions  # noqa: PLC0415 -- needs Django settings, not at import
+
+    return common_stems(q["model_answer"] for q in read_questions().questions)
+
+
+def _units(matched: list[tuple[str, list[str], int]], common: frozenset[str]) -> int:
+    """Sum the matched evidence's signal units. Terms made only of common words add nothing,
+    and a term written inside another matched one ("ack" in "auto-ack") adds nothing more."""
+    total = 0
+    counted: list[str] = []
+    for _term, tw, signal in sorted(matched, key=lambda m: -len("".join(m[1]))):
+        content = [w for w in tw if w not in STOPWORDS and w not in NEGATION_WORDS] or list(tw)
+        if set(content) <= common:
+            continue
+        joined = "".join(content)
+        if any(joined in seen for seen in counted):
+            continue
+        counted.append(joined)
+        total += signal
+    return total
+
+
+@cache
+def _term_words(term: str) -> list[str]:
+    """A term's words, read once: the same rubrics are matched again and again."""
+    return words(term)
+
+
+Evidence = tuple[str, list[str], bool]  # a term or a word of the point, its words, whether it is a term
+
+
+def _evidence(point: dict, common: frozenset[str]) -> list[Evidence]:
+    """A point's terms, then the specific words of its own statement that no term already holds."""
+    evidence = [(term, _term_words(term), True) for term in point["terms"]]
+    seen = {w for _, tw, _ in evidence for w in tw}
+    for token in _raw_tokens(point["point"]):
+        word = normal(token)
+        if token[0].isalpha() and token not in FUNCTION_WORDS and len(word) > 2 and word not in common | seen:
+            seen.add(word)
+            evidence.append((token, [word], False))
+    return evidence
+
+
+def _sentence_matches(evidence: list[Evidence], sentence: Sentence) -> list[tuple[str, list[str], int]]:
+    """The evidence a stating sentence holds: (term, its words, signal units)."""
+    if not sentence.states:
+        return []
+    matched = []
+    for term, tw, is_term in evidence:
+        units = _term_units(tw, _visible_words(sentence, tw))
+        if units:
+            matched.append((term, tw, units if is_term else POINT_WORD_UNITS))
+    return matched
+
+
+def match_point(point: dict, answer_sentences: Sequence[Sentence], common: frozenset[str] = frozenset()) -> PointMatch:
+    """Find the sentence, read with the next ones (WINDOW in all), that states the point most strongly."""
+    evidence = _evidence(point, common)
+    per_sentence = [_sentence_matches(evidence, s) for s in answer_sentences]
+    best_units, quote, terms = 0, -1, []
+    for i in range(len(answer_sentences)):
+        window = range(i, min(i + WINDOW, len(answer_sentences)))
+        matched = [m for j in window for m in per_sentence[j]]
+        units = _units(matched, common)
+        if units > best_units:
+            best_units, terms = units, [term for term, _, _ in matched]
+            quote = max(window, key=lambda j: _units(per_sentence[j], common))
+    if best_units < ENOUGH_UNITS:
         return PointMatch(point["point"], point["weight"], False, explanation=explain_miss(point))
-    return PointMatch(point["point"], point["weight"], True, best_sentence, best_terms[0], tuple(best_terms))
+    terms = list(dict.fromkeys(terms))
+    return PointMatch(point["point"], point["weight"], True, answer_sentences[quote].text, terms[0], tuple(terms))
 
 
-def match_answer(answer: str, rubric: Sequence[dict]) -> list[PointMatch]:
-    """Match every rubric point (dicts with point, weight, terms, why) against an answer."""
-    answer_sentences = [(s, words(s)) for s in sentences(answer)]
-    return [match_point(point, answer_sentences) for point in rubric]
+def match_answer(answer: str, rubric: Sequence[dict], common: frozenset[str] | None = None) -> list[PointMatch]:
+    """Match every rubric point (dicts with point, weight, terms, why) against an answer.
+
+    `common` are stems too common to show a point; by default those of the bank's model answers.
+    """
+    if common is None:
+        common = bank_common_stems()
+    answer_sentences = [read_sentence(s) for s in sentences(answer)]
+    lists = sum(s.is_list for s in answer_sentences)
+    if lists >= 2 and lists / len(answer_sentences) >= LIST_ANSWER_SHARE:
+        return [PointMatch(p["point"], p["weight"], False, explanation=explain_miss(p)) for p in rubric]
+    return [match_point(point, answer_sentences, common) for point in rubric]

@@ -200,10 +200,12 @@ def attempt(request: HttpRequest, question_id: str, attempt_id: int) -> HttpResp
     # The attempt keeps its own copy of the points it was matched against, so a later
     # edit of the question's rubric cannot shift grades onto the wrong points.
     grades = a.grades or [None] * len(a.matches)
+    grade_names = {credit: name for name, credit in scheduling.CREDITS.items()}
     points = [
-        {"index": i, "match": match, "grade": grade, "why": q.rubric[i]["why"] if i < len(q.rubric) else ""}
+        {"index": i, "match": match, "grade": grade, "grade_name": grade_names.get(grade, ""),
+         "why": q.rubric[i]["why"] if i < len(q.rubric) else ""}
         for i, (match, grade) in enumerate(zip(a.matches, grades, strict=True))
-    ]
+    ]  # fmt: skip
     progress = progress_for(request)
     attempts = progress.attempts(q.id)
     context = {

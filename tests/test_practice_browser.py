@@ -4,8 +4,10 @@ import io
 import re
 import zipfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 from django.test import Client
 from django.urls import reverse
 from playwright.sync_api import expect
@@ -45,6 +47,13 @@ def candidate(django_user_model, page, live_server):
     return client
 
 
+def grade_points(page, grades: list[str]) -> None:
+    """Tick the candidate's own grade for each rubric point, in order."""
+    points = page.get_by_test_id("rubric-point")
+    for i, name in enumerate(grades):
+        points.nth(i).get_by_label(name).check()
+
+
 def test_a_candidate_answers_a_design_question_grades_it_and_finds_it_due_again_on_the_right_day(
     page, bank, clock, candidate, screenshot
 ):
@@ -58,13 +67,14 @@ def test_a_candidate_answers_a_design_question_grades_it_and_finds_it_due_again_
 
     page.get_by_role("button", name="Submit my answer").click()
 
-    expect(page.get_by_test_id("estimate")).to_contain_text("Found 3 of 6 key points")
+    expect(page.get_by_test_id("estimate")).to_contain_text("the estimate suggests 3 of 6 key points")
     points = page.get_by_test_id("rubric-point")
-    expect(points.nth(0)).to_contain_text("Found")
+    expect(page.locator(".self-grade input:checked")).to_have_count(0)  # the candidate decides
+    expect(points.nth(0).get_by_test_id("suggestion")).to_have_text("Suggested: stated")
     expect(points.nth(0).locator("blockquote")).to_have_text(
         "“The API validates the request, then writes the intent and an outbox row in one transaction and returns 202 with an id.”"
     )
-    expect(points.nth(2)).to_contain_text("Not found")
+    expect(points.nth(2).get_by_test_id("suggestion")).to_have_text("Suggested: not stated")
     expect(points.nth(2)).to_contain_text("Why it matters: Rules checked only at creation time go stale")
     expect(page.get_by_role("heading", name="Model answer")).to_have_count(0)
     screenshot("practice-rubric")
@@ -78,7 +88,8 @@ def test_a_candidate_answers_a_design_question_grades_it_and_finds_it_due_again_
     page.emulate_media(color_scheme="light")
     page.set_viewport_size({"width": 1280, "height": 900})
 
-    points.nth(3).get_by_label("Partly").check()  # the candidate is stricter than the matcher
+    # The candidate is stricter than the estimate on point 4 (weight 2).
+    grade_points(page, ["Covered", "Covered", "Missed", "Partly", "Missed", "Missed"])
     page.get_by_role("button", name="Save my grades and show the model answer").click()
 
     # (3 + 3 + 0 + 1 + 0 + 0) / 14 = 50%: Hard, due again tomorrow.
@@ -98,6 +109,44 @@ def test_a_candidate_answers_a_design_question_grades_it_and_finds_it_due_again_
     screenshot("practice-review")
     page.get_by_test_id("due-queue").get_by_role("link", name="Design a notification system").click()
     expect(page).to_have_url(re.compile(rf"/practice/questions/{DESIGN}/$"))
+
+
+def _eval_answer(question: str, kind: str) -> str:
+    """The first answer of that kind in the rubric evaluation set (tests/data/rubric_eval/)."""
+    data = yaml.safe_load((Path(__file__).parent / "data" / "rubric_eval" / "tuning" / f"{question}.yaml").read_text())
+    return next(a["answer"] for a in data["answers"] if a["kind"] == kind)
+
+
+def test_a_keyword_list_gets_almost_no_suggested_points_and_a_strong_answer_in_own_words_gets_most(
+    page, bank, candidate, screenshot
+):
+    suggested = page.get_by_test_id("suggestion").filter(has_text="Suggested: stated")
+
+    page.goto(reverse("practice:question", args=[DESIGN]))
+    page.get_by_label("Your answer").fill(_eval_answer(DESIGN, "keywords"))
+    page.get_by_role("button", name="Submit my answer").click()
+
+    expect(page.get_by_test_id("estimate")).to_contain_text("the estimate suggests 0 of 6 key points")
+    expect(suggested).to_have_count(0)
+    expect(page.locator(".self-grade input:checked")).to_have_count(0)
+
+    page.goto(reverse("practice:question", args=[DESIGN]))
+    page.get_by_label("Your answer").fill(_eval_answer(DESIGN, "strong"))
+    page.get_by_role("button", name="Submit my answer").click()
+
+    expect(page.get_by_test_id("estimate")).to_contain_text(re.compile(r"the estimate suggests [56] of 6 key points"))
+    assert suggested.count() >= 5
+    expect(page.get_by_test_id("rubric-point").nth(4).locator("blockquote")).to_contain_text("switch to a backup vendor")
+    expect(page.locator(".self-grade input:checked")).to_have_count(0)  # a suggestion, not a grade
+    screenshot("practice-suggestions")
+
+    grade_points(page, ["Covered", "Covered", "Covered", "Covered", "Missed", "Covered"])
+    page.get_by_role("button", name="Save my grades and show the model answer").click()
+
+    expect(page.get_by_role("heading", name="Score: 86%")).to_be_visible()  # 12 of 14: the candidate's grades
+    missed = page.get_by_test_id("rubric-point").nth(4)
+    expect(missed.get_by_test_id("verdict")).to_have_text("Missed")
+    expect(missed).not_to_contain_text("Suggested: stated")
 
 
 def test_a_visitor_answers_a_quick_check_and_the_attempt_stays_in_their_session(page, browser, live_server, bank):
@@ -176,7 +225,8 @@ def test_a_timed_mock_interview_survives_a_reload_and_ends_in_a_rubric_review(pa
     page.get_by_role("button", name="Finish and review against the rubric").click()
 
     expect(page.get_by_role("heading", name="Mock interview review")).to_be_visible()
-    expect(page.get_by_test_id("estimate")).to_contain_text("Found 2 of 6 key points")
+    expect(page.get_by_test_id("estimate")).to_contain_text("the estimate suggests 2 of 6 key points")
+    grade_points(page, ["Covered", "Covered", "Missed", "Missed", "Missed", "Missed"])
     page.get_by_role("button", name="Save my grades and show the model answer").click()
     expect(page.get_by_role("heading", name="Model answer")).to_be_visible()
 

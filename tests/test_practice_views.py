@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 import sqlite3
 import zipfile
 from datetime import timedelta
@@ -84,11 +85,13 @@ def test_the_lesson_and_lab_behind_a_question_are_linked(client):
     assert f'href="{reverse("labs:index")}#outbox-and-relay"' in html
 
 
-def test_a_submitted_answer_shows_which_points_were_found_with_quotes_and_still_hides_the_model_answer(signed_in):
+def test_a_submitted_answer_suggests_points_with_their_sentences_and_leaves_every_grade_to_the_candidate(signed_in):
     html = signed_in.get(answer(signed_in)).content.decode()
 
-    assert "Found 2 of 6 key points" in html
+    assert "the estimate suggests 2 of 6 key points" in html
+    assert html.count("Suggested: stated") == 2 and html.count("Suggested: not stated") == 4
     assert "“The API writes the intent and an outbox row in one transaction and returns 202.”" in html
+    assert html.count('type="radio"') == 18 and not re.search(r"<input[^>]*checked", html)  # every box starts empty
     assert "Why it matters: Rules checked only at creation time go stale" in html  # a miss, explained
     assert "API and acceptance" not in html
     assert "Save my grades and show the model answer" in html
@@ -109,6 +112,19 @@ def test_grading_scores_the_answer_schedules_the_question_and_reveals_the_model_
     assert "due again on\n      <strong>Tuesday 4 March 2025</strong> (tomorrow)" in html
     assert "API and acceptance" in html and "Follow-up questions an interviewer would ask" in html
     assert ReviewCard.objects.get().due == moved_clock.current + timedelta(days=1)
+
+
+def test_the_candidates_grades_alone_make_the_score_and_a_point_graded_missed_never_shows_as_found(signed_in, moved_clock):
+    url = answer(signed_in)  # the estimate suggests points 0 and 1
+
+    grade(signed_in, url, ["missed"] * 6)
+    html = signed_in.get(url).content.decode()
+
+    attempt = Attempt.objects.get()
+    assert attempt.score == 0 and attempt.rating == 1  # Again, whatever the estimate suggested
+    assert ReviewCard.objects.get().due == moved_clock.current + timedelta(days=1)
+    assert html.count('class="point missed"') == 6 and "covered" not in html.split('id="result"')[0].split("Rubric")[1]
+    assert "Score: 0%" in html
 
 
 def test_a_grade_for_every_point_is_required(signed_in):
@@ -261,7 +277,7 @@ def test_finishing_a_mock_interview_reviews_its_notes_against_the_rubric(signed_
 
     attempt = Attempt.objects.get()
     assert attempt.source == Attempt.Source.MOCK
-    assert "Mock interview review" in html and "Found 1 of 6 key points" in html
+    assert "Mock interview review" in html and "the estimate suggests 1 of 6 key points" in html
     assert "<h3>High-level design</h3>" in html
     assert MockInterview.objects.get().attempt == attempt
 
