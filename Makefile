@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench chaos check-python clean
+.PHONY: run test bench footprint chaos check-python clean
 
 run: $(VENV)/.installed
 	@exec $(BIN)/python -m config.run
@@ -16,6 +16,10 @@ test: $(VENV)/.installed-test
 # Benchmarks print ratios measured in one run; they are not tests and never fail on speed.
 bench: $(VENV)/.installed-test
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# The idle stack's memory as `make run` starts it: each process's proportional set size and the total (bench/footprint.py).
+footprint: $(VENV)/.installed-test
+	$(BIN)/python bench/footprint.py
 
 # The long chaos run (tests/chaos.py): INTENTS over SECONDS_OF_CHAOS of phased faults while worker children,
 # the worker, the relay and Redis are killed; prints the audit next to the harness's own count and fails
