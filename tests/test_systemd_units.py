@@ -4,7 +4,7 @@ No systemd runs on our machines: the units are generated, checked with `systemd-
 where it is installed, and their commands run here the way systemd would run them.
 """
 
-import os
+import json
 import shlex
 import shutil
 import subprocess
@@ -110,8 +110,6 @@ def test_every_unit_started_as_systemd_would_brings_the_site_up(tmp_path, proces
 
 
 def health(url: str) -> dict:
-    import json
-
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return json.loads(response.read())
