@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench chaos check-python clean
+.PHONY: run test bench footprint systemd chaos check-python clean
 
 run: $(VENV)/.installed
 	@exec $(BIN)/python -m config.run
@@ -17,6 +17,21 @@ test: $(VENV)/.installed-test
 # Benchmarks print ratios measured in one run; they are not tests and never fail on speed.
 bench: $(VENV)/.installed-test
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# The idle stack's memory as `make run` starts it: each process's proportional set size and the total (bench/footprint.py).
+footprint: $(VENV)/.installed-test
+	$(BIN)/python bench/footprint.py
+
+# systemd units from the Procfile (deploy/systemd.py). The defaults are the README's Debian layout;
+# on a server: make systemd FAULTLINE_HOME=$$PWD SYSTEMD_DIR=/etc/systemd/system
+FAULTLINE_HOME ?= /srv/faultline
+FAULTLINE_VENV ?= $(FAULTLINE_HOME)/.venv
+FAULTLINE_USER ?= faultline
+FAULTLINE_ENV_FILE ?= /etc/faultline/faultline.env
+SYSTEMD_DIR ?= deploy/systemd
+systemd: check-python
+	$(PYTHON) deploy/systemd.py --home $(FAULTLINE_HOME) --venv $(FAULTLINE_VENV) --user $(FAULTLINE_USER) \
+		--env-file $(FAULTLINE_ENV_FILE) --out $(SYSTEMD_DIR)
 
 # The long chaos run (tests/chaos.py): INTENTS over SECONDS_OF_CHAOS of phased faults while worker children,
 # the worker, the relay and Redis are killed; prints the audit next to the harness's own count and fails

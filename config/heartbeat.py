@@ -10,9 +10,11 @@ when each instance first beat, so /healthz can say that a process restarted late
 
 import os
 import socket
+import sys
 import time
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from config.redis_client import get_redis, key
 
@@ -54,3 +56,32 @@ def alive(process: str) -> dict[str, float]:
     now = time.time()
     members = get_redis().zrangebyscore(key("heartbeat", process), now - settings.HEARTBEAT_TTL, "+inf", withscores=True)
     return {member.decode(): round(now - at, 2) for member, at in members}
+
+
+def alive_here(process: str) -> list[str]:
+    """This host's instances of `process` that beat lately (a container's own processes)."""
+    return [instance for instance in alive(process) if instance.rsplit(":", 1)[0] == socket.gethostname()]
+
+
+def main(argv: list[str]) -> int:
+    """`python -m config.heartbeat KIND`: exit 0 when a KIND process on this host beat within HEARTBEAT_TTL.
+
+    A container's healthcheck (compose.production.yml): it reads Redis alone, without starting Django."""
+    if len(argv) != 1 or argv[0] not in ("worker", "urgent", "relay", "live"):
+        print("usage: python -m config.heartbeat worker|urgent|relay|live", file=sys.stderr)
+        return 2
+    try:
+        found = alive_here(argv[0])
+    except RedisError as exc:
+        print(f"cannot read heartbeats: {exc}", file=sys.stderr)
+        return 1
+    if not found:
+        print(f"no fresh {argv[0]} heartbeat from {socket.gethostname()}", file=sys.stderr)
+        return 1
+    print(f"{argv[0]} alive: {', '.join(found)}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    sys.exit(main(sys.argv[1:]))

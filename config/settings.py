@@ -40,7 +40,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 PLAIN_HTTP = env_bool("PLAIN_HTTP", default=False)
 _HTTPS = not DEBUG and not PLAIN_HTTP
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=_HTTPS)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the machine's own health checks speak plain HTTP to the app
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # the machine's own checks and scrapes speak plain HTTP to the app
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=_HTTPS)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _HTTPS else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_HTTPS)
@@ -69,6 +69,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.metrics.RequestMetricsMiddleware",  # outermost: counts every response, a redirect to HTTPS included
     "django.middleware.security.SecurityMiddleware",
     "config.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -219,6 +220,14 @@ LAB_LIVE_URL = env_str("LAB_LIVE_URL") or ("/" if _HTTPS else None)
 # Seconds between a live stream's keep-alives; at each it also checks that the session still
 # owns the run, so logging out ends the stream within this long.
 LAB_STREAM_HEARTBEAT = env_int("LAB_STREAM_HEARTBEAT", 15, minimum=1)
+
+# --- Operations -----------------------------------------------------------------
+# /metrics answers staff and the machine itself; a Prometheus on another machine (or in another
+# container) sends `Authorization: Bearer <METRICS_TOKEN>`. Unset: no token opens it.
+METRICS_TOKEN = env_str("METRICS_TOKEN") or None
+if METRICS_TOKEN is not None and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN is too short: use at least 32 random characters, for example the output of: "
+                               "python -c 'import secrets; print(secrets.token_urlsafe(32))'.")  # fmt: skip
 
 # --- Auth ------------------------------------------------------------------------
 LOGIN_URL = "accounts:login"

@@ -10,6 +10,7 @@ labs_api.add_router("/workshops", "workshops.api.router")
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     path("accounts/", include("accounts.urls")),
     path("lessons/", include("courseware.urls")),
     path("practice/", include("practice.urls")),

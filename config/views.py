@@ -1,3 +1,6 @@
+import hmac
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -34,11 +37,31 @@ def _where_you_left_off(request: HttpRequest) -> dict | None:
 def healthz(request: HttpRequest) -> JsonResponse:
     """Each part's status (config/health.py); 503 when an essential one is down. Details only to staff and the machine."""
     report = health.report()
-    shown = report if _may_see_details(request) else health.public(report)
+    shown = report if _is_staff_or_the_machine(request) else health.public(report)
     return JsonResponse(shown, status=503 if report["status"] == "down" else 200)
 
 
-def _may_see_details(request: HttpRequest) -> bool:
+@require_GET
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus' scrape (config/metrics.py): for staff, the machine itself, or a bearer of METRICS_TOKEN."""
+    if not (_is_staff_or_the_machine(request) or _bears_metrics_token(request)):
+        return HttpResponse(
+            "/metrics is for staff, for this machine, or for a scraper sending `Authorization: Bearer` with METRICS_TOKEN.\n",
+            status=403, content_type="text/plain; charset=utf-8",
+        )  # fmt: skip
+    from config.metrics import CONTENT_TYPE, exposition
+
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE)
+
+
+def _bears_metrics_token(request: HttpRequest) -> bool:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.METRICS_TOKEN
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
+def _is_staff_or_the_machine(request: HttpRequest) -> bool:
     # The machine itself: a loopback address with no proxy in between (a proxy adds X-Forwarded-For).
     from_the_machine = request.META.get("REMOTE_ADDR", "") in ("127.0.0.1", "::1") and "HTTP_X_FORWARDED_FOR" not in request.META
     return from_the_machine or (request.user.is_authenticated and request.user.is_staff)

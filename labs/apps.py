@@ -6,3 +6,7 @@ class LabsConfig(AppConfig):
     verbose_name = "Labs"
     # For `manage.py check_content`: the lab files, what they name, and the figures they state.
     content_checker = "labs.lab_files.check_labs"
+
+    def ready(self) -> None:
+        # Load the Celery app whenever Django starts, so @shared_task binds to it (the pipeline's tasks live here).
+        import config.celery  # noqa: F401

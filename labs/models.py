@@ -179,6 +179,8 @@ TERMINAL = (
     DeliveryStatus.DEAD_LETTERED,
     DeliveryStatus.DISCARDED,
 )
+# Every other state: the delivery is still moving (a partial index holds just these rows, for /metrics).
+UNFINISHED = tuple(status for status in DeliveryStatus if status not in TERMINAL)
 # A delivery in one of these states has a message on its way (or due) and may be claimed by it.
 WAITING = (
     DeliveryStatus.PENDING,
@@ -218,6 +220,8 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["run", "status"]),
             models.Index(fields=["recipient", "channel", "sequence"]),
+            # Only the deliveries still moving: /metrics counts them by status without reading the finished history.
+            models.Index(fields=["status"], condition=Q(status__in=UNFINISHED), name="delivery_unfinished"),
         ]
 
     @property
@@ -294,7 +298,11 @@ class DeadLetter(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["run", "resolution", "error_group"])]
+        indexes = [
+            models.Index(fields=["run", "resolution", "error_group"]),
+            # Only the open ones: /metrics counts them by group without reading the resolved history.
+            models.Index(fields=["error_group"], condition=Q(resolution="open"), name="deadletter_open"),
+        ]
 
 
 class ProviderSend(models.Model):

@@ -74,3 +74,10 @@ def test_plain_http_is_an_explicit_opt_out_of_the_https_defaults():
     plain = subprocess.run(shell, cwd=BASE_DIR, env={**os.environ, **PRODUCTION, "PLAIN_HTTP": "1"}, capture_output=True, text=True, timeout=60)
     assert https.stdout.splitlines()[-1].split() == ["True", "True", "31536000"], https.stderr
     assert plain.stdout.splitlines()[-1].split() == ["False", "False", "0"], plain.stderr
+
+
+def test_a_short_metrics_token_stops_start_up_naming_it_without_echoing_it():
+    result = run_check(METRICS_TOKEN="hunter2")
+
+    assert result.returncode != 0
+    assert "METRICS_TOKEN is too short" in result.stderr and "hunter2" not in result.stderr
