@@ -119,6 +119,13 @@ def hold_passed(lab: Lab, results: dict[str, checks.CheckResult], cards: dict[in
     return held
 
 
+def earlier_passes_at_stake(lab: Lab, cards: dict[int, Experiment], acting: Step) -> bool:
+    """Whether another step the learner ran has a check not yet held, which `acting`'s fault might undo
+    before the panels next look (so the checks are worth reading before it acts)."""
+    return any(card.acted_at is not None and set(lab.step(number).checks) - set(card.checks_passed)
+               for number, card in cards.items() if number != acting.number and lab.step(number))  # fmt: skip
+
+
 def save_prediction(run_lab: RunLab, step: Step, prediction: str) -> Experiment:
     """Write the prediction; once a button has been pressed it is kept as written, and a new one starts a new card."""
     experiment = current_experiment(run_lab, step)

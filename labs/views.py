@@ -575,8 +575,10 @@ def act(request: HttpRequest, run_id: int, step: int, action: int) -> HttpRespon
     experiment = steps.current_experiment(run_lab, lab_step)
     if experiment is None:
         return _card_response(request, run, lab, lab_step, error="Write your prediction before you run this step.")
-    # What the earlier steps achieved is written down before this step's fault can undo it.
-    steps.hold_passed(lab, checks.evaluate(lab, checks.facts(run)), steps.current_experiments(run_lab))
+    # What the other steps achieved is written down before this step's fault can undo it.
+    cards = steps.current_experiments(run_lab)
+    if steps.earlier_passes_at_stake(lab, cards, lab_step):
+        steps.hold_passed(lab, checks.evaluate(lab, checks.facts(run)), cards)
     try:
         done = steps.act(experiment, lab_step.actions[action - 1], run)
     except (ValueError, intake.IntakeError) as exc:

@@ -413,6 +413,21 @@ def test_a_check_that_passed_stays_passed_when_the_run_moves_on_until_the_step_s
     assert "dead_letters_total" not in again and "&gt;=" not in again
 
 
+def test_a_pass_nobody_looked_at_is_held_when_a_later_step_acts(learner, run):
+    htmx(learner, reverse("labs:prediction", args=[run.pk, 1]), {"prediction": "All twenty in the dead letters."})
+    htmx(learner, reverse("labs:act", args=[run.pk, 1, 1]))
+    for _ in range(10):
+        _dead_letter(run, "provider_unavailable")  # step 1's check passes; no page has looked since
+    htmx(learner, reverse("labs:prediction", args=[run.pk, 3]), {"prediction": "One attempt each."})
+    htmx(learner, reverse("labs:act", args=[run.pk, 3, 1]))
+    DeadLetter.objects.filter(run=run).delete()
+
+    page = learner.get(reverse("labs:lab", args=[LAB])).content.decode()
+
+    assert 'data-testid="step-check-outage-dead-lettered" data-passed="true"' in page
+    assert set(Experiment.objects.get(step=1).checks_passed) == {"outage-dead-lettered"}
+
+
 def test_the_event_feed_counts_in_words_and_says_when_no_provider_was_called():
     poison = live.describe({"kind": "attempt_failed", "attempt": 1, "delivery": 7, "provider": "",
                             "error": "template data has no value for {order_id}"})  # fmt: skip
@@ -431,7 +446,7 @@ def test_the_event_feed_counts_in_words_and_says_when_no_provider_was_called():
 def test_one_dead_letter_is_one_and_a_provider_call_is_not_a_send(learner, run):
     letter = _dead_letter(run, "template_data_missing")
     now = letter.created_at
-    DeliveryAttempt.objects.create(delivery=letter.delivery, number=1, outcome=AttemptOutcome.FAILED,
+    DeliveryAttempt.objects.create(delivery=letter.delivery, number=1, outcome=AttemptOutcome.REJECTED,
                                    error="template data has no value for {order_id}", started_at=now, finished_at=now)  # fmt: skip
     DeliveryAttempt.objects.create(delivery=letter.delivery, number=2, provider="email-primary", outcome=AttemptOutcome.FAILED,
                                    error="503", started_at=now, finished_at=now)  # fmt: skip
@@ -442,7 +457,7 @@ def test_one_dead_letter_is_one_and_a_provider_call_is_not_a_send(learner, run):
 
     assert "Replayed 1 dead letter." in replayed
     # The poison attempt called no provider; the failed call did, and sent nothing.
-    assert found["provider_calls"] == 1 and found["provider_sends"] == 0 and found["failed_attempts"] == 2
+    assert found["provider_calls"] == 1 and found["provider_sends"] == 0 and found["failed_attempts"] == 1
     assert 'data-testid="metric-provider-calls">1<' in page and 'data-testid="metric-provider-sends">0<' in page
     assert "in the last minute" in page and "in all" not in page
 

@@ -20,8 +20,8 @@ def percentile(values: list[int], share: float) -> int | None:
 
 # A call that reached a provider and came back with an answer, or timed out waiting for one.
 PROVIDER_CALL_OUTCOMES = (AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED, AttemptOutcome.REJECTED, AttemptOutcome.TIMEOUT)
-# An attempt that failed and may be retried: the provider failed or did not answer in time, or the
-# message could not be prepared (a poison message fails before any provider is called).
+# An attempt that failed and may be retried: the provider failed or did not answer in time. (A poison
+# message is rejected for good before any provider is called, like a bounce: not a failed attempt.)
 FAILED_OUTCOMES = (AttemptOutcome.FAILED, AttemptOutcome.TIMEOUT)
 
 
