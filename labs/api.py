@@ -518,8 +518,13 @@ def current_audit(request):
     return audit.audit(request.run)
 
 
-@api.get("/runs/current/metrics", tags=["runs"], response=answers({200: dict}))
+@api.get(
+    "/runs/current/metrics", tags=["runs"], response=answers({200: dict}),
+    summary="The run's figures: provider calls (failed ones included), delivered, bounced, latency, dead letters",
+)
 def current_metrics(request):
+    """Named as on the lab page. `provider_calls` counts every call to a provider, failed ones included;
+    what the providers really sent, which never counts a failure, is `provider_sends` in the audit."""
     return metrics.run_metrics(request.run)
 
 

@@ -7,12 +7,12 @@ and the experiment card shows how a step changed them.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q
 from django.utils import timezone
 
-from labs.lab_files import Check, Lab
+from labs.lab_files import Check, Condition, Lab
 from labs.models import (
     TERMINAL,
     AttemptOutcome,
@@ -47,14 +47,14 @@ FACTS: dict[str, str] = {
     "suppressed": "deliveries suppressed (the user opted out)",
     "dead_lettered": "deliveries dead-lettered or discarded",
     "in_flight": "deliveries not finished yet",
-    "provider_sends": "messages the providers really sent",
+    "provider_sends": "messages the providers really sent (their own ledger)",
     "duplicate_sends": "provider sends beyond one per delivery",
     "sent_but_dead_lettered": "dead-lettered deliveries a provider did send (its answer was lost)",
     "lost": "deliveries stuck for 5 minutes with nothing to move them",
     "order_violations": "in-app messages received out of per-user order",
     "quiet_hours_violations": "messages sent inside the user's quiet hours",
     # From the run's metrics (labs.pipeline.metrics).
-    "sent": "provider calls made",
+    "provider_calls": "calls to a provider, failed ones included",
     "bounced": "deliveries bounced: the provider rejected the address for good (400)",
     "failed_attempts": "attempts that failed or timed out",
     "breaker_refusals": "attempts refused by an open circuit breaker",
@@ -264,15 +264,34 @@ def herd_pct(scheduled: list[ScheduledRetry]) -> int:
 class CheckResult:
     check: Check
     passed: bool
-    failing: list[str]  # the conditions that do not hold, with the current value
+    failing: list[str]  # the conditions that do not hold, in words, with the current value
+    # When a check that no longer holds passed during its step (labs.steps.hold_passed): it stays passed.
+    held_since: datetime | None = None
 
 
 def evaluate(lab: Lab, found: dict) -> dict[str, CheckResult]:
     results = {}
     for check in lab.checks:
-        failing = [f"{c} (now {_shown(found.get(c.fact))})" for c in check.require if not c.holds(found)]
+        failing = [condition_text(c, found) for c in check.require if not c.holds(found)]
         results[check.id] = CheckResult(check, not failing, failing)
     return results
+
+
+# How a condition's comparison reads to a learner ("dead_letters_total >= 10" is for the lab file).
+COMPARISON_WORDS = {
+    ">=": "at least {}",
+    "<=": "at most {}",
+    ">": "more than {}",
+    "<": "less than {}",
+    "==": "{}",
+    "!=": "anything but {}",
+}
+
+
+def condition_text(condition: Condition, found: dict) -> str:
+    """A condition in words with the run's value now: "dead letters ever written, open or not: at least 10 (now 0)"."""
+    wanted = COMPARISON_WORDS[condition.op].format(f"{condition.value:g}")
+    return f"{FACTS.get(condition.fact, condition.fact.replace('_', ' '))}: {wanted} (now {_shown(found.get(condition.fact))})"
 
 
 def _shown(value) -> str:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
+from django.utils.translation import ngettext
+
 from labs import charts
 from labs.models import AttemptOutcome, DeadLetter, Delivery, DeliveryStatus, LabRun, NotificationIntent
 from labs.pipeline import events
@@ -59,7 +61,8 @@ def lineage(run: LabRun, intent: NotificationIntent) -> list[DeliveryLineage]:
                 moments.append(Moment(attempt.finished_at, "backoff",
                                       f"Backoff {attempt.backoff_ms} ms, drawn between 0 and {attempt.backoff_cap_ms} ms", "warn"))  # fmt: skip
         for letter in delivery.dead_letters.all():
-            moments.append(Moment(letter.created_at, "dead_lettered", f"Dead-lettered after {letter.attempts} attempt(s): {letter.error_group}", "bad",
+            attempts = f"{letter.attempts} {ngettext('attempt', 'attempts', letter.attempts)}"
+            moments.append(Moment(letter.created_at, "dead_lettered", f"Dead-lettered after {attempts}: {letter.error_group}", "bad",
                                   "replayed before" if letter.was_replayed else ""))  # fmt: skip
             if letter.resolution != DeadLetter.Resolution.OPEN and letter.resolved_at:
                 moments.append(Moment(letter.resolved_at, letter.resolution, f"{letter.get_resolution_display()} from the dead letters", "warn"))

@@ -41,6 +41,7 @@ from django.http import HttpRequest
 from django.http.request import split_domain_port
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.translation import ngettext
 
 from config.redis_client import get_redis
 from labs.models import LabRun
@@ -56,19 +57,20 @@ RETRY_MS = 1000  # when a one-shot answer (WSGI) tells the page to come back
 # kind -> (label, sentence, tone). The sentence is formatted with the event's fields.
 EVENT_WORDING: dict[str, tuple[str, str, str]] = {
     "accepted": ("accepted", "Notification {intent} accepted: {template} to user {user_id}", "info"),
-    "accepted_batch": ("accepted", "{count} notifications accepted in one request ({templates})", "info"),
+    "accepted_batch": ("accepted", "{count} {notifications} accepted in one request ({templates})", "info"),
     "published": ("published", "Relay published delivery {delivery} to the {queue} queue", "info"),
-    "published_batch": ("published", "Relay published {count} deliveries to the {queue} queue as one batch message", "info"),
+    "published_batch": ("published", "Relay published {count} {deliveries} to the {queue} queue as one batch message", "info"),
     "republished": ("republished", "Relay republished delivery {delivery}: {reason}", "warn"),
     "attempt_started": ("attempt", "Worker started attempt {attempt} of delivery {delivery} ({channel})", "info"),
     "attempt_succeeded": ("delivered", "Delivery {delivery} sent by {provider} in {latency_ms} ms", "ok"),
-    "batch_started": ("attempt", "Worker took a batch of {count} {channel} deliveries (first attempts)", "info"),
-    "batch_delivered": ("delivered", "{count} {channel} deliveries sent by {provider} in one bulk call ({latency_ms} ms)", "ok"),
-    "attempt_failed": ("failed", "Attempt {attempt} of delivery {delivery} failed at {provider}: {error}", "bad"),
+    "batch_started": ("attempt", "Worker took a batch of {count} {channel} {deliveries} (first attempts)", "info"),
+    "batch_delivered": ("delivered", "{count} {channel} {deliveries} sent by {provider} in one bulk call ({latency_ms} ms)", "ok"),
+    "attempt_failed": ("failed", "Attempt {attempt} of delivery {delivery} failed {where}: {error}", "bad"),
     "retry_scheduled": ("retry", "Delivery {delivery}: retry in {delay_ms} ms (drawn under {ceiling_ms} ms), attempt {next_attempt} of {max_attempts}", "warn"),
     "retry_budget_exhausted": ("budget", "Retry budget for {channel} spent: delivery {delivery} waits the longest backoff", "warn"),
     "deferred": ("deferred", "Delivery {delivery} deferred: {reason}", "info"),
     "suppressed": ("suppressed", "Delivery {delivery} suppressed: {reason}", "info"),
+    "relay_crashed": ("relay crash", "The relay crashed after publishing {published} {messages}, before marking them published", "bad"),
     "bounced": ("bounced", "Delivery {delivery} bounced at {provider}: {error}", "bad"),
     "dead_lettered": ("dead letter", "Delivery {delivery} dead-lettered ({group}): {error}", "bad"),
     "replayed": ("replayed", "Delivery {delivery} replayed from the dead letters ({group})", "warn"),
@@ -90,6 +92,16 @@ class _Blank(dict):
         return "?"
 
 
+# Nouns a sentence counts, by the event field holding the count: "1 delivery", "3 deliveries".
+COUNTED = {
+    "deliveries": ("count", "delivery", "deliveries"),
+    "notifications": ("count", "notification", "notifications"),
+    "messages": ("published", "message", "messages"),
+}
+# Reasons the worker records in a word, as the feed says them.
+REASONS = {"opt_out": "the user opted out of this channel"}
+
+
 def settings_text(settings: dict) -> str:
     """A fault's settings in words: "down, latency_ms 300"."""
     return ", ".join(f"{name}" if value is True else f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
@@ -99,7 +111,14 @@ def settings_text(settings: dict) -> str:
 def describe(event: dict) -> tuple[str, str, str]:
     label, sentence, tone = EVENT_WORDING.get(event["kind"], (event["kind"], event["kind"].replace("_", " "), "info"))
     fields = _Blank(event)
-    if event["kind"] == "retry_scheduled":
+    for noun, (count_field, one, many) in COUNTED.items():
+        fields[noun] = ngettext(one, many, event.get(count_field) or 0)
+    if event.get("reason") in REASONS:
+        fields["reason"] = REASONS[event["reason"]]
+    if event["kind"] == "attempt_failed":
+        # A poison message fails while its template is rendered, before any provider is called.
+        fields["where"] = f"at {event['provider']}" if event.get("provider") else "before any provider was called"
+    elif event["kind"] == "retry_scheduled":
         fields["next_attempt"] = event.get("attempt", 0) + 1
     elif event["kind"] == "duplicate_suppressed":
         fields["by"] = f" by the {event['by']}" if event.get("by") else " by the worker's claim"

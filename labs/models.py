@@ -216,6 +216,7 @@ class Delivery(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "deliveries"
         constraints = [models.UniqueConstraint(fields=["intent", "channel"], name="one_delivery_per_channel")]
         indexes = [
             models.Index(fields=["run", "status"]),
@@ -364,7 +365,10 @@ class Experiment(models.Model):
 
     Kept in the learner's history after the run is reset or deleted; `before` and `after`
     are the run's facts (labs.checks) when the first fault went in and when the learner
-    recorded the outcome.
+    recorded the outcome. `checks_passed` holds each of the step's checks from the moment it
+    first passed: a later step's fault may undo the state a check reads, but not what the
+    learner achieved (labs.steps.hold_passed). A new prediction starts a new card, and so
+    the step's checks start again.
     """
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_experiments")
@@ -378,6 +382,7 @@ class Experiment(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     acted_at = models.DateTimeField(null=True, blank=True)
     recorded_at = models.DateTimeField(null=True, blank=True)
+    checks_passed = models.JSONField(default=dict, blank=True)  # {check id: ISO time it first passed}
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -10,13 +10,13 @@ from datetime import timedelta
 
 from django.db.models import Count, Min
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from config import heartbeat
 from labs import charts, checks
 from labs.lab_files import Lab
 from labs.models import (
     TERMINAL,
-    AttemptOutcome,
     DeadLetter,
     Delivery,
     DeliveryAttempt,
@@ -25,7 +25,7 @@ from labs.models import (
     NotificationIntent,
     ProviderSend,
 )
-from labs.pipeline import deadletters, defences, deliveries, faults
+from labs.pipeline import deadletters, defences, deliveries, faults, metrics
 from labs.pipeline.intake import URGENT_QUEUE
 from labs.pipeline.topology import PROVIDERS
 
@@ -54,10 +54,25 @@ class RunState:
     checks: dict = field(default_factory=dict)
 
     @property
+    def main_stages(self) -> list[dict]:
+        """The diagram's boxes on the main line (API, outbox, relay; workers): the figure and the lines under it."""
+        f = self.facts
+        outbox_lines = ["pending", f"{f['outbox_oldest_s']:g} s old"] if f["outbox_pending"] else ["pending"]
+        stages = [
+            ("api", 6, 78, "API", f["intents"], "stage-accepted", ["accepted"], ""),
+            ("outbox", 100, 96, "Outbox", f["outbox_pending"], "stage-outbox", outbox_lines, "waiting" if f["outbox_pending"] else ""),
+            ("relay", 212, 80, "Relay", self.relay_state, "stage-relay", [f"{f['outbox_scheduled']} due", "later"], f"relay-{self.relay_state}"),
+            ("workers", 414, 84, "Workers", f["sending"], "stage-sending", ["sending", f"{self.workers_alive} up"], ""),
+        ]
+        return [{"stage": stage, "x": x, "width": width, "middle": x + width / 2, "title": title, "figure": figure,
+                 "testid": testid, "lines": [(177 + 19 * n, line) for n, line in enumerate(lines)], "classes": classes}
+                for stage, x, width, title, figure, testid, lines, classes in stages]  # fmt: skip
+
+    @property
     def queue_boxes(self) -> list[dict]:
         """The diagram's queue column: one box per lane."""
         return [{"name": name, "depth": depth, "age": age, "y": y, "height": height, "middle": y + height / 2}
-                for (name, depth, age), (y, height) in zip(self.queues, charts.stack(len(self.queues), 14, 258), strict=True)]  # fmt: skip
+                for (name, depth, age), (y, height) in zip(self.queues, charts.stack(len(self.queues), 24, 262), strict=True)]  # fmt: skip
 
     @property
     def provider_boxes(self) -> list[dict]:
@@ -65,7 +80,7 @@ class RunState:
         names = [name for pair in PROVIDERS.values() for name in pair]
         return [{"name": name, "state": self.breakers.get(name, "closed"), "fault": self.faults.get(name),
                  "sent": self.provider_sends.get(name, 0), "y": y, "height": height, "middle": y + height / 2}
-                for name, (y, height) in zip(names, charts.stack(len(names), 8, 292, gap=4), strict=True)]  # fmt: skip
+                for name, (y, height) in zip(names, charts.stack(len(names), 4, 300, gap=4), strict=True)]  # fmt: skip
 
     @property
     def retry_rows(self) -> list[dict]:
@@ -103,7 +118,8 @@ def invariants(f: dict) -> list[tuple[str, bool, str]]:
     lost = f["lost"] + f["stranded"]
     return [
         ("Nothing lost", lost == 0, f"{lost} lost or stranded"),
-        ("Nothing sent twice", f["duplicate_sends"] == 0, f"{f['duplicate_sends']} duplicate sends"),
+        ("Nothing sent twice", f["duplicate_sends"] == 0,
+         f"{f['duplicate_sends']} {ngettext('duplicate send', 'duplicate sends', f['duplicate_sends'])}"),
         ("Quiet hours respected", f["quiet_hours_violations"] == 0, f"{f['quiet_hours_violations']} sent in quiet hours"),
         ("Per-user order kept", f["order_violations"] == 0, f"{f['order_violations']} out of order"),
     ]
@@ -173,14 +189,15 @@ def recent_notifications(run: LabRun, count: int = 8) -> list[dict]:
 
 
 def series(run: LabRun, now) -> dict[str, charts.Sparkline]:
-    """Per-second counts over the last minute: accepted, delivered, failed attempts, dead letters."""
+    """Per-second counts over the last minute, each the same figure as the tile or fact of that name
+    (labs.checks.FACTS): notifications accepted, deliveries delivered, failed attempts, dead letters written."""
     since = now - timedelta(seconds=SERIES_SECONDS)
-    attempts = DeliveryAttempt.objects.filter(delivery__run=run, finished_at__gte=since)
-    failing = [AttemptOutcome.FAILED, AttemptOutcome.TIMEOUT, AttemptOutcome.REJECTED, AttemptOutcome.BREAKER_OPEN, AttemptOutcome.CRASHED]
     times = {
-        "accepted": Delivery.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
-        "delivered": attempts.filter(outcome=AttemptOutcome.SUCCEEDED).values_list("finished_at", flat=True),
-        "failed attempts": attempts.filter(outcome__in=failing).values_list("finished_at", flat=True),
-        "dead-lettered": DeadLetter.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
+        "notifications accepted": NotificationIntent.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
+        "deliveries delivered": Delivery.objects.filter(run=run, status=DeliveryStatus.DELIVERED, finished_at__gte=since)
+        .values_list("finished_at", flat=True),
+        "failed attempts": DeliveryAttempt.objects.filter(delivery__run=run, finished_at__gte=since, outcome__in=metrics.FAILED_OUTCOMES)
+        .values_list("finished_at", flat=True),
+        "dead letters written": DeadLetter.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
     }
     return {name: charts.sparkline(list(found), now, SERIES_SECONDS) for name, found in times.items()}

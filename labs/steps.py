@@ -6,11 +6,14 @@ so the card can say what the fault did even after the run is reset or deleted.
 """
 
 import uuid
+from dataclasses import replace
+from datetime import datetime
 
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from labs import checks, live
-from labs.lab_files import Action, Step
+from labs.lab_files import Action, Lab, Step
 from labs.models import Experiment, LabRun, RunLab
 from labs.pipeline import defences, faults, intake, traffic
 
@@ -36,7 +39,8 @@ def _send(run: LabRun, argument: dict) -> str:
     if crashed:
         return f"Sent {described}: the API crashed after its commit on {crashed} of them (the client saw an error)"
     if replays:
-        return f"Sent {described}: {replays} request(s) returned intent {intents[-1]} again (replayed, nothing new written)"
+        repeated = ngettext("request returned", "requests returned", replays)
+        return f"Sent {described}: {replays} {repeated} intent {intents[-1]} again (replayed, nothing new written)"
     return f"Sent {described} (notification {intents[0]}" + (f"–{intents[-1]})" if count > 1 else ")")
 
 
@@ -68,7 +72,7 @@ def perform(run: LabRun, action: Action) -> list[str]:
                 done.append(f"Sent a campaign of {count} × {template}")
         elif operation == "poison":
             count = traffic.send_poison(run, argument.get("count", 1))
-            done.append(f"Sent {count} poison message(s): order updates without an order id")
+            done.append(f"Sent {count} poison {ngettext('message', 'messages', count)}: order updates without an order id")
         elif operation == "send":
             done.append(_send(run, argument))
     return done
@@ -81,6 +85,45 @@ def current_experiment(run_lab: RunLab, step: Step) -> Experiment | None:
         .order_by("-created_at", "-id")
         .first()
     )
+
+
+def current_experiments(run_lab: RunLab) -> dict[int, Experiment]:
+    """Each step's card of the current go, by step number, in one query (the latest card of a step wins)."""
+    cards = Experiment.objects.filter(run=run_lab.run, lab=run_lab.lab, created_at__gte=run_lab.started_at)
+    return {card.step: card for card in cards.order_by("created_at", "id")}
+
+
+def hold_passed(lab: Lab, results: dict[str, checks.CheckResult], cards: dict[int, Experiment]) -> dict[str, checks.CheckResult]:
+    """The checks as the learner sees them: once passed during a step, passed until the step starts again.
+
+    A later step's fault may undo what an earlier check reads (lab 3's poison messages fill the
+    dead-letter queue that step 2 drained); the learner still did step 2.
+    1. A check that passes now is written on the card of each step that lists it, if the
+       learner ran that step (pressed one of its buttons), with the time.
+    2. A check that does not pass now but is on such a card counts as passed, since then.
+    A new prediction starts a new card (save_prediction), and with it the step's checks.
+    """
+    held = dict(results)
+    now = timezone.now()
+    for step in lab.steps:
+        card = cards.get(step.number)
+        if card is None or card.acted_at is None:
+            continue
+        newly = {check: now.isoformat() for check in step.checks if results[check].passed and check not in card.checks_passed}
+        if newly:
+            card.checks_passed = {**card.checks_passed, **newly}
+            card.save(update_fields=["checks_passed"])
+        for check, since in card.checks_passed.items():
+            if check in held and not held[check].passed:
+                held[check] = replace(held[check], passed=True, failing=[], held_since=datetime.fromisoformat(since))
+    return held
+
+
+def earlier_passes_at_stake(lab: Lab, cards: dict[int, Experiment], acting: Step) -> bool:
+    """Whether another step the learner ran has a check not yet held, which `acting`'s fault might undo
+    before the panels next look (so the checks are worth reading before it acts)."""
+    return any(card.acted_at is not None and set(lab.step(number).checks) - set(card.checks_passed)
+               for number, card in cards.items() if number != acting.number and lab.step(number))  # fmt: skip
 
 
 def save_prediction(run_lab: RunLab, step: Step, prediction: str) -> Experiment:

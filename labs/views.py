@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.utils.translation import ngettext
 from django_htmx.http import trigger_client_event
 
 from courseware.models import Lesson
@@ -168,11 +169,10 @@ def _control_context(run: LabRun, current_faults: dict, forms_with_errors: dict 
 
 
 def _step_cards(lab: Lab, run_lab: RunLab, state: panels.RunState) -> list[dict]:
-    cards = []
-    for step in lab.steps:
-        experiment = steps.current_experiment(run_lab, step)
-        cards.append(_card(lab, step, experiment, state.facts, state.checks))
-    return cards
+    """Every step's card; the checks a step passed stay passed, on its card and in `state` (steps.hold_passed)."""
+    experiments = steps.current_experiments(run_lab)
+    state.checks = steps.hold_passed(lab, state.checks, experiments)
+    return [_card(lab, step, experiments.get(step.number), state.facts, state.checks) for step in lab.steps]
 
 
 def _card(lab: Lab, step, experiment: Experiment | None, found: dict, results: dict, form=None) -> dict:
@@ -385,7 +385,7 @@ def poison(request: HttpRequest, run_id: int) -> HttpResponse:
         except (ValueError, intake.SimulatedCrash) as exc:
             form.add_error(None, str(exc))
         else:
-            result = f"Sent {count} poison message(s): order updates without their order id."
+            result = f"Sent {count} poison {ngettext('message', 'messages', count)}: order updates without their order id."
     return _traffic_response(request, run, result, poison_form=form)
 
 
@@ -475,6 +475,10 @@ def _workbench_response(request: HttpRequest, run: LabRun, note: str = "", form:
     return response if error else _changed(response)
 
 
+def _dead_letters(count: int) -> str:
+    return f"{count} {ngettext('dead letter', 'dead letters', count)}"
+
+
 @require_POST
 def replay(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
@@ -483,7 +487,7 @@ def replay(request: HttpRequest, run_id: int) -> HttpResponse:
         return _workbench_response(request, run, form=form)
     group = form.cleaned_data["group"]
     count = deadletters.replay_group(run, group) if group else deadletters.replay(run, form.cleaned_data["dead_letter"])
-    return _workbench_response(request, run, f"Replayed {count} dead letter(s)" + (f" of {group}." if group else "."))
+    return _workbench_response(request, run, f"Replayed {_dead_letters(count)}" + (f" of {group}." if group else "."))
 
 
 @require_POST
@@ -496,7 +500,7 @@ def discard(request: HttpRequest, run_id: int) -> HttpResponse:
     if group:
         ids = list(run.dead_letters.filter(error_group=group, resolution=DeadLetter.Resolution.OPEN).values_list("pk", flat=True))
     count = deadletters.discard(run, ids)
-    return _workbench_response(request, run, f"Discarded {count} dead letter(s)" + (f" of {group}." if group else "."))
+    return _workbench_response(request, run, f"Discarded {_dead_letters(count)}" + (f" of {group}." if group else "."))
 
 
 # --- A message's lineage -------------------------------------------------------------------------
@@ -542,8 +546,9 @@ def _card_response(request: HttpRequest, run: LabRun, lab: Lab, step, note: str 
             messages.error(request, problem)
         return redirect(f"{reverse('labs:lab', args=[lab.slug])}#step-{step.number}")
     found = checks.facts(run)
-    experiment = steps.current_experiment(run.lab, step)
-    card = _card(lab, step, experiment, found, checks.evaluate(lab, found), form)
+    experiments = steps.current_experiments(run.lab)
+    results = steps.hold_passed(lab, checks.evaluate(lab, found), experiments)
+    card = _card(lab, step, experiments.get(step.number), found, results, form)
     context = {"run": run, "lab": lab, "card": card, "note": "" if problems else note, "error": error,
                "note_id": f"step-{step.number}-note"}  # fmt: skip
     response = render(request, "labs/step_card.html#step_response", context)
@@ -570,6 +575,10 @@ def act(request: HttpRequest, run_id: int, step: int, action: int) -> HttpRespon
     experiment = steps.current_experiment(run_lab, lab_step)
     if experiment is None:
         return _card_response(request, run, lab, lab_step, error="Write your prediction before you run this step.")
+    # What the other steps achieved is written down before this step's fault can undo it.
+    cards = steps.current_experiments(run_lab)
+    if steps.earlier_passes_at_stake(lab, cards, lab_step):
+        steps.hold_passed(lab, checks.evaluate(lab, checks.facts(run)), cards)
     try:
         done = steps.act(experiment, lab_step.actions[action - 1], run)
     except (ValueError, intake.IntakeError) as exc:

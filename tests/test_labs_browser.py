@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 from labs import runs
 from labs.models import LabRun
 from labs.pipeline import faults
-from tests.conftest import worker_argv
+from tests.conftest import ARTIFACTS, worker_argv
 from tests.harness import ServiceProcess, free_port, python_argv, start_live_process, wait_for
 
 # A run policy that keeps the tests quick: retries after ~0.1, 0.2, 0.4 s, four attempts in all.
@@ -172,6 +172,18 @@ def test_dead_letters_rise_in_an_email_outage_and_drain_when_replayed_after_the_
     expect_check_green(page, "drained")
     expect(page.get_by_test_id("workbench-empty")).to_be_visible()
     assert "✔ Nothing sent twice" in page.locator("#live-panels").inner_text()
+
+    # Step 3's poison messages fill the queue step 2 drained: step 2 stays done.
+    predict(page, 3, "One attempt each, then the dead letters.")
+    press(page, 3, "Send 3 poison messages")
+    wait_until(page, lambda p: count(p, "stage-dead-letters") == 3, "the poison messages to be dead-lettered")
+    expect(page.locator("#event-feed")).to_contain_text("dead-lettered (template_data_missing)")
+    expect(page.locator("#event-feed")).not_to_contain_text("at :")  # no sentence with an empty provider
+    expect(page.get_by_test_id("step-check-drained")).to_have_attribute("data-passed", "true", timeout=SLOW)
+    expect(page.get_by_test_id("step-check-drained")).to_contain_text("it stays passed though the run has moved on")
+    expect(page.get_by_test_id("check-drained")).to_have_attribute("data-passed", "true")
+    expect(page.get_by_test_id("check-poison-triaged")).to_contain_text("○")
+    expect(page.get_by_test_id("step-check-poison-triaged")).to_contain_text("open dead letters: 0 (now 3)")
 
 
 def test_a_poison_message_replayed_before_the_fix_comes_back_tagged_and_is_discarded(page, learner, screenshot):
@@ -407,3 +419,80 @@ def test_a_hidden_page_stops_listening_and_catches_up_and_a_dropped_stream_resum
         assert page.evaluate("window.faultlineLive.source") == "fallback"  # the page server answered instead
     finally:
         pipeline.start_live()
+
+
+# --- The page itself: legible on a laptop, usable on a phone ------------------------------------------
+
+# The smallest text of the pipeline diagram as drawn on the screen: its font size times the SVG's scale.
+SMALLEST_DIAGRAM_TEXT_PX = """() => Math.min(...[...document.querySelectorAll('#pipeline-svg text')]
+    .map(t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a))"""
+# Texts that stick out of the box they label, by more than a pixel.
+TEXT_OUT_OF_ITS_BOX = """() => [...document.querySelectorAll('#pipeline-svg g.stage')].flatMap(g => {
+    const box = g.querySelector('rect').getBoundingClientRect();
+    return [...g.querySelectorAll('text')].filter(t => {
+        const r = t.getBoundingClientRect();
+        return r.left < box.left - 1 || r.right > box.right + 1;
+    }).map(t => t.textContent);
+})"""
+# Boxes between a step card and the page that scroll on their own (and so cut the card).
+SCROLL_BOXES_AROUND = """(el) => { const found = [];
+    for (let box = el.parentElement; box && box !== document.body; box = box.parentElement) {
+        const overflow = getComputedStyle(box).overflowY;
+        if ((overflow === 'auto' || overflow === 'scroll') && box.scrollHeight > box.clientHeight) found.push(box.className);
+    }
+    return found; }"""
+
+
+def viewport_screenshot(page: Page, name: str) -> None:
+    """The screen as the learner sees it now (the `screenshot` fixture takes the whole page)."""
+    path = ARTIFACTS / "screenshots" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path))
+
+
+def box(page: Page, selector: str) -> dict:
+    return page.locator(selector).first.bounding_box()
+
+
+def in_view(page: Page, selector: str) -> bool:
+    found, height = box(page, selector), page.viewport_size["height"]
+    return found is not None and found["y"] >= 0 and found["y"] + found["height"] <= height
+
+
+def test_the_lab_page_reads_at_1280_px_and_a_learner_can_press_a_step_and_watch_on_a_phone(page, learner, screenshot):
+    start_lab(page, "dead-letters-poison")
+    predict(page, 3, "One attempt each.")
+
+    # A laptop, 1280 px wide.
+    assert page.evaluate(SMALLEST_DIAGRAM_TEXT_PX) >= 13
+    assert page.evaluate(TEXT_OUT_OF_ITS_BOX) == []
+    assert abs(box(page, ".lab-page")["x"] - box(page, ".site-nav .brand")["x"]) <= 1  # the lab lines up with the header
+    assert page.locator("#step-3").evaluate(SCROLL_BOXES_AROUND) == []  # the steps scroll with the page
+    step(page, 3).get_by_role("button", name="Send 3 poison messages").scroll_into_view_if_needed()
+    assert in_view(page, "#pipeline-svg"), "the diagram stays in view beside the step being run"
+    assert not page.get_by_test_id("pipeline-strip").is_visible()
+    viewport_screenshot(page, "lab-page-1280-step")  # what the learner sees: step 3's button beside the diagram
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot("lab-page-1280")
+
+    # A phone, 390 px wide: one column, and a strip of the pipeline's figures that stays in view.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "live", timeout=SLOW)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "nothing sticks out sideways"
+    assert abs(box(page, ".lab-page")["x"] - box(page, ".site-nav .brand")["x"]) <= 1
+    assert page.evaluate(SMALLEST_DIAGRAM_TEXT_PX) >= 13  # the full diagram pans inside its own box
+    button = step(page, 3).get_by_role("button", name="Send 3 poison messages")
+    button.scroll_into_view_if_needed()
+    assert in_view(page, "[data-testid=pipeline-strip]")
+    assert box(page, "[data-testid=pipeline-strip]")["y"] + box(page, "[data-testid=pipeline-strip]")["height"] <= button.bounding_box()["y"]
+    assert page.get_by_test_id("strip-dead-letters").text_content() == "0"
+    press(page, 3, "Send 3 poison messages")
+    expect(page.get_by_test_id("strip-dead-letters")).to_have_text("3", timeout=SLOW)  # watched without leaving the step
+    assert in_view(page, "[data-testid=pipeline-strip]") and button.is_visible()
+    viewport_screenshot(page, "lab-page-390-step")  # what the learner sees: the step's button and the strip at once
+    expect(step(page, 3).get_by_test_id("step-check-poison-triaged")).to_contain_text("deliveries discarded from the dead letters: at least 1 (now 0)")
+    page.locator("#pipeline").scroll_into_view_if_needed()
+    viewport_screenshot(page, "lab-page-390-diagram")
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot("lab-page-390")

@@ -8,7 +8,7 @@ A refresh (the grid polls every POLL_SECONDS) reads:
 4. From Redis, in two round trips: every fault and breaker of every run, each run's latest
    event id, and the measures kept from earlier refreshes.
 5. Checks passed and the auditor's invariants come from the labs' own code (labs.checks.facts,
-   about 25 queries a run): too heavy for 100 runs every few seconds. So a refresh measures
+   about 25 queries a run; a check passed during its step stays passed, labs.steps.hold_passed): too heavy for 100 runs every few seconds. So a refresh measures
    at most FACTS_PER_REFRESH runs within FACTS_BUDGET_S, first those never measured, then
    those whose pipeline moved since their last measure, then the oldest measures, and keeps
    the results in Redis for the next refresh. A tile says how old its measure is.
@@ -24,9 +24,9 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from config.redis_client import get_redis, key
-from labs import checks, panels
+from labs import checks, panels, steps
 from labs.catalogue import CATALOGUE
-from labs.models import DeadLetter, Experiment, OutboxRow
+from labs.models import DeadLetter, Experiment, OutboxRow, RunLab
 from labs.pipeline import events, faults
 from labs.pipeline.breaker import CLOSED, BreakerState, ProviderBreaker
 from labs.pipeline.topology import ALL_PROVIDERS
@@ -208,6 +208,9 @@ def _measure_some(workshop, tiles, lab, measures, latest_event, breakers_of, fau
         run = tile.seat.run
         found = checks.facts(run, breakers_of[run.pk], fault_settings[run.pk])
         results = checks.evaluate(lab, found)
+        run_lab = RunLab.objects.filter(run=run).first()
+        if run_lab is not None:  # a check passed during its step stays passed, as on the learner's page
+            results = steps.hold_passed(lab, results, steps.current_experiments(run_lab))
         fresh[run.pk] = measures[run.pk] = {
             "at": time.time(),
             "event": latest_event[run.pk],

@@ -136,6 +136,7 @@ class RosterEntry(models.Model):
 
     class Meta:
         ordering = ["name", "id"]
+        verbose_name_plural = "roster entries"
 
 
 class ScenarioPlay(models.Model):

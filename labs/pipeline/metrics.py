@@ -18,20 +18,35 @@ def percentile(values: list[int], share: float) -> int | None:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+# A call that reached a provider and came back with an answer, or timed out waiting for one.
+PROVIDER_CALL_OUTCOMES = (AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED, AttemptOutcome.REJECTED, AttemptOutcome.TIMEOUT)
+# An attempt that failed and may be retried: the provider failed or did not answer in time. (A poison
+# message is rejected for good before any provider is called, like a bounce: not a failed attempt.)
+FAILED_OUTCOMES = (AttemptOutcome.FAILED, AttemptOutcome.TIMEOUT)
+
+
+def provider_calls(attempts):
+    """Attempts that called a provider: not a poison message, which fails before the call (no provider)."""
+    return attempts.filter(outcome__in=PROVIDER_CALL_OUTCOMES).exclude(provider="")
+
+
 def run_metrics(run: LabRun) -> dict:
+    """The run's figures; each means one thing, named alike on the lab page, in the API and in checks.FACTS.
+
+    `provider_calls` counts every call to a provider, failed ones included; what the providers
+    really sent is the auditor's `provider_sends` (their own ledger), which never counts a failure.
+    """
     attempts = DeliveryAttempt.objects.filter(delivery__run=run)
     by_outcome = dict(attempts.values("outcome").annotate(n=Count("id")).values_list("outcome", "n"))
-    provider_calls = [AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED, AttemptOutcome.REJECTED, AttemptOutcome.TIMEOUT]
-    latencies = list(
-        attempts.filter(outcome__in=provider_calls).order_by("-id").values_list("latency_ms", flat=True)[:LATENCY_SAMPLE]
-    )
+    called = provider_calls(attempts)
+    latencies = list(called.order_by("-id").values_list("latency_ms", flat=True)[:LATENCY_SAMPLE])
     deliveries = Delivery.objects.filter(run=run)
     oldest_queued = on_broker(run.pk).aggregate(at=Min("published_at"))["at"]
     return {
-        "sent": sum(by_outcome.get(o, 0) for o in provider_calls),
+        "provider_calls": called.count(),
         "delivered": deliveries.filter(status=DeliveryStatus.DELIVERED).count(),
         "bounced": deliveries.filter(status=DeliveryStatus.BOUNCED).count(),
-        "failed_attempts": by_outcome.get(AttemptOutcome.FAILED, 0) + by_outcome.get(AttemptOutcome.TIMEOUT, 0),
+        "failed_attempts": sum(by_outcome.get(o, 0) for o in FAILED_OUTCOMES),
         "breaker_refusals": by_outcome.get(AttemptOutcome.BREAKER_OPEN, 0),
         "latency_p50_ms": percentile(latencies, 0.50),
         "latency_p95_ms": percentile(latencies, 0.95),
