@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labs', '0006_labrun_faults'),
+        ('labs', '0007_metrics_indexes'),
     ]
 
     operations = [
