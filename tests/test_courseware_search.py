@@ -11,7 +11,14 @@ from django.db import connection
 
 from courseware.loading import load_content
 from courseware.search import ParsedQuery, Term, marked, parse_query, search_lessons
-from tests.test_courseware import HTMX, course, replace_in, tmp_course  # noqa: F401 (fixtures)
+from tests.test_courseware import HTMX, replace_in, tmp_course  # noqa: F401 (a fixture)
+
+
+@pytest.fixture
+def course(db):
+    """The real lessons, loaded inside the test's transaction: the session-wide load in
+    test_courseware.py would leave them behind for its tests that start from an empty database."""
+    load_content()
 
 
 def slugs(query: str) -> list[str]:
