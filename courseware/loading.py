@@ -15,6 +15,7 @@ from courseware.content_report import ContentReport
 from courseware.models import GlossaryTerm, InlineCheck, Lesson, Module
 from labs import figures
 from courseware.rendering import RenderedLesson, content_hash, render_lesson
+from courseware.search import rebuild_index
 
 # Rendering depends only on what the content hash covers, so a process that loads more than once
 # (a test run, a long shell session) renders each version of a lesson once.
@@ -133,6 +134,7 @@ def load_content(content_dir: Path | None = None, questions_dir: Path | None = N
         }
         _, checks_changed = sync(InlineCheck, "check_id", checks)
         changed += checks_changed
+        rebuild_index()
     return (
         f"{len(lessons)} lessons in {len(modules)} modules, {len(terms)} glossary terms, {len(checks)} inline checks; "
         f"{changed} changed, {len(rendered)} rendered"

@@ -50,24 +50,27 @@ def record_visit(user: AbstractBaseUser, lesson: Lesson) -> LessonProgress:
 
 
 def mark_read(user: AbstractBaseUser, lesson: Lesson, read: bool) -> LessonProgress:
+    """Mark the lesson read (or not); it is also the lesson the learner was last reading."""
     progress, _ = LessonProgress.objects.get_or_create(user=user, lesson=lesson)
+    progress.last_visited_at = timezone.now()
     if read and progress.read_at is None:
-        progress.read_at = timezone.now()
+        progress.read_at = progress.last_visited_at
     elif not read:
         progress.read_at = None
-    progress.save(update_fields=["read_at"])
+    progress.save(update_fields=["read_at", "last_visited_at"])
     return progress
 
 
 def where_to_continue(user: AbstractBaseUser | AnonymousUser) -> Lesson | None:
-    """The lesson visited last, or, once that one is read, the next unread lesson after it."""
+    """The lesson the learner was reading: the one visited last, read or not.
+
+    Not the next one in course order: a learner who marks a lesson read may still be in the middle
+    of it (its checks, its labs), and one who goes back to an earlier lesson wants that one again.
+    The lesson page links onward from there.
+    """
     if not user.is_authenticated:
         return None
-    visits = LessonProgress.objects.filter(user=user, last_visited_at__isnull=False).order_by("-last_visited_at")
-    last = visits.first()
+    last = LessonProgress.objects.filter(user=user, last_visited_at__isnull=False).order_by("-last_visited_at").first()
     if last is None:
         return None
-    unread = Lesson.objects.outline().select_related("module").exclude(pk__in=read_lesson_ids(user))
-    if last.read_at is None:
-        return unread.get(pk=last.lesson_id)
-    return unread.filter(position__gt=last.lesson.position).first() or unread.first()
+    return Lesson.objects.outline().select_related("module").get(pk=last.lesson_id)

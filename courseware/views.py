@@ -151,6 +151,8 @@ def answer_check(request: HttpRequest, check_id: str) -> HttpResponse:
     if request.user.is_authenticated:
         CheckAnswer.objects.create(user=request.user, inline_check=check, option=chosen, correct=state.correct)
     if request.htmx:
+        if request.user.is_authenticated:  # answering in place is reading the lesson, for "continue where you left off"
+            progress.record_visit(request.user, check.lesson)
         return render(request, "courseware/lesson.html#inline_check", {"state": state, "lesson": check.lesson})
     return _lesson_page(request, check.lesson, answered=state)
 

@@ -419,8 +419,24 @@ def test_the_course_map_shows_progress_per_module_and_where_to_continue(client, 
     assert re.search(r'data-testid="continue-link">Asynchronous messaging: queues vs event streams<', html)
     assert '<progress max="5" value="1"' in html and "1 of 5 read" in html
     assert f"1 of {counts.lessons()} lessons read" in html
-    # Once the last visited lesson is read, continue with the next unread one after it.
-    assert re.search(r'data-testid="continue-link">Kafka, RabbitMQ and SQS compared<', after_reading)
+    # Marking it read does not move the learner on: they may still be in the middle of it.
+    assert re.search(r'data-testid="continue-link">Asynchronous messaging: queues vs event streams<', after_reading)
+
+
+@pytest.mark.django_db
+def test_continue_points_to_the_lesson_the_learner_was_reading_not_the_next_one_in_order(client, course, learner):
+    client.force_login(learner)
+    client.get("/lessons/sagas/")
+    client.get("/lessons/network-calls/")  # back to an earlier lesson
+    client.post("/lessons/network-calls/read/", {"read": "1"}, **HTMX)
+
+    back_at_an_earlier_one = client.get("/lessons/").content.decode()
+    client.get("/lessons/rest-and-grpc/")  # a look at the next lesson...
+    client.post("/lessons/checks/network-calls-1/answer/", {"option": "0"}, **HTMX)  # ...then back to answer a check
+    answering = client.get("/lessons/").content.decode()
+
+    assert re.search(r'data-testid="continue-link">Why a network call is not a function call<', back_at_an_earlier_one)
+    assert re.search(r'data-testid="continue-link">Why a network call is not a function call<', answering)
 
 
 @pytest.mark.django_db

@@ -85,6 +85,69 @@ def test_a_lesson_fits_a_phone_screen(page, lessons, screenshot):
     screenshot("lesson-phone")
 
 
+PHONE = {"width": 390, "height": 844}
+
+# For each diagram on the page, in CSS pixels: the page's and the figure's sideways overflow, the
+# SVG's box against its figure's, and the empty space between the lowest drawn shape and the caption.
+DIAGRAM_LAYOUT = """() => [...document.querySelectorAll('figure.diagram')].map(figure => {
+    const svg = figure.querySelector('svg'), caption = figure.querySelector('figcaption');
+    const shapes = [...svg.querySelectorAll('text, rect, line, path, circle, ellipse, polyline, polygon')]
+        .filter(shape => !shape.closest('defs'));
+    const box = svg.getBoundingClientRect(), frame = figure.getBoundingClientRect();
+    return {
+        pageOverflow: document.documentElement.scrollWidth - window.innerWidth,
+        figureOverflow: figure.scrollWidth - figure.clientWidth,
+        svgLeft: box.left - frame.left, svgRight: frame.right - box.right, svgWidth: box.width,
+        gapAboveCaption: caption.getBoundingClientRect().top - Math.max(...shapes.map(s => s.getBoundingClientRect().bottom)),
+    };
+})"""
+
+
+def test_every_diagram_fits_a_phone_screen_with_its_caption_right_below(page, lessons):
+    page.set_viewport_size(PHONE)
+    for lesson in lessons:
+        page.goto(f"/lessons/{lesson.slug}/")
+        expect(page.locator("figure.diagram .diagram-enlarge").first).to_be_visible()  # diagrams.js has run
+        for n, diagram in enumerate(page.evaluate(DIAGRAM_LAYOUT), start=1):
+            where = f"{lesson.slug}, diagram {n}: {diagram}"
+            assert diagram["pageOverflow"] <= 0, f"the page scrolls sideways: {where}"
+            assert diagram["figureOverflow"] <= 0, f"the diagram scrolls sideways inside its figure: {where}"
+            assert diagram["svgLeft"] >= 0 and diagram["svgRight"] >= 0 and diagram["svgWidth"] > 300, where
+            assert diagram["gapAboveCaption"] < 20, f"an empty band above the caption: {where}"
+
+
+def test_a_diagram_on_a_phone_enlarges_on_tap_to_fill_the_screen(page, lessons):
+    page.set_viewport_size(PHONE)
+    page.goto("/lessons/case-study-notification-system/")
+    figure = page.locator("figure.diagram").first
+    enlarge = figure.get_by_role("button", name="Enlarge diagram")
+    figure.scroll_into_view_if_needed()
+    inline_width = figure.locator("svg").bounding_box()["width"]
+    for theme in ("light", "dark"):
+        use_theme(page, theme)
+        figure.screenshot(path=str(ARTIFACTS / "screenshots" / f"diagram-phone-inline-{theme}.png"))
+
+    enlarge.click()
+    viewer = page.get_by_role("dialog", name=figure.locator("figcaption").inner_text())
+    expect(viewer).to_be_visible()
+    expect(viewer).to_contain_text("turn your phone sideways")
+    enlarged = viewer.locator("svg").bounding_box()
+    page.screenshot(path=str(ARTIFACTS / "screenshots" / "diagram-phone-enlarged-dark.png"))
+    # Turned a quarter, the diagram's long side runs down the screen: about twice its width on the page.
+    assert enlarged["height"] > 1.8 * inline_width, (inline_width, enlarged)
+    assert enlarged["x"] >= 0 and enlarged["x"] + enlarged["width"] <= PHONE["width"], enlarged
+    assert enlarged["y"] >= 0 and enlarged["y"] + enlarged["height"] <= PHONE["height"], enlarged
+
+    viewer.get_by_role("button", name="Close").click()
+    expect(viewer).to_be_hidden()
+    expect(enlarge).to_be_focused()
+    # A tap on the diagram itself enlarges it too.
+    figure.locator("svg").click()
+    expect(viewer).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+
+
 def test_a_glossary_tooltip_opens_on_keyboard_focus_is_announced_and_closes_on_escape(page, lessons):
     page.goto("/lessons/network-calls/")
     term = page.get_by_role("button", name="load balancer")

@@ -88,6 +88,11 @@ def test_a_visitor_sees_no_violation_on_the_public_pages(page, site, violations)
     check.get_by_role("radio").first.check()
     check.get_by_role("button", name="Check my answer").click()  # swapped in by htmx
     expect(check.locator(".check-verdict")).to_be_visible()
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: diagrams.js sizes the enlarged diagram
+    page.get_by_role("button", name="Enlarge diagram").first.click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.keyboard.press("Escape")
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.goto("/lessons/search/?q=outbox")
     page.goto("/practice/")
     page.goto("/labs/")

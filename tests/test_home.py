@@ -43,3 +43,17 @@ def test_a_returning_learner_gets_links_to_their_lesson_reviews_and_lab(client, 
     assert f'href="{reverse("courseware:lesson", args=[lesson.slug])}">{lesson.title}</a>' in html
     assert f'href="{reverse("practice:review")}">2 questions due for review</a>' in html
     assert f'href="{reverse("labs:lab", args=["outbox-and-relay"])}">{CATALOGUE["outbox-and-relay"].title}</a>' in html
+
+
+def test_the_resume_card_offers_the_lesson_last_read_even_once_marked_read(client, learner):
+    load_content()
+    reading = Lesson.objects.get(slug="transactional-outbox")
+    client.get(reverse("courseware:lesson", args=["network-calls"]))
+    client.get(reverse("courseware:lesson", args=[reading.slug]))
+    client.post(reverse("courseware:mark_read", args=[reading.slug]), {"read": "1"})
+
+    html = client.get("/").content.decode()
+
+    following = Lesson.objects.get(position=reading.position + 1)
+    assert f'Lesson: <a href="{reverse("courseware:lesson", args=[reading.slug])}">{reading.title}</a>' in html
+    assert following.title not in html
