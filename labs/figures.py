@@ -14,7 +14,8 @@ number in an old argument.
 
 Each figure is read from where the code keeps it. Settings are read as the defaults written in
 config/settings.py, not from this deployment's environment: the course describes what Faultline
-ships. The API's status codes live in its handlers rather than in constants, so they are listed
+ships. The live view's timings in the browser are read from static/js/labs.js, where each is a
+`var NAME = N;`. The API's status codes live in its handlers rather than in constants, so they are listed
 here and tests/test_figures.py checks that the API answers each of them.
 """
 
@@ -69,16 +70,33 @@ def _setting(name: str, scale: float = 1) -> Figure:
     return Figure(f"the default of {name} in config/settings.py", lambda: _settings_defaults()[name] / scale)
 
 
-def _rate_per_minute(name: str) -> Figure:
-    """A django-ratelimit rate written per minute ("600/m") in config/settings.py."""
+def _rate(name: str, period: str) -> Figure:
+    """A django-ratelimit rate in config/settings.py, written per minute ("600/m") or per hour ("3/h")."""
 
     def read() -> float:
-        count, _, period = str(_settings_defaults()[name]).partition("/")
-        if period != "m":
-            raise ValueError(f"{name} is no longer a rate per minute ({count}/{period})")
+        count, _, written = str(_settings_defaults()[name]).partition("/")
+        if written != period:
+            raise ValueError(f"{name} is no longer a rate per {_PERIODS[period]} ({count}/{written})")
         return float(count)
 
     return Figure(f"the default of {name} in config/settings.py", read)
+
+
+_PERIODS = {"m": "minute", "h": "hour"}
+
+
+def _cache_socket_timeout_s() -> float:
+    """The socket timeout of Django's cache in Redis (the rate limits' counters): redis_cache() in config/settings.py."""
+    from config.settings import redis_cache
+
+    return redis_cache("redis://127.0.0.1:6379/0", "")["default"]["OPTIONS"]["socket_timeout"]
+
+
+def _api_batch_max() -> float:
+    """How many notifications one `POST /api/notifications/batch` may carry (BatchIn in labs/api.py)."""
+    from labs.api import BatchIn
+
+    return BatchIn.model_json_schema()["properties"]["notifications"]["maxItems"]
 
 
 def _breaker(field: str, scale: float = 1) -> Figure:
@@ -106,18 +124,34 @@ def _run_default(field: str, scale: float = 1) -> Figure:
 
 
 @functools.cache
-def _procfile_concurrency() -> dict[str, int]:
-    """Worker processes per Procfile entry: `--concurrency N` or `--concurrency ${VAR:-N}`."""
+def _procfile_options() -> dict[tuple[str, str], int]:
+    """(process, option) -> number, for each `--option N` or `--option ${VAR:-N}` of a Procfile entry."""
     found = {}
     for line in (Path(settings.BASE_DIR) / "Procfile").read_text().splitlines():
-        match = re.match(r"^(\w+):.*--concurrency\s+(?:\$\{\w+:-)?(\d+)", line)
-        if match:
-            found[match[1]] = int(match[2])
+        entry = re.match(r"^(\w+):", line)
+        if entry:
+            for option, number in re.findall(r"\s--([a-z-]+)\s+(?:\$\{\w+:-)?(\d+)(?:\}|\s|$)", line):
+                found[entry[1], option] = int(number)
     return found
 
 
-def _concurrency(process: str) -> Figure:
-    return Figure(f"the {process} process's --concurrency in the Procfile", lambda: _procfile_concurrency()[process])
+def _procfile(process: str, option: str) -> Figure:
+    return Figure(f"the {process} process's --{option} in the Procfile", lambda: _procfile_options()[process, option])
+
+
+# The lab page's live view keeps its timings as `var NAME = N;` at the top of this script.
+LIVE_SCRIPT = Path("static") / "js" / "labs.js"
+
+
+def _script_constant(name: str, scale: float = 1) -> Figure:
+    def read() -> float:
+        text = (Path(settings.BASE_DIR) / LIVE_SCRIPT).read_text(encoding="utf-8")
+        match = re.search(rf"^\s*var {name} = (\d+(?:\.\d+)?);", text, re.MULTILINE)
+        if match is None:
+            raise ValueError(f"{LIVE_SCRIPT} no longer has `var {name} = <number>;`")
+        return float(match[1]) * scale
+
+    return Figure(f"{name} in {LIVE_SCRIPT.as_posix()}", read)
 
 
 def _relay_idle_poll_ms() -> float:
@@ -156,13 +190,32 @@ FIGURES: dict[str, Figure] = {
     "relay_lease_s": _constant("labs.pipeline.relay", "LEASE_SECONDS"),
     "relay_idle_poll_ms": Figure("the relay command's --interval default (labs/management/commands/relay.py)", _relay_idle_poll_ms),
     "campaign_batch": _constant("labs.pipeline.campaign", "BATCH_SIZE"),
-    "worker_processes": _concurrency("worker"),
-    "urgent_worker_processes": _concurrency("urgent"),
+    "worker_processes": _procfile("worker", "concurrency"),
+    "urgent_worker_processes": _procfile("urgent", "concurrency"),
     "users_per_run": _constant("labs.seeding", "USERS_PER_RUN"),
     # Rate limits (config/ratelimits.py, accounts/limits.py).
-    "api_requests_per_minute": _rate_per_minute("RATELIMIT_API_PER_KEY"),
-    "login_failures_per_account_per_minute": _rate_per_minute("RATELIMIT_LOGIN_PER_ACCOUNT"),
-    "login_failures_per_address_per_minute": _rate_per_minute("RATELIMIT_LOGIN_PER_ADDRESS"),
+    "api_requests_per_minute": _rate("RATELIMIT_API_PER_KEY", "m"),
+    "login_failures_per_account_per_minute": _rate("RATELIMIT_LOGIN_PER_ACCOUNT", "m"),
+    "login_failures_per_address_per_minute": _rate("RATELIMIT_LOGIN_PER_ADDRESS", "m"),
+    "signups_per_address_per_hour": _rate("RATELIMIT_SIGNUP_PER_ADDRESS", "h"),
+    "password_resets_per_account_per_hour": _rate("RATELIMIT_RESET_PER_ACCOUNT", "h"),
+    "password_resets_per_address_per_hour": _rate("RATELIMIT_RESET_PER_ADDRESS", "h"),
+    "cache_socket_timeout_s": Figure("redis_cache()'s socket_timeout in config/settings.py", _cache_socket_timeout_s),
+    "api_batch_max": Figure("BatchIn.notifications' max_length in labs/api.py", _api_batch_max),
+    # The web process.
+    "web_workers": _procfile("web", "workers"),
+    "web_graceful_timeout_s": _procfile("web", "graceful-timeout"),
+    # The live view (labs/live.py, static/js/labs.js).
+    "event_stream_length": _constant("labs.pipeline.events", "STREAM_LENGTH"),
+    "stream_heartbeat_s": _setting("LAB_STREAM_HEARTBEAT"),
+    "stream_retry_ms": _constant("labs.live", "RETRY_MS"),
+    "live_panels_gap_ms": _script_constant("PANELS_MIN_MS"),
+    "live_reconnect_min_ms": _script_constant("RECONNECT_MIN_MS"),
+    "live_reconnect_base_ms": _script_constant("RECONNECT_BASE_MS"),
+    "live_reconnect_cap_s": _script_constant("RECONNECT_CAP_MS", 1 / 1000),
+    "live_fallback_after_failures": _script_constant("FALLBACK_AFTER_FAILURES"),
+    "live_fallback_again_ms": _script_constant("FALLBACK_AGAIN_MS"),
+    "live_retry_every_s": _script_constant("LIVE_RETRY_EVERY_MS", 1 / 1000),
     # The API's answers.
     **{name: Figure("API_STATUSES in labs/figures.py, checked against the API by tests/test_figures.py", lambda code=code: code)
        for name, code in API_STATUSES.items()},
@@ -208,7 +261,10 @@ def disagreement(statement: Statement) -> str | None:
     figure = FIGURES.get(statement.name)
     if figure is None:
         return f"'{statement.name}' is not one of Faultline's figures (labs/figures.py lists them)"
-    actual = figure.read()
+    try:
+        actual = figure.read()
+    except (LookupError, ValueError, OSError) as exc:  # the code moved the figure: say where it was looked for
+        return f"{statement.name} can no longer be read from the code ({figure.source}): {exc}"
     if abs(actual - statement.number) > 1e-9:
         return f"states {statement.name} = {statement.stated}, but the code has {actual:g} ({figure.source})"
     return None

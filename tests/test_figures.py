@@ -41,9 +41,48 @@ def test_an_unknown_figure_or_a_misspelt_marker_is_an_error():
 def test_settings_figures_are_the_defaults_written_in_settings():
     """The figures come from config/settings.py's text; where the environment sets nothing, they are the running values."""
     for name in ("LAB_PROVIDER_TIMEOUT_MS", "LAB_SENDING_LEASE", "LAB_REDELIVER_AFTER", "LAB_MESSAGE_DEADLINE",
-                 "LAB_RELAY_BATCH", "CELERY_VISIBILITY_TIMEOUT", "CELERY_WORKER_PREFETCH_MULTIPLIER"):  # fmt: skip
+                 "LAB_RELAY_BATCH", "CELERY_VISIBILITY_TIMEOUT", "CELERY_WORKER_PREFETCH_MULTIPLIER",
+                 "LAB_STREAM_HEARTBEAT"):  # fmt: skip
         if name not in os.environ:
             assert figures.FIGURES[figures_name(name)].read() == getattr(settings, name), name
+
+
+def test_rate_figures_are_the_settings_rates_per_period():
+    for name, setting in (("api_requests_per_minute", "RATELIMIT_API_PER_KEY"),
+                          ("password_resets_per_account_per_hour", "RATELIMIT_RESET_PER_ACCOUNT"),
+                          ("signups_per_address_per_hour", "RATELIMIT_SIGNUP_PER_ADDRESS")):  # fmt: skip
+        if setting not in os.environ:
+            count, _, period = getattr(settings, setting).partition("/")
+            assert (figures.FIGURES[name].read(), period) == (int(count), "m" if name.endswith("minute") else "h"), name
+
+
+def test_every_figure_reads_a_number_from_the_code():
+    """A figure whose source moved (a renamed constant in labs.js, a Procfile option dropped) fails here first."""
+    unreadable = {}
+    for name, figure in figures.FIGURES.items():
+        try:
+            value = figure.read()
+        except Exception as exc:  # noqa: BLE001 (the test reports every figure it cannot read)
+            unreadable[name] = f"{type(exc).__name__}: {exc}"
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                unreadable[name] = f"not a number: {value!r}"
+    assert unreadable == {}
+
+
+def test_a_live_view_timing_is_read_from_the_script_and_a_renamed_one_is_reported(tmp_path, monkeypatch):
+    script = tmp_path / "labs.js"
+    script.write_text("(function () {\n  var RECONNECT_BASE_MS = 400;\n})();\n", encoding="utf-8")
+    monkeypatch.setattr(figures, "LIVE_SCRIPT", script)  # an absolute path: BASE_DIR / it is it
+
+    assert figures.problems("{{ faultline.live_reconnect_base_ms = 400 }}", "x.md") == []
+    [wrong] = figures.problems("Waits {{ faultline.live_reconnect_base_ms = 500 }} ms.", "x.md")
+    assert wrong == f"x.md:1: states live_reconnect_base_ms = 500, but the code has 400 (RECONNECT_BASE_MS in static/js/labs.js)"
+
+    script.write_text("var BACKOFF_BASE_MS = 500;\n", encoding="utf-8")  # renamed: the figure's source is gone
+    [gone] = figures.problems("Waits {{ faultline.live_reconnect_base_ms = 500 }} ms.", "x.md")
+    assert gone.startswith("x.md:1: live_reconnect_base_ms can no longer be read from the code (RECONNECT_BASE_MS in static/js/labs.js)")
+    assert "no longer has `var RECONNECT_BASE_MS = <number>;`" in gone
 
 
 def figures_name(setting: str) -> str:

@@ -20,6 +20,12 @@
   var BUSY_TICK_MS = 3000;
   var FEED_ROWS = 150;
   var ANNOUNCE_EVERY_MS = 5000;
+  // A dropped stream reopens after RECONNECT_MIN_MS + random(0, min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2^failures)).
+  var RECONNECT_MIN_MS = 250;
+  var RECONNECT_BASE_MS = 500;
+  var RECONNECT_CAP_MS = 15000;
+  var FALLBACK_AFTER_FAILURES = 3; // failures in a row, the last never opened: ask the page server instead
+  var FALLBACK_AGAIN_MS = 1000; // the page server answers once; ask it again this much later
   var LIVE_RETRY_EVERY_MS = 30000; // on the fallback, try the live process again this often
 
   var streamUrl = page.dataset.streamUrl;
@@ -77,16 +83,16 @@
     });
     source.addEventListener("error", function () {
       disconnect();
-      if (ended) return schedule(1000);
+      if (ended) return schedule(FALLBACK_AGAIN_MS);
       if (!fallback) {
         failures += 1;
-        if (!opened && failures >= 3 && fallbackUrl) {
+        if (!opened && failures >= FALLBACK_AFTER_FAILURES && fallbackUrl) {
           onFallback = true;
           fallbackSince = Date.now();
           return schedule(0);
         }
       }
-      var delay = 250 + Math.random() * Math.min(15000, 500 * Math.pow(2, failures)); // full jitter, capped
+      var delay = RECONNECT_MIN_MS + Math.random() * Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * Math.pow(2, failures)); // full jitter, capped
       setStatus("offline", "Connection lost: trying again in " + Math.ceil(delay / 1000) + " s");
       schedule(delay);
     });
