@@ -37,7 +37,7 @@ systemd: check-python
 # the worker, the relay and Redis are killed; prints the audit next to the harness's own count and fails
 # if anything is lost, sent twice or left unfinished.
 chaos: $(VENV)/.installed-test
-	$(BIN)/python -m tests.chaos --intents $${INTENTS:-20000} --seconds $${SECONDS_OF_CHAOS:-120}
+	$(BIN)/python -m tests.chaos --intents $${INTENTS:-20000} --seconds $${SECONDS_OF_CHAOS:-120} --settle $${SETTLE_SECONDS:-210}
 
 check-python:
 	@test -n "$(PYTHON)" || { echo "make: Python 3.11 or newer is needed (python3.11 or python3 on PATH)."; exit 1; }
