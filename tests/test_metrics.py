@@ -116,7 +116,7 @@ def test_it_counts_breakers_of_active_runs_by_state(client, django_user_model, d
 def test_it_shows_dead_letters_by_group_and_each_process_kinds_heartbeat(client, django_user_model, celery_worker, relay):
     run = create_run(learner(django_user_model))
     send(run, "order_shipped", 1, channels=["email"], data={})  # no order_id: a poison message
-    wait_for(lambda: run.dead_letters.exists(), 30, "the dead letter")
+    wait_for(lambda: run.dead_letters.exists(), 120, "the dead letter")
 
     found = scrape(client)
 
