@@ -29,6 +29,8 @@ Steps:
    A term that carries its own negation ("no shared transaction") matches as written,
    and a point that opens by rejecting something ("Reject synchronous calls per
    send") is shown where the answer negates those words, not where it affirms them.
+   A sentence that calls one of a point's terms unneeded ("so we don't need APNs or
+   FCM") contradicts that point and shows none of it.
 5. Match each point's evidence in each sentence, negated words excluded: its terms,
    and the specific words of the point's own statement. A one-word term matches a
    word (or two words written as one, "timed out" ~ "timeout"); a longer term
@@ -188,8 +190,9 @@ _EXPLAINING = frozenset("""
 # Negation. Forward cues take back the rest of their clause; narrow ones only their noun.
 _FORWARD_NEGATIONS = frozenset("not never nothing none neither nor cannot n't skip skipping ignore disable".split())
 _NARROW_NEGATIONS = frozenset("no without".split())
-_NARROW_REACH = 3
+_NARROW_REACH = 2
 _DISMISSING_NOUNS = frozenset({"point", "need", "reason", "use"})  # "no need for X" takes back X
+_DISMISSING_VERBS = frozenset({"need", "requir", "bother", "want"})  # "we don't need X" dismisses X
 # Dismissals written after the thing they dismiss: "X is overkill", "X isn't needed".
 _DISMISSALS = (
     ("overkill",), ("unnecessary",), ("pointless",), ("not", "need"), ("n't", "need"), ("not", "necessary"),
@@ -232,6 +235,7 @@ class Sentence:
     negated: tuple[bool, ...]
     is_question: bool
     is_list: bool  # a bare list of terms
+    dismissed: tuple[bool, ...] = ()  # the negated words said not to be needed ("we don't need APNs")
 
     @cached_property
     def all_words(self) -> "WordView":
@@ -246,6 +250,10 @@ class Sentence:
     def negated_words(self) -> "WordView":
         """The words a negation takes back, alone: where a point that rejects something is stated."""
         return WordView([w if negated else "" for w, negated in zip(self.words, self.negated, strict=True)])
+
+    @cached_property
+    def dismissed_words(self) -> "WordView":
+        return WordView([w if d else "" for w, d in zip(self.words, self.dismissed, strict=True)])
 
     @property
     def states(self) -> bool:
@@ -322,8 +330,14 @@ def _drops_names(text: str) -> bool:
 
 def _negated_flags(tokens: list[str], forward: frozenset[str] = _FORWARD_NEGATIONS) -> list[bool]:
     """Which tokens a negation takes back, scoped to the clause that holds the negation."""
+    return _negation(tokens, forward)[0]
+
+
+def _negation(tokens: list[str], forward: frozenset[str] = _FORWARD_NEGATIONS) -> tuple[list[bool], list[bool]]:
+    """Which tokens a negation takes back, and which of them it dismisses as not needed."""
     stems = [stem(t) for t in tokens]
     flags = [False] * len(tokens)
+    dismissed = [False] * len(tokens)
     breaks = [t in _CLAUSE_BREAKS or t in _CLAUSE_PUNCTUATION for t in tokens]
     for i, token in enumerate(tokens):
         aside = next((len(cue) for cue in _SETTING_ASIDE if tuple(tokens[i : i + len(cue)]) == cue), 0)
@@ -333,14 +347,17 @@ def _negated_flags(tokens: list[str], forward: frozenset[str] = _FORWARD_NEGATIO
                 flags[j] = True
                 j += 1
         elif token in forward:
+            dismissing = i + 1 < len(tokens) and stems[i + 1] in _DISMISSING_VERBS
             j = i + 1
             while j < len(tokens) and not breaks[j]:
                 flags[j] = True
+                dismissed[j] = dismissing
                 j += 1
         elif token in _NARROW_NEGATIONS and i + 1 < len(tokens) and stems[i + 1] in _DISMISSING_NOUNS:
             j = i + 1
             while j < len(tokens) and not breaks[j]:
                 flags[j] = True
+                dismissed[j] = True
                 j += 1
         elif token in _NARROW_NEGATIONS:
             j = i + 1
@@ -352,16 +369,19 @@ def _negated_flags(tokens: list[str], forward: frozenset[str] = _FORWARD_NEGATIO
                 j = i - 1
                 while j >= 0 and not breaks[j] and tokens[j] != ",":
                     flags[j] = True
+                    dismissed[j] = True
                     j -= 1
-    return flags
+    return flags, dismissed
 
 
 def read_sentence(text: str) -> Sentence:
     tokens = _raw_tokens(text)
-    flags = _negated_flags(tokens)
-    kept = [(normal(t), f) for t, f in zip(tokens, flags, strict=True) if t[0].isalnum() or t == "n't"]
-    words_, flags_ = tuple(w for w, _ in kept), tuple(f for _, f in kept)
-    return Sentence(text, words_, flags_, text.rstrip().endswith("?"), _is_list(text) or _drops_names(text))
+    flags, dismissed = _negation(tokens)
+    kept = [(normal(t), f, d) for t, f, d in zip(tokens, flags, dismissed, strict=True) if t[0].isalnum() or t == "n't"]
+    return Sentence(
+        text, tuple(w for w, _, _ in kept), tuple(f for _, f, _ in kept), text.rstrip().endswith("?"),
+        _is_list(text) or _drops_names(text), tuple(d for _, _, d in kept),
+    )  # fmt: skip
 
 
 class WordView:
@@ -539,6 +559,8 @@ def _sentence_matches(evidence: list[Evidence], sentence: Sentence) -> list[Matc
     matched = []
     for term, tw, is_term, polarity in evidence:
         units = _term_units(tw, _visible_words(sentence, polarity))
+        if is_term and polarity == AFFIRMED and not units and _term_units(tw, sentence.dismissed_words):
+            return []
         if units:
             matched.append((term, tw, units if is_term else POINT_WORD_UNITS, is_term))
     return matched

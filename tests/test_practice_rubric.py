@@ -247,3 +247,8 @@ def test_the_words_of_a_point_back_up_a_term_but_do_not_state_it_alone():
 
     assert not found("The account service publishes events through an outbox.")
     assert found("The account service writes the event to its outbox table.")
+
+
+def test_a_sentence_that_calls_one_of_the_points_terms_unneeded_contradicts_the_point():
+    assert not match_answer("A random delay on each retry spreads them out, we don't need jitter.", [JITTER_POINT])[0].found
+    assert match_answer("We don't need a fixed delay: a random delay, jitter, spreads them out.", [JITTER_POINT])[0].found
