@@ -49,7 +49,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 _BLOCK_START = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|#{1,6}\s+|>\s*)")
@@ -70,6 +70,7 @@ _SUFFIXES = (
 _KEEP_FINAL_S = ("ss", "us", "is", "os")
 
 
+@lru_cache(maxsize=1 << 16)  # an answer's words are mostly words seen before
 def stem(word: str) -> str:
     """Reduce a lowercase word to a rough stem shared by its common inflections."""
     if len(word) <= 3 or word.isdigit():
@@ -201,6 +202,9 @@ _DISMISSALS = (
     ("n't", "a", "problem"), ("n't", "a", "real", "problem"), ("not", "a", "problem"), ("not", "a", "real", "problem"),
     ("n't", "real", "necessary"), ("n't", "real", "need"),
 )  # fmt: skip
+_DISMISSALS_BY_START: dict[str, list[tuple[str, ...]]] = {}
+for _dismissal in _DISMISSALS:
+    _DISMISSALS_BY_START.setdefault(_dismissal[0], []).append(_dismissal)
 # Words that end a clause, and with it the reach of a negation.
 _CLAUSE_BREAKS = frozenset(
     "but so because since which while whereas though although then yet otherwise unless until when "
@@ -210,6 +214,7 @@ _CLAUSE_PUNCTUATION = frozenset(";:()=")
 # Cues that set aside what follows them, up to the next comma: "wait for a token rather than
 # calling the provider", "keep the newest per key instead of deleting by age", "avoid a call per send".
 _SETTING_ASIDE = (("rather", "than"), ("instead", "of"), ("avoid",), ("avoids",), ("avoiding",))
+_ASIDE_STARTS = frozenset(cue[0] for cue in _SETTING_ASIDE)
 # A rubric point may reject what it names ("Reject synchronous calls per send"): read in the
 # point's own statement only, since in an answer "the provider rejects it" names an outcome.
 _POINT_NEGATIONS = frozenset({"reject"})
@@ -340,7 +345,9 @@ def _negation(tokens: list[str], forward: frozenset[str] = _FORWARD_NEGATIONS) -
     dismissed = [False] * len(tokens)
     breaks = [t in _CLAUSE_BREAKS or t in _CLAUSE_PUNCTUATION for t in tokens]
     for i, token in enumerate(tokens):
-        aside = next((len(cue) for cue in _SETTING_ASIDE if tuple(tokens[i : i + len(cue)]) == cue), 0)
+        aside = token in _ASIDE_STARTS and next(
+            (len(cue) for cue in _SETTING_ASIDE if tuple(tokens[i : i + len(cue)]) == cue), 0
+        )
         if aside:
             j = i + aside
             while j < len(tokens) and not breaks[j] and tokens[j] != ",":
@@ -364,7 +371,7 @@ def _negation(tokens: list[str], forward: frozenset[str] = _FORWARD_NEGATIONS) -
             while j < len(tokens) and j <= i + _NARROW_REACH and not breaks[j] and tokens[j] != ",":
                 flags[j] = True
                 j += 1
-        for dismissal in _DISMISSALS:
+        for dismissal in _DISMISSALS_BY_START.get(stems[i], ()):
             if tuple(stems[i : i + len(dismissal)]) == dismissal:
                 j = i - 1
                 while j >= 0 and not breaks[j] and tokens[j] != ",":
