@@ -12,8 +12,11 @@ Steps:
    emphasis, then split each block into sentences (after . ! ? or ; and a space),
    keeping each sentence's original text to quote.
 2. Set aside sentences that state nothing: questions ("Marking first would lose
-   messages?") and bare lists of terms ("outbox, relay, jitter, DLQ"), told by
-   having almost none of the little words ("the", "is", "so") that explanations need.
+   messages?"), bare lists of terms ("outbox, relay, jitter, DLQ"), told by having
+   almost none of the little words ("the", "is", "so") that explanations need or by
+   short comma-separated terms that no article or pronoun ties together, and
+   name-dropping ("we use a compacted topic, an outbox and a schema registry"): a
+   short lead into names that end the sentence, with no word that says how or why.
 3. Tokenise the rest: CamelCase splits ("CrashLoopBackOff" → crash loop back off),
    lowercase, hyphens and punctuation become spaces, every word is lightly stemmed
    ("retries", "retried" → "retry"; "randomise", "randomize" meet).
@@ -21,8 +24,13 @@ Steps:
    "not", "never", "n't" and their kind reach to the end of the clause ("we don't
    need idempotency keys or a dead-letter queue"); "no" and "without" reach their
    noun ("without a limit it is retried forever" still states the retrying); a
-   dismissal reaches back over its clause ("a circuit breaker is overkill").
-   A term that carries its own negation ("no shared transaction") matches as written.
+   dismissal reaches back over its clause ("a circuit breaker is overkill");
+   "rather than", "instead of" and "avoid" set aside what follows, up to a comma.
+   A term that carries its own negation ("no shared transaction") matches as written,
+   and a point that opens by rejecting something ("Reject synchronous calls per
+   send") is shown where the answer negates those words, not where it affirms them.
+   A sentence that calls one of a point's terms unneeded ("so we don't need APNs or
+   FCM") contradicts that point and shows none of it.
 5. Match each point's evidence in each sentence, negated words excluded: its terms,
    and the specific words of the point's own statement. A one-word term matches a
    word (or two words written as one, "timed out" ~ "timeout"); a longer term
@@ -33,14 +41,15 @@ Steps:
    inside another matched one counts once.
 7. A point is found in the sentence (read with the next two) with the most signal,
    when that reaches 4 units: two distinct terms, or a term and words of the point.
-   One term in passing, even a phrase, is not a statement of the point.
+   One term in passing, even a phrase, is not a statement of the point, and words of
+   the point without one of its terms are not either.
 """
 
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 _BLOCK_START = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|#{1,6}\s+|>\s*)")
@@ -61,6 +70,7 @@ _SUFFIXES = (
 _KEEP_FINAL_S = ("ss", "us", "is", "os")
 
 
+@lru_cache(maxsize=1 << 16)  # an answer's words are mostly words seen before
 def stem(word: str) -> str:
     """Reduce a lowercase word to a rough stem shared by its common inflections."""
     if len(word) <= 3 or word.isdigit():
@@ -159,13 +169,31 @@ LIST_FUNCTION_SHARE = 0.15  # a sentence of terms: under this share of little wo
 LIST_MIN_WORDS = 4  # ... among at least this many words
 LIST_MIN_SEGMENTS = 3  # or this many comma-separated parts ...
 LIST_BARE_SHARE = 0.6  # ... of which this share have no little word at all
+LIST_TERM_MAX_WORDS = 4  # or all of them this short, with no article or pronoun:
+_TYING_WORDS = frozenset("a an the this that these those it its we our us you your i they them their he she".split())
 LIST_ANSWER_SHARE = 0.6  # an answer whose sentences are mostly lists (two or more) is a list
+
+# Name-dropping in a grammatical sentence: "we use a compacted topic, an outbox and a schema
+# registry". Items are split at commas (not inside "10,000"), "and", "or" and "+"; a name is a
+# short item with no little word but its article.
+_COMMA = re.compile(r",(?!\d)")  # not the one in "20,000"
+_ITEM_BREAK = re.compile(r",(?!\d)|\band\b|\bor\b|\+|&")
+_ARTICLES = frozenset("a an the our their its".split())
+NAME_MAX_WORDS = 4
+NAMES_IN_A_ROW = 2  # bare names that end the sentence ...
+LEAD_MAX_WORDS = 5  # ... after a short item that leads into them ("we use a compacted topic")
+# Words that explain how or why; a sentence with one of them is more than a list of names.
+_EXPLAINING = frozenset("""
+    because so since which that when if to by until before after then otherwise unless while
+    whereas means once instead rather than
+""".split())
 
 # Negation. Forward cues take back the rest of their clause; narrow ones only their noun.
 _FORWARD_NEGATIONS = frozenset("not never nothing none neither nor cannot n't skip skipping ignore disable".split())
 _NARROW_NEGATIONS = frozenset("no without".split())
-_NARROW_REACH = 3
+_NARROW_REACH = 2
 _DISMISSING_NOUNS = frozenset({"point", "need", "reason", "use"})  # "no need for X" takes back X
+_DISMISSING_VERBS = frozenset({"need", "requir", "bother", "want"})  # "we don't need X" dismisses X
 # Dismissals written after the thing they dismiss: "X is overkill", "X isn't needed".
 _DISMISSALS = (
     ("overkill",), ("unnecessary",), ("pointless",), ("not", "need"), ("n't", "need"), ("not", "necessary"),
@@ -174,12 +202,22 @@ _DISMISSALS = (
     ("n't", "a", "problem"), ("n't", "a", "real", "problem"), ("not", "a", "problem"), ("not", "a", "real", "problem"),
     ("n't", "real", "necessary"), ("n't", "real", "need"),
 )  # fmt: skip
+_DISMISSALS_BY_START: dict[str, list[tuple[str, ...]]] = {}
+for _dismissal in _DISMISSALS:
+    _DISMISSALS_BY_START.setdefault(_dismissal[0], []).append(_dismissal)
 # Words that end a clause, and with it the reach of a negation.
 _CLAUSE_BREAKS = frozenset(
     "but so because since which while whereas though although then yet otherwise unless until when "
     "whether where who if instead rather except".split()
 )
 _CLAUSE_PUNCTUATION = frozenset(";:()=")
+# Cues that set aside what follows them, up to the next comma: "wait for a token rather than
+# calling the provider", "keep the newest per key instead of deleting by age", "avoid a call per send".
+_SETTING_ASIDE = (("rather", "than"), ("instead", "of"), ("avoid",), ("avoids",), ("avoiding",))
+_ASIDE_STARTS = frozenset(cue[0] for cue in _SETTING_ASIDE)
+# A rubric point may reject what it names ("Reject synchronous calls per send"): read in the
+# point's own statement only, since in an answer "the provider rejects it" names an outcome.
+_POINT_NEGATIONS = frozenset({"reject"})
 NEGATION_WORDS = _FORWARD_NEGATIONS | _NARROW_NEGATIONS | {"n't"}
 
 # A stem in at least this share of the bank's model answers says nothing specific.
@@ -202,6 +240,7 @@ class Sentence:
     negated: tuple[bool, ...]
     is_question: bool
     is_list: bool  # a bare list of terms
+    dismissed: tuple[bool, ...] = ()  # the negated words said not to be needed ("we don't need APNs")
 
     @cached_property
     def all_words(self) -> "WordView":
@@ -211,6 +250,15 @@ class Sentence:
     def affirmed_words(self) -> "WordView":
         """The words no negation takes back (a negated word leaves a gap, so phrases do not bridge it)."""
         return WordView([w if not negated else "" for w, negated in zip(self.words, self.negated, strict=True)])
+
+    @cached_property
+    def negated_words(self) -> "WordView":
+        """The words a negation takes back, alone: where a point that rejects something is stated."""
+        return WordView([w if negated else "" for w, negated in zip(self.words, self.negated, strict=True)])
+
+    @cached_property
+    def dismissed_words(self) -> "WordView":
+        return WordView([w if d else "" for w, d in zip(self.words, self.dismissed, strict=True)])
 
     @property
     def states(self) -> bool:
@@ -244,53 +292,103 @@ def _is_little(word: str) -> bool:
 
 
 def _is_list(text: str) -> bool:
-    """A run of terms: almost no little words, or mostly comma-separated terms without any."""
+    """A run of terms: almost no little words, mostly comma-separated terms without any, or
+    comma-separated short terms that no article or pronoun ties into a sentence
+    ("accept both, either field, run both versions")."""
     written = _written_words(text)
     little = sum(map(_is_little, written))
     if not little or (len(written) >= LIST_MIN_WORDS and little / len(written) < LIST_FUNCTION_SHARE):
         return True
-    segments = [_written_words(part) for part in _PARENTHESES.sub(" ", text).split(",")]
+    pieces = [part for part in _COMMA.split(_PARENTHESES.sub(" ", text)) if any(ch.isalnum() for ch in part)]
+    segments = [_written_words(part) for part in pieces]
+    if len(pieces) >= LIST_MIN_SEGMENTS and all(
+        len(seg) <= LIST_TERM_MAX_WORDS and not set(seg) & _TYING_WORDS for seg in segments
+    ):
+        return True
     segments = [seg for seg in segments if seg]
     bare = sum(not any(map(_is_little, seg)) for seg in segments)
     return len(segments) >= LIST_MIN_SEGMENTS and bare / len(segments) >= LIST_BARE_SHARE
 
 
-def _negated_flags(tokens: list[str]) -> list[bool]:
+def _is_name(item: list[str]) -> bool:
+    named = item[1:] if item[:1] and item[0] in _ARTICLES else item
+    return 0 < len(named) <= NAME_MAX_WORDS and not any(map(_is_little, named))
+
+
+def _drops_names(text: str) -> bool:
+    """A sentence that names things and explains nothing: a short item leading into at least two
+    bare names that end it ("we use a compacted topic, an outbox and a schema registry"), and no
+    word that says how or why. A longer lead ("each waiting call holds a thread or a stream, a
+    database connection, memory") or a colon ("messages carry ids: intent id, user id") explains."""
+    if any(w in _EXPLAINING for w in _written_words(text)):
+        return False
+    pieces = _ITEM_BREAK.split(_PARENTHESES.sub(" ", text).lower())
+    items = [(piece, _written_words(piece)) for piece in pieces if _written_words(piece)]
+    run = 0
+    while run < len(items) and _is_name(items[-1 - run][1]):
+        run += 1
+    if run < NAMES_IN_A_ROW or run == len(items):
+        return False
+    lead, lead_words = items[-1 - run]
+    return len(lead_words) <= LEAD_MAX_WORDS and ":" not in lead
+
+
+def _negated_flags(tokens: list[str], forward: frozenset[str] = _FORWARD_NEGATIONS) -> list[bool]:
     """Which tokens a negation takes back, scoped to the clause that holds the negation."""
+    return _negation(tokens, forward)[0]
+
+
+def _negation(tokens: list[str], forward: frozenset[str] = _FORWARD_NEGATIONS) -> tuple[list[bool], list[bool]]:
+    """Which tokens a negation takes back, and which of them it dismisses as not needed."""
     stems = [stem(t) for t in tokens]
     flags = [False] * len(tokens)
+    dismissed = [False] * len(tokens)
     breaks = [t in _CLAUSE_BREAKS or t in _CLAUSE_PUNCTUATION for t in tokens]
     for i, token in enumerate(tokens):
-        if token in _FORWARD_NEGATIONS:
+        aside = token in _ASIDE_STARTS and next(
+            (len(cue) for cue in _SETTING_ASIDE if tuple(tokens[i : i + len(cue)]) == cue), 0
+        )
+        if aside:
+            j = i + aside
+            while j < len(tokens) and not breaks[j] and tokens[j] != ",":
+                flags[j] = True
+                j += 1
+        elif token in forward:
+            dismissing = i + 1 < len(tokens) and stems[i + 1] in _DISMISSING_VERBS
             j = i + 1
             while j < len(tokens) and not breaks[j]:
                 flags[j] = True
+                dismissed[j] = dismissing
                 j += 1
         elif token in _NARROW_NEGATIONS and i + 1 < len(tokens) and stems[i + 1] in _DISMISSING_NOUNS:
             j = i + 1
             while j < len(tokens) and not breaks[j]:
                 flags[j] = True
+                dismissed[j] = True
                 j += 1
         elif token in _NARROW_NEGATIONS:
             j = i + 1
             while j < len(tokens) and j <= i + _NARROW_REACH and not breaks[j] and tokens[j] != ",":
                 flags[j] = True
                 j += 1
-        for dismissal in _DISMISSALS:
+        for dismissal in _DISMISSALS_BY_START.get(stems[i], ()):
             if tuple(stems[i : i + len(dismissal)]) == dismissal:
                 j = i - 1
                 while j >= 0 and not breaks[j] and tokens[j] != ",":
                     flags[j] = True
+                    dismissed[j] = True
                     j -= 1
-    return flags
+    return flags, dismissed
 
 
 def read_sentence(text: str) -> Sentence:
     tokens = _raw_tokens(text)
-    flags = _negated_flags(tokens)
-    kept = [(normal(t), f) for t, f in zip(tokens, flags, strict=True) if t[0].isalnum() or t == "n't"]
-    words_, flags_ = tuple(w for w, _ in kept), tuple(f for _, f in kept)
-    return Sentence(text, words_, flags_, text.rstrip().endswith("?"), _is_list(text))
+    flags, dismissed = _negation(tokens)
+    kept = [(normal(t), f, d) for t, f, d in zip(tokens, flags, dismissed, strict=True) if t[0].isalnum() or t == "n't"]
+    return Sentence(
+        text, tuple(w for w, _, _ in kept), tuple(f for _, f, _ in kept), text.rstrip().endswith("?"),
+        _is_list(text) or _drops_names(text), tuple(d for _, _, d in kept),
+    )  # fmt: skip
 
 
 class WordView:
@@ -331,10 +429,18 @@ def _term_units(term_words: Sequence[str], view: WordView) -> int:
     return WORD_UNITS
 
 
-def _visible_words(sentence: Sentence, term_words: Sequence[str]) -> WordView:
-    """The sentence's words a term may match: negated ones hidden, unless the term is itself negative."""
-    if any(w in NEGATION_WORDS for w in term_words):
+# How a piece of evidence must be said in the answer to count.
+AFFIRMED = "affirmed"  # as the point affirms it: a negation takes it back
+NEGATED = "negated"  # as the point rejects it: "no synchronous lookup per send" for "Reject synchronous calls"
+AS_WRITTEN = "as written"  # a term that carries its own negation ("no shared transaction")
+
+
+def _visible_words(sentence: Sentence, polarity: str) -> WordView:
+    """The sentence's words a piece of evidence may match, given how the point says it."""
+    if polarity == AS_WRITTEN:
         return sentence.all_words
+    if polarity == NEGATED:
+        return sentence.negated_words
     return sentence.affirmed_words
 
 
@@ -384,12 +490,18 @@ def bank_common_stems() -> frozenset[str]:
     return common_stems(q["model_answer"] for q in read_questions().questions)
 
 
-def _units(matched: list[tuple[str, list[str], int]], common: frozenset[str]) -> int:
+Matched = tuple[str, list[str], int, bool]  # a piece of evidence found: label, words, signal units, is a term
+
+
+def _units(matched: list[Matched], common: frozenset[str]) -> int:
     """Sum the matched evidence's signal units. Terms made only of common words add nothing,
-    and a term written inside another matched one ("ack" in "auto-ack") adds nothing more."""
+    and a term written inside another matched one ("ack" in "auto-ack") adds nothing more.
+    Without one of the point's terms it is 0: the words of a point's own statement ("account",
+    "publish") only back a term up, they do not state the point alone."""
     total = 0
+    has_term = False
     counted: list[str] = []
-    for _term, tw, signal in sorted(matched, key=lambda m: -len("".join(m[1]))):
+    for _term, tw, signal, is_term in sorted(matched, key=lambda m: -len("".join(m[1]))):
         content = [w for w in tw if w not in STOPWORDS and w not in NEGATION_WORDS] or list(tw)
         if set(content) <= common:
             continue
@@ -398,7 +510,8 @@ def _units(matched: list[tuple[str, list[str], int]], common: frozenset[str]) ->
             continue
         counted.append(joined)
         total += signal
-    return total
+        has_term = has_term or is_term
+    return total if has_term else 0
 
 
 @cache
@@ -407,30 +520,56 @@ def _term_words(term: str) -> list[str]:
     return words(term)
 
 
-Evidence = tuple[str, list[str], bool]  # a term or a word of the point, its words, whether it is a term
+# A term or a word of the point, its words, whether it is a term, and its polarity.
+Evidence = tuple[str, list[str], bool, str]
+
+
+@cache
+def _rejected_words(statement: str) -> frozenset[str]:
+    """The words a point that opens by rejecting something names ("Reject synchronous calls per
+    send", "No shared state between workers"): an answer states them negated.
+
+    Only a point that opens so: elsewhere a point's negation is part of a claim ("so no intent is
+    lost"), which answers put in as many ways as there are answers."""
+    tokens = _raw_tokens(statement)
+    if not tokens or not (tokens[0] in _POINT_NEGATIONS | _FORWARD_NEGATIONS | {"no"} or tokens[1:2] == ["n't"]):
+        return frozenset()
+    flags = _negated_flags(tokens, _FORWARD_NEGATIONS | _POINT_NEGATIONS | _NARROW_NEGATIONS)
+    said = [(normal(t), f) for t, f in zip(tokens, flags, strict=True) if t[0].isalnum()]
+    return frozenset(w for w, f in said if f) - {w for w, f in said if not f}
+
+
+def _polarity(term_words: Sequence[str], rejected: frozenset[str]) -> str:
+    if any(w in NEGATION_WORDS for w in term_words):
+        return AS_WRITTEN
+    content = [w for w in term_words if w not in STOPWORDS]
+    return NEGATED if content and set(content) <= rejected else AFFIRMED
 
 
 def _evidence(point: dict, common: frozenset[str]) -> list[Evidence]:
     """A point's terms, then the specific words of its own statement that no term already holds."""
-    evidence = [(term, _term_words(term), True) for term in point["terms"]]
-    seen = {w for _, tw, _ in evidence for w in tw}
+    rejected = _rejected_words(point["point"])
+    evidence = [(term, tw, True, _polarity(tw, rejected)) for term in point["terms"] for tw in [_term_words(term)]]
+    seen = {w for _, tw, _, _ in evidence for w in tw}
     for token in _raw_tokens(point["point"]):
         word = normal(token)
         if token[0].isalpha() and token not in FUNCTION_WORDS and len(word) > 2 and word not in common | seen:
             seen.add(word)
-            evidence.append((token, [word], False))
+            evidence.append((token, [word], False, NEGATED if word in rejected else AFFIRMED))
     return evidence
 
 
-def _sentence_matches(evidence: list[Evidence], sentence: Sentence) -> list[tuple[str, list[str], int]]:
+def _sentence_matches(evidence: list[Evidence], sentence: Sentence) -> list[Matched]:
     """The evidence a stating sentence holds: (term, its words, signal units)."""
     if not sentence.states:
         return []
     matched = []
-    for term, tw, is_term in evidence:
-        units = _term_units(tw, _visible_words(sentence, tw))
+    for term, tw, is_term, polarity in evidence:
+        units = _term_units(tw, _visible_words(sentence, polarity))
+        if is_term and polarity == AFFIRMED and not units and _term_units(tw, sentence.dismissed_words):
+            return []
         if units:
-            matched.append((term, tw, units if is_term else POINT_WORD_UNITS))
+            matched.append((term, tw, units if is_term else POINT_WORD_UNITS, is_term))
     return matched
 
 
@@ -444,7 +583,7 @@ def match_point(point: dict, answer_sentences: Sequence[Sentence], common: froze
         matched = [m for j in window for m in per_sentence[j]]
         units = _units(matched, common)
         if units > best_units:
-            best_units, terms = units, [term for term, _, _ in matched]
+            best_units, terms = units, [term for term, *_ in matched]
             quote = max(window, key=lambda j: _units(per_sentence[j], common))
     if best_units < ENOUGH_UNITS:
         return PointMatch(point["point"], point["weight"], False, explanation=explain_miss(point))

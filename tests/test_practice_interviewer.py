@@ -13,9 +13,9 @@ from practice.testing import moved_clock, questions  # noqa: F401  (fixtures)
 DESIGN = "design-notification-system"
 OUTBOX_NOTES = "The API writes the intent and an outbox row in one transaction and returns 202."
 RUBRIC = [
-    {"point": "Outbox in the same transaction", "weight": 3, "terms": ["outbox"], "why": "w", "follow_up": "What if it crashes?"},
+    {"point": "Outbox in the same transaction", "weight": 3, "terms": ["outbox", "one transaction"], "why": "w", "follow_up": "What if it crashes?"},
     {"point": "Queues per channel", "weight": 1, "terms": ["queue per channel"], "why": "w", "follow_up": "Campaign floods?"},
-    {"point": "Retries with jitter", "weight": 2, "terms": ["jitter"], "why": "w", "follow_up": "Provider fails a third?"},
+    {"point": "Retries with jitter", "weight": 2, "terms": ["jitter", "random delay"], "why": "w", "follow_up": "Provider fails a third?"},
     {"point": "Circuit breakers per provider", "weight": 2, "terms": ["circuit breaker"], "why": "w"},
 ]
 
@@ -25,7 +25,7 @@ def test_the_interviewer_asks_about_the_heaviest_points_the_notes_miss():
         {"point": 0, "question": "What if it crashes?"},
         {"point": 2, "question": "Provider fails a third?"},
     ]
-    covered = choose_follow_ups(RUBRIC, OUTBOX_NOTES + " Retries use full jitter.", set())
+    covered = choose_follow_ups(RUBRIC, OUTBOX_NOTES + " Each retry waits a random delay, which is full jitter.", set())
     assert [q["point"] for q in covered] == [3]  # two points open: one question
     assert covered[0]["question"] == (
         "We haven't covered this yet: circuit breakers per provider. How would your design handle it?"

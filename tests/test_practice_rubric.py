@@ -203,3 +203,52 @@ def test_a_model_answer_to_a_question_of_another_topic_scores_little(bank):
 
     assert sum(shares) / len(shares) < 0.08
     assert sum(share >= 0.7 for share in shares) / len(shares) < 0.01
+
+
+REJECTING_POINT = {
+    "point": "Reject synchronous lookups per send",
+    "weight": 2,
+    "terms": ["synchronous lookup", "lookup per send"],
+    "why": "The account service cannot take one read per send.",
+}
+
+
+def test_a_point_that_rejects_something_is_found_where_the_answer_rejects_it_too():
+    def found(answer: str) -> bool:
+        return match_answer(answer, [REJECTING_POINT], common=frozenset())[0].found
+
+    assert found("Never do a synchronous lookup per send: the account service would fall over.")
+    assert found("I'd avoid a synchronous lookup per send, since the account service can't take it.")
+    assert not found("We do a synchronous lookup per send, with a cache in front.")
+
+
+def test_what_an_answer_sets_aside_with_rather_than_or_instead_of_is_not_stated():
+    assert not match_answer("I'd keep a fixed delay instead of a random delay or jitter.", [JITTER_POINT])[0].found
+    assert match_answer("Instead of a fixed delay, jitter spreads them out.", [JITTER_POINT])[0].found
+
+
+def test_a_sentence_that_only_drops_names_earns_nothing(bank):
+    rubric = bank["events-and-state-design-preferences-copy"]["rubric"]
+    answer = "The account service publishes events, we use a compacted topic, an outbox and a schema registry."
+
+    assert _found(answer, rubric) == []
+
+
+def test_the_words_of_a_point_back_up_a_term_but_do_not_state_it_alone():
+    point = {
+        "point": "Publish the account service's events through its outbox",
+        "weight": 2,
+        "terms": ["same transaction", "outbox table"],
+        "why": ".",
+    }
+
+    def found(answer: str) -> bool:
+        return match_answer(answer, [point], common=frozenset())[0].found
+
+    assert not found("The account service publishes events through an outbox.")
+    assert found("The account service writes the event to its outbox table.")
+
+
+def test_a_sentence_that_calls_one_of_the_points_terms_unneeded_contradicts_the_point():
+    assert not match_answer("A random delay on each retry spreads them out, we don't need jitter.", [JITTER_POINT])[0].found
+    assert match_answer("We don't need a fixed delay: a random delay, jitter, spreads them out.", [JITTER_POINT])[0].found

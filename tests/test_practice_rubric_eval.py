@@ -19,9 +19,10 @@ from practice.scheduling import score_from_credits
 EVAL_DIR = Path(__file__).parent / "data" / "rubric_eval"
 PARTS = ("tuning", "held_out")
 # Issue 17's bar (precision 0.90, recall 0.80) holds over the whole set and the tuned part. The
-# held-out part, never tuned on, measured precision 0.93 and recall 0.79 when the matcher was last
-# changed: its recall bar is set just under that to catch a regression, and says so, rather than
-# tuning on the part whose job is to tell the truth about answers nobody tuned for.
+# held-out part (ten questions), never tuned on, measured precision 0.93 and recall 0.79 when the
+# matcher was first tuned, and 0.93 and 0.78 when it was last changed (README.md): its recall bar
+# is set under that to catch a regression, and says so, rather than tuning on the part whose job
+# is to tell the truth about answers nobody tuned for.
 BARS = {"all": (0.90, 0.80), "tuning": (0.90, 0.80), "held_out": (0.90, 0.75)}
 MAX_UNDESERVED_SHARE = 0.10  # of all the rubric points of weak and keyword-list answers
 
