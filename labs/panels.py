@@ -122,6 +122,18 @@ def invariants(f: dict) -> list[tuple[str, bool, str]]:
          f"{f['duplicate_sends']} {ngettext('duplicate send', 'duplicate sends', f['duplicate_sends'])}"),
         ("Quiet hours respected", f["quiet_hours_violations"] == 0, f"{f['quiet_hours_violations']} sent in quiet hours"),
         ("Per-user order kept", f["order_violations"] == 0, f"{f['order_violations']} out of order"),
+        *(saga_invariants(f) if f.get("orders") else []),
+    ]
+
+
+def saga_invariants(f: dict) -> list[tuple[str, bool, str]]:
+    """The order saga's invariants (labs.pipeline.saga_audit), shown once a run has orders."""
+    return [
+        ("Every order confirmed or fully compensated", f["orders_half_done"] == 0,
+         f"{f['orders_half_done']} {ngettext('order', 'orders', f['orders_half_done'])} half-done"),
+        ("Nothing charged twice", f["double_charges"] == 0,
+         f"{f['double_charges']} {ngettext('extra authorisation', 'extra authorisations', f['double_charges'])}"),
+        ("No stock leaked", f["stock_leaked"] == 0, f"{f['stock_leaked']} {ngettext('unit', 'units', f['stock_leaked'])} held for nothing"),
     ]
 
 
