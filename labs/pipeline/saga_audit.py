@@ -30,6 +30,7 @@ from labs.models import (
     StockLevel,
     StockReservation,
 )
+from labs.pipeline.saga import COMPENSATION_STEPS
 
 FACTS: dict[str, str] = {
     "orders": "orders placed",
@@ -41,6 +42,7 @@ FACTS: dict[str, str] = {
     "stock_leaked": "units of stock held for nothing",
     "payments_declined": "payments declined",
     "saga_retries": "saga steps tried again after a temporary failure",
+    "compensation_retries": "compensations tried again after failing",
     "compensations_run": "compensations done",
     "compensations_given_up": "compensations given up",
     "saga_duplicates_ignored": "copies of saga messages the services ignored",
@@ -83,6 +85,9 @@ def saga_facts(run: LabRun) -> dict:
         ignored=Sum("duplicates_ignored"),
         twice=Sum(F("executions") - 1, filter=Q(executions__gt=1)),
     )
+    retries = SagaMessage.objects.filter(run=run, attempt__gt=1).aggregate(
+        all=Count("id"), compensations=Count("id", filter=Q(step__in=COMPENSATION_STEPS))
+    )
     return {
         "orders": len(orders),
         "orders_confirmed": statuses[OrderStatus.CONFIRMED],
@@ -92,7 +97,8 @@ def saga_facts(run: LabRun) -> dict:
         "double_charges": double,
         "stock_leaked": leaked + missing,
         "payments_declined": steps["declined"],
-        "saga_retries": SagaMessage.objects.filter(run=run, attempt__gt=1).count(),
+        "saga_retries": retries["all"],
+        "compensation_retries": retries["compensations"],
         "compensations_run": steps["compensated"],
         "compensations_given_up": steps["gave_up"],
         "saga_duplicates_ignored": steps["ignored"] or 0,
