@@ -489,7 +489,8 @@ class SagaStep(models.Model):
     step = models.CharField(max_length=24, choices=SagaStepName.choices)
     compensation = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=SagaStepStatus.choices, default=SagaStepStatus.RUNNING)
-    attempts = models.PositiveSmallIntegerField(default=0)  # tries that reached the service
+    attempts = models.PositiveSmallIntegerField(default=0)  # tries that reached the service (copies acted on included)
+    retries = models.PositiveSmallIntegerField(default=0)  # tries scheduled again after a temporary failure
     executions = models.PositiveSmallIntegerField(default=0)  # times the step's work was done: 2 means done twice
     duplicates_ignored = models.PositiveSmallIntegerField(default=0)  # copies of its message dropped by the consumer
     last_error = models.CharField(max_length=200, blank=True)

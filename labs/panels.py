@@ -223,7 +223,7 @@ def saga_panel(run: LabRun) -> dict:
             status = step.status if step else "not_reached"
             return {"name": STEP_CHIPS[name], "title": SagaStepName(name).label, "status": status,
                     "mark": CHIP_MARKS.get(status, ""), "current": name == current, "step": step,
-                    "retries": max(0, step.attempts - 1) if step else 0, "twice": step is not None and step.executions > 1,
+                    "retries": step.retries if step else 0, "twice": step is not None and step.executions > 1,
                     "compensation": name in saga.COMPENSATION_STEPS}  # fmt: skip
 
         rows.append({

@@ -220,6 +220,7 @@ def _retry_or_give_up(message: SagaMessage, run: LabRun, order: Order, record: S
         _write(order, message.kind, step, outcome=message.outcome, event=message.event, attempt=message.attempt + 1,
                available_at=timezone.now() + timedelta(milliseconds=delay))  # fmt: skip
         record.status = SagaStepStatus.RETRYING
+        record.retries += 1
         record.save()
         of = f" of {limit}" if limit else ""
         handled.note("saga_retry", order=order.reference, step=Step(step).label, error=error, delay_ms=delay,
