@@ -10,6 +10,8 @@
    moved on. The relay never writes a delivery's state: how many messages wait on the
    broker is read from the published rows.
 
+`publish_saga_due` does steps 1-3 for the order saga's outbox (lab 7, labs/pipeline/saga.py).
+
 `rescue_stranded` hands the state machine (labs/pipeline/deliveries.py) what the broker
 or a dead worker has stranded: deliveries published long ago and never claimed (a Redis
 restart drops what it held) are published again at the same generation; deliveries whose
