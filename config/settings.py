@@ -188,7 +188,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # and security messages, so they never wait behind a campaign; the worker listens
 # on every queue in this list.
 LAB_QUEUES = ["urgent", "email", "sms", "push", "inapp"]
-CELERY_TASK_QUEUES = [Queue(name) for name in [*LAB_QUEUES, CELERY_TASK_DEFAULT_QUEUE]]
+# The order saga's messages (lab 7): commands, replies and events between its simulated services.
+LAB_SAGA_QUEUE = "saga"
+CELERY_TASK_QUEUES = [Queue(name) for name in [*LAB_QUEUES, LAB_SAGA_QUEUE, CELERY_TASK_DEFAULT_QUEUE]]
 CELERY_TIMEZONE = "UTC"
 
 # How often the worker and the relay write their heartbeat, and how old one may

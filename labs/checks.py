@@ -25,7 +25,7 @@ from labs.models import (
     Priority,
     ProviderSend,
 )
-from labs.pipeline import audit, faults, metrics
+from labs.pipeline import audit, faults, metrics, saga_audit
 from labs.pipeline.deliveries import on_broker, unreachable
 from labs.pipeline.breaker import CLOSED, ProviderBreaker
 from labs.pipeline.topology import ALL_PROVIDERS
@@ -91,13 +91,15 @@ FACTS: dict[str, str] = {
     "alerts_past_campaign": "transactional messages delivered while 50+ campaign messages sent before them waited",
     "campaign_in_flight": "campaign deliveries not finished yet",
     "inapp_delivered": "in-app deliveries delivered",
+    # The order saga's auditor (labs.pipeline.saga_audit), lab 7.
+    **saga_audit.FACTS,
 }
 
 
 def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: dict | None = None) -> dict:
     """Every fact in FACTS for `run`; pass breaker states and faults when you already have them."""
     now = timezone.now()
-    found = {**audit.audit(run, now), **metrics.run_metrics(run)}
+    found = {**audit.audit(run, now), **metrics.run_metrics(run), **saga_audit.saga_facts(run)}
     deliveries = Delivery.objects.filter(run=run)
     by_status = dict(deliveries.values("status").annotate(n=Count("id")).values_list("status", "n"))
 

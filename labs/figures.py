@@ -193,6 +193,7 @@ FIGURES: dict[str, Figure] = {
     "worker_processes": _procfile("worker", "concurrency"),
     "urgent_worker_processes": _procfile("urgent", "concurrency"),
     "users_per_run": _constant("labs.seeding", "USERS_PER_RUN"),
+    "saga_stock": _constant("labs.seeding", "PRODUCT_STOCK"),
     # Rate limits (config/ratelimits.py, accounts/limits.py).
     "api_requests_per_minute": _rate("RATELIMIT_API_PER_KEY", "m"),
     "login_failures_per_account_per_minute": _rate("RATELIMIT_LOGIN_PER_ACCOUNT", "m"),

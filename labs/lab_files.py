@@ -23,7 +23,7 @@ from labs import figures
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
 
 # What a step's button may do, in the order the file lists them.
-OPERATIONS = ("fault", "clear_fault", "clear_faults", "defences", "burst", "poison", "send")
+OPERATIONS = ("fault", "clear_fault", "clear_faults", "defences", "burst", "poison", "send", "saga_mode", "orders")
 COMPARISONS = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
@@ -248,7 +248,8 @@ def pipeline_problems(lab: Lab) -> list[str]:
     """What in `lab` the pipeline would refuse: unknown faults, defences, templates or facts."""
     from labs.checks import FACTS
     from labs.pipeline import defences, faults
-    from labs.seeding import TEMPLATES
+    from labs.models import SagaMode
+    from labs.seeding import TEMPLATES, USERS_PER_RUN
 
     templates = {name for name, *_ in TEMPLATES}
     problems = []
@@ -279,6 +280,10 @@ def pipeline_problems(lab: Lab) -> list[str]:
                             raise ValueError(f"unknown defence(s) {', '.join(sorted(unknown))}")
                     elif operation in ("burst", "send") and argument.get("template", "weekly_digest") not in templates:
                         raise ValueError(f"no seeded template {argument['template']!r}")
+                    elif operation == "saga_mode" and argument not in SagaMode.values:
+                        raise ValueError(f"{argument!r} is not a saga mode; choose {' or '.join(SagaMode.values)}")
+                    elif operation == "orders" and (set(argument) != {"count"} or not 1 <= argument["count"] <= USERS_PER_RUN):
+                        raise ValueError(f"write {{count: N}} with N from 1 to {USERS_PER_RUN}")
                 except (ValueError, TypeError, AttributeError) as exc:
                     problem(where, f"{operation}: {exc}")
     return problems

@@ -80,11 +80,23 @@ EVENT_WORDING: dict[str, tuple[str, str, str]] = {
     "breaker_changed": ("breaker", "The circuit breaker of {provider} is now {state}", "warn"),
     "fault_changed": ("fault", "{fault_text}", "warn"),
     "defences_changed": ("defences", "{defences_text}", "warn"),
+    # The order saga (labs/pipeline/saga.py), lab 7.
+    "orders_placed": ("order", "{orders} placed ({mode})", "info"),
+    "saga_mode_changed": ("saga", "Orders placed from now on are {mode}", "warn"),
+    "saga_step": ("saga step", "Order {order}: {step}: {detail}{again}", "ok"),
+    "saga_retry": ("saga retry", "Order {order}: {step} failed ({error}); attempt {next_attempt} in {delay_ms} ms", "warn"),
+    "saga_gave_up": ("gave up", "Order {order}: {step} gave up: {error}", "bad"),
+    "saga_state": ("saga", "Order {order}: {state}", "ok"),
+    "saga_duplicate": ("duplicate", "Order {order}: a second copy of {message} was ignored", "ok"),
+    "saga_reply_ignored": ("late reply", "Order {order}: the orchestrator ignored {message}: it no longer waits for it", "info"),
+    "saga_stuck": ("stuck", "Order {order}: {step} gave up and no service listens for {event}: the order stays half-done", "bad"),
+    "orchestrator_crashed": ("crash", "The orchestrator crashed after moving order {order} to “{state}”, before acknowledging the reply", "bad"),
     "classroom": ("instructor", "{text}", "warn"),  # written by a workshop's instructor (the workshops app)
     "run_frozen": ("ended", "{text}", "warn"),  # the run's workshop ended: the page reloads, read-only
 }
 # Events a screen reader hears (summarised, at most every few seconds): the ones a learner acts on.
-ANNOUNCED = {"fault_changed", "defences_changed", "breaker_changed", "dead_lettered", "failover", "classroom", "run_frozen"}
+ANNOUNCED = {"fault_changed", "defences_changed", "breaker_changed", "dead_lettered", "failover", "classroom", "run_frozen",
+             "saga_stuck", "orchestrator_crashed"}
 
 
 class _Blank(dict):
@@ -130,6 +142,8 @@ def describe(event: dict) -> tuple[str, str, str]:
             fields["fault_text"] = f"Fault on {target}: {settings_text(fault)}"
         else:
             fields["fault_text"], tone = f"Fault on {target} cleared", "ok"
+    elif event["kind"] in ("saga_step", "saga_state") and not event.get("ok", True):
+        tone = "bad"
     elif event["kind"] == "defences_changed":
         off = [name.replace("_", " ") for name, on in (event.get("defences") or {}).items() if not on]
         fields["defences_text"] = f"Defences off: {', '.join(off)}" if off else "Every defence is on"

@@ -33,6 +33,13 @@ class TemplateCategory(models.TextChoices):
     MARKETING = "marketing", "Marketing"
 
 
+class SagaMode(models.TextChoices):
+    """How an order saga is coordinated (lab 7): by an orchestrator, or by services reacting to events."""
+
+    ORCHESTRATION = "orchestration", "Orchestrated"
+    CHOREOGRAPHY = "choreography", "Choreographed"
+
+
 API_KEY_SHOWN = 8  # characters of a key kept in plain text, so a learner can tell which key a run has
 
 
@@ -63,6 +70,8 @@ class LabRun(models.Model):
     defences = models.JSONField(default=dict, blank=True)
     # The faults in force, {target: settings} (labs.pipeline.faults): in the database, so a Redis restart changes none.
     faults = models.JSONField(default=dict, blank=True)
+    # How the run's next orders are coordinated (lab 7).
+    saga_mode = models.CharField(max_length=16, choices=SagaMode.choices, default=SagaMode.ORCHESTRATION)
 
     # The plaintext of a key made in this process (by issue_api_key), for the one page or command
     # that shows it; None on a run read from the database.
@@ -387,3 +396,167 @@ class Experiment(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["owner", "lab", "step"])]
+
+
+# --- The order saga (lab 7; lesson: sagas) ---------------------------------------------------
+# Three simulated services share the run's database, each writing only its own tables, as if
+# each had a database of its own: Inventory (Stock, StockReservation), Payments
+# (PaymentAuthorisation) and Orders (Order, and the notifications it asks the pipeline for).
+# The saga's messages leave through SagaMessage, an outbox of the same shape as OutboxRow.
+
+
+class OrderStatus(models.TextChoices):
+    """The Orders service's own view of an order."""
+
+    PENDING = "pending", "Pending"
+    CONFIRMED = "confirmed", "Confirmed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class SagaStepName(models.TextChoices):
+    RESERVE_INVENTORY = "reserve_inventory", "Reserve inventory"
+    AUTHORISE_PAYMENT = "authorise_payment", "Authorise payment"
+    CONFIRM_ORDER = "confirm_order", "Confirm the order"
+    NOTIFY_CUSTOMER = "notify_customer", "Notify the customer"
+    VOID_AUTHORISATION = "void_authorisation", "Void the authorisation"
+    RELEASE_INVENTORY = "release_inventory", "Release inventory"
+    CANCEL_ORDER = "cancel_order", "Cancel the order and notify"
+
+
+class SagaState(models.TextChoices):
+    """Where the orchestrator is: the step it waits for, or how the saga ended (choreography has none)."""
+
+    RESERVE_INVENTORY = "reserve_inventory", "Reserving inventory"
+    AUTHORISE_PAYMENT = "authorise_payment", "Authorising payment"
+    CONFIRM_ORDER = "confirm_order", "Confirming the order"
+    NOTIFY_CUSTOMER = "notify_customer", "Notifying the customer"
+    VOID_AUTHORISATION = "void_authorisation", "Compensating: voiding the authorisation"
+    RELEASE_INVENTORY = "release_inventory", "Compensating: releasing inventory"
+    CANCEL_ORDER = "cancel_order", "Compensating: cancelling the order"
+    CONFIRMED = "confirmed", "Confirmed"
+    CANCELLED = "cancelled", "Cancelled, fully compensated"
+    STUCK = "stuck", "Stuck: a compensation gave up"
+    CHOREOGRAPHED = "choreographed", "No orchestrator (choreography)"
+
+
+class StockLevel(models.Model):
+    """Inventory's stock of one product in a run: `available` goes down on a reservation and back up on a release."""
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="stock")
+    sku = models.CharField(max_length=32)
+    initial = models.PositiveIntegerField()
+    available = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "sku"], name="one_stock_level_per_sku")]
+
+
+class Order(models.Model):
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="orders")
+    number = models.PositiveIntegerField()  # 1, 2, ... within the run
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE)
+    sku = models.CharField(max_length=32)
+    quantity = models.PositiveSmallIntegerField(default=1)
+    amount_cents = models.PositiveIntegerField()
+    mode = models.CharField(max_length=16, choices=SagaMode.choices)
+    status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.PENDING)
+    # The orchestrator's state (labs/pipeline/saga.py): written only by it, with a conditional update.
+    saga_state = models.CharField(max_length=24, choices=SagaState.choices)
+    orchestrator_crashes = models.PositiveSmallIntegerField(default=0)  # injected crashes after one of its transitions
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="order_number_per_run")]
+
+    @property
+    def reference(self) -> str:
+        return f"A-{self.number:04d}"
+
+
+class SagaStepStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    RETRYING = "retrying", "Retry scheduled"
+    SUCCEEDED = "succeeded", "Done"
+    FAILED = "failed", "Failed"
+    GAVE_UP = "gave_up", "Gave up"
+
+
+class SagaStep(models.Model):
+    """One step of one order's saga, forward or compensation: the page draws the state machine from these."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="steps")
+    step = models.CharField(max_length=24, choices=SagaStepName.choices)
+    compensation = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=SagaStepStatus.choices, default=SagaStepStatus.RUNNING)
+    attempts = models.PositiveSmallIntegerField(default=0)  # tries that reached the service (copies acted on included)
+    retries = models.PositiveSmallIntegerField(default=0)  # tries scheduled again after a temporary failure
+    executions = models.PositiveSmallIntegerField(default=0)  # times the step's work was done: 2 means done twice
+    duplicates_ignored = models.PositiveSmallIntegerField(default=0)  # copies of its message dropped by the consumer
+    last_error = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["order_id", "started_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["order", "step"], name="one_saga_step_per_order")]
+
+
+class SagaMessageKind(models.TextChoices):
+    COMMAND = "command", "Command to a service"  # orchestration: run `step`
+    REPLY = "reply", "Reply to the orchestrator"  # orchestration: `step` ended with `outcome`
+    EVENT = "event", "Event"  # choreography: `event` happened; the subscriber runs `step`
+
+
+class SagaMessage(models.Model):
+    """The saga's outbox: written in the transaction of the step that needs it, published by the relay.
+
+    Consumers mark `handled_at` when they take one; with idempotent steps on, a copy that finds it set is dropped.
+    """
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="saga_messages")
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="messages")
+    kind = models.CharField(max_length=8, choices=SagaMessageKind.choices)
+    step = models.CharField(max_length=24, choices=SagaStepName.choices)
+    outcome = models.CharField(max_length=16, blank=True)  # a reply's: "succeeded", "failed", "gave_up"
+    event = models.CharField(max_length=32, blank=True)  # an event's name, e.g. "inventory_reserved"
+    attempt = models.PositiveSmallIntegerField(default=1)
+    available_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["available_at"], condition=Q(published_at__isnull=True), name="saga_outbox_unpublished"),
+            models.Index(fields=["run", "published_at"]),
+        ]
+
+
+class StockReservation(models.Model):
+    """Inventory's hold on stock for an order; `key` is what makes a repeated reservation a no-op."""
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="reservations")
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="reservations")
+    key = models.CharField(max_length=80)
+    sku = models.CharField(max_length=32)
+    quantity = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="one_reservation_per_key")]
+
+
+class PaymentAuthorisation(models.Model):
+    """Payments' hold on the customer's card for an order; `key` makes a repeated authorisation a no-op."""
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="authorisations")
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="authorisations")
+    key = models.CharField(max_length=80)
+    amount_cents = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    voided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="one_authorisation_per_key")]

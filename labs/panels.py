@@ -23,9 +23,17 @@ from labs.models import (
     DeliveryStatus,
     LabRun,
     NotificationIntent,
+    Order,
+    OrderStatus,
+    PaymentAuthorisation,
     ProviderSend,
+    SagaMode,
+    SagaState,
+    SagaStepName,
+    SagaStepStatus,
+    StockLevel,
 )
-from labs.pipeline import deadletters, defences, deliveries, faults, metrics
+from labs.pipeline import deadletters, defences, deliveries, faults, metrics, saga
 from labs.pipeline.intake import URGENT_QUEUE
 from labs.pipeline.topology import PROVIDERS
 
@@ -52,6 +60,7 @@ class RunState:
     series: dict[str, charts.Sparkline] = field(default_factory=dict)
     retry_chart: charts.RetryChart | None = None
     checks: dict = field(default_factory=dict)
+    sagas: dict | None = None  # the order saga's panel (lab 7), when the run has orders or is the saga lab
 
     @property
     def main_stages(self) -> list[dict]:
@@ -110,7 +119,8 @@ class RunState:
     def busy(self) -> bool:
         """Whether something is moving or waiting on a clock, so the panels should tick on their own."""
         f = self.facts
-        return bool(f["in_flight"] or f["outbox_pending"] or f["retries_scheduled"] or self.faults or f["breakers_open"])
+        return bool(f["in_flight"] or f["outbox_pending"] or f["retries_scheduled"] or self.faults or f["breakers_open"]
+                    or f["orders_in_flight"])  # fmt: skip
 
 
 def invariants(f: dict) -> list[tuple[str, bool, str]]:
@@ -122,6 +132,18 @@ def invariants(f: dict) -> list[tuple[str, bool, str]]:
          f"{f['duplicate_sends']} {ngettext('duplicate send', 'duplicate sends', f['duplicate_sends'])}"),
         ("Quiet hours respected", f["quiet_hours_violations"] == 0, f"{f['quiet_hours_violations']} sent in quiet hours"),
         ("Per-user order kept", f["order_violations"] == 0, f"{f['order_violations']} out of order"),
+        *(saga_invariants(f) if f.get("orders") else []),
+    ]
+
+
+def saga_invariants(f: dict) -> list[tuple[str, bool, str]]:
+    """The order saga's invariants (labs.pipeline.saga_audit), shown once a run has orders."""
+    return [
+        ("Every order confirmed or fully compensated", f["orders_half_done"] == 0,
+         f"{f['orders_half_done']} {ngettext('order', 'orders', f['orders_half_done'])} half-done"),
+        ("Nothing charged twice", f["double_charges"] == 0,
+         f"{f['double_charges']} {ngettext('extra authorisation', 'extra authorisations', f['double_charges'])}"),
+        ("No stock leaked", f["stock_leaked"] == 0, f"{f['stock_leaked']} {ngettext('unit', 'units', f['stock_leaked'])} held for nothing"),
     ]
 
 
@@ -166,7 +188,54 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
     )
     if lab is not None:
         state.checks = checks.evaluate(lab, found)
+    if found["orders"] or (lab is not None and lab.slug == SAGA_LAB):
+        state.sagas = saga_panel(run)
     return state
+
+
+SAGA_LAB = "order-saga"
+SAGA_ROWS = 8
+# What a step is called on its chip in the saga panel, in the order the chips stand.
+STEP_CHIPS = {
+    SagaStepName.RESERVE_INVENTORY: "reserve",
+    SagaStepName.AUTHORISE_PAYMENT: "authorise",
+    SagaStepName.CONFIRM_ORDER: "confirm",
+    SagaStepName.NOTIFY_CUSTOMER: "notify",
+    SagaStepName.VOID_AUTHORISATION: "void",
+    SagaStepName.RELEASE_INVENTORY: "release",
+    SagaStepName.CANCEL_ORDER: "cancel",
+}
+CHIP_MARKS = {SagaStepStatus.SUCCEEDED: "✔", SagaStepStatus.FAILED: "✘", SagaStepStatus.GAVE_UP: "✘",
+              SagaStepStatus.RETRYING: "↻", SagaStepStatus.RUNNING: "…"}  # fmt: skip
+
+
+def saga_panel(run: LabRun) -> dict:
+    """Each recent order's saga as a state machine: its forward steps and its compensations, each
+    with what happened (done, failed, retrying, gave up), its attempts, and copies ignored or done twice."""
+    orders = list(Order.objects.filter(run=run).prefetch_related("steps").order_by("-number")[:SAGA_ROWS])
+    rows = []
+    for order in orders:
+        ran = {step.step: step for step in order.steps.all()}
+        current = order.saga_state if order.mode == SagaMode.ORCHESTRATION else ""
+
+        def chip(name: str) -> dict:
+            step = ran.get(name)
+            status = step.status if step else "not_reached"
+            return {"name": STEP_CHIPS[name], "title": SagaStepName(name).label, "status": status,
+                    "mark": CHIP_MARKS.get(status, ""), "current": name == current, "step": step,
+                    "retries": step.retries if step else 0, "twice": step is not None and step.executions > 1,
+                    "compensation": name in saga.COMPENSATION_STEPS}  # fmt: skip
+
+        rows.append({
+            "order": order,
+            "forward": [chip(name) for name in saga.FORWARD],
+            "compensations": [chip(name) for name in saga.COMPENSATION_STEPS if name in ran],
+            "state": _saga_state_words(order, ran),
+            "stuck": order.status == OrderStatus.PENDING and any(s.status == SagaStepStatus.GAVE_UP for s in ran.values()),
+        })  # fmt: skip
+    stock = StockLevel.objects.filter(run=run).first()  # None on a run made before the saga lab, until its first order
+    return {"orders": rows, "mode": SagaMode(run.saga_mode).label, "stock": stock,
+            "charges": PaymentAuthorisation.objects.filter(run=run, voided_at__isnull=True).count()}  # fmt: skip
 
 
 def _age(now, since) -> float:
@@ -201,3 +270,14 @@ def series(run: LabRun, now) -> dict[str, charts.Sparkline]:
         "dead letters written": DeadLetter.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
     }
     return {name: charts.sparkline(list(found), now, SERIES_SECONDS) for name, found in times.items()}
+
+
+def _saga_state_words(order: Order, ran: dict) -> str:
+    """The orchestrator's state; a choreographed order has none, so its own status and its steps say it."""
+    if order.mode == SagaMode.ORCHESTRATION:
+        return SagaState(order.saga_state).label
+    if order.status != OrderStatus.PENDING:
+        return OrderStatus(order.status).label
+    if any(step.status == SagaStepStatus.GAVE_UP for step in ran.values()):
+        return "Stuck: a compensation gave up, and no service listens for that"
+    return "In flight: no orchestrator, each service reacts to the last event"

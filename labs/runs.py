@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from config.redis_client import get_redis, key
 from labs.lab_files import Lab
-from labs.models import LabRun, Recipient, RunLab
+from labs.models import LabRun, Recipient, RunLab, SagaMode
 from labs.pipeline import defences
 from labs.seeding import seed
 
@@ -76,6 +76,8 @@ def reset_run(run: LabRun) -> LabRun:
     """Start the run again from its seed: same owner and API key, no traffic, no faults, every defence on."""
     with transaction.atomic():
         run.intents.all().delete()  # deliveries, outbox rows, attempts and dead letters cascade
+        run.orders.all().delete()  # the saga's steps, messages, reservations and authorisations cascade
+        run.stock.all().delete()
         run.provider_sends.all().delete()
         run.recipients.all().delete()
         run.templates.all().delete()
@@ -83,7 +85,8 @@ def reset_run(run: LabRun) -> LabRun:
         run.last_activity_at = timezone.now()
         run.defences = {}  # every defence back on
         run.faults = {}  # and no fault
-        run.save(update_fields=["last_activity_at", "defences", "faults"])
+        run.saga_mode = SagaMode.ORCHESTRATION
+        run.save(update_fields=["last_activity_at", "defences", "faults", "saga_mode"])
     _forget_in_redis(run.pk)
     return run
 

@@ -6,9 +6,13 @@ Seeded from the run's id, so a run always gets the same cast and a reset brings 
 import random
 from datetime import time
 
-from labs.models import LabRun, Recipient, Template, TemplateCategory
+from labs.models import LabRun, Recipient, StockLevel, Template, TemplateCategory
 
 USERS_PER_RUN = 50
+# What the inventory service of a run's order saga (lab 7) starts with: one product, its stock and price.
+PRODUCT_SKU = "mug"
+PRODUCT_STOCK = 100
+PRODUCT_PRICE_CENTS = 1200
 FIRST_NAMES = ["Ada", "Grace", "Linus", "Barbara", "Edsger", "Frances", "Ken", "Margaret", "Alan", "Radia",
                "Donald", "Hedy", "Dennis", "Katherine", "Tim", "Annie", "Guido", "Shafi", "Leslie", "Sophie"]  # fmt: skip
 LOCALES = [("en", "Europe/London"), ("en", "America/New_York"), ("fr", "Europe/Paris"), ("de", "Europe/Berlin"),
@@ -36,6 +40,14 @@ TEMPLATES = [
         "en": {"subject": "Your week in review", "body": "Hi {name}, here are {count} things you missed this week."},
         "fr": {"subject": "Votre semaine en bref", "body": "Bonjour {name}, voici {count} nouveautés de la semaine."},
         "de": {"subject": "Ihre Woche im Überblick", "body": "Hallo {name}, hier sind {count} Neuigkeiten der Woche."},
+    }),
+    ("order_confirmed", TemplateCategory.TRANSACTIONAL, ["email"], {
+        "en": {"subject": "Order {order_id} is confirmed", "body": "Thank you, {name}: order {order_id} is confirmed."},
+        "fr": {"subject": "Commande {order_id} confirmée", "body": "Merci, {name} : la commande {order_id} est confirmée."},
+    }),
+    ("order_cancelled", TemplateCategory.TRANSACTIONAL, ["email"], {
+        "en": {"subject": "Order {order_id} was cancelled", "body": "Sorry, {name}: we could not complete order {order_id}, and nothing was charged."},
+        "fr": {"subject": "Commande {order_id} annulée", "body": "Désolés, {name} : la commande {order_id} n'a pas pu aboutir, rien n'a été débité."},
     }),
     ("inapp_message", TemplateCategory.TRANSACTIONAL, ["inapp"], {
         "en": {"subject": "", "body": "{text}"},
@@ -74,3 +86,9 @@ def seed(run: LabRun) -> None:
         Template(run=run, name=name, version=1, category=category, channels=channels, bodies=bodies)
         for name, category, channels, bodies in TEMPLATES
     )
+    seed_stock(run)
+
+
+def seed_stock(run: LabRun) -> None:
+    """The inventory of the run's shop, if it has none yet (a run made before lab 7 existed has none)."""
+    StockLevel.objects.get_or_create(run=run, sku=PRODUCT_SKU, defaults={"initial": PRODUCT_STOCK, "available": PRODUCT_STOCK})

@@ -14,8 +14,8 @@ from django.utils.translation import ngettext
 
 from labs import checks, live
 from labs.lab_files import Action, Lab, Step
-from labs.models import Experiment, LabRun, RunLab
-from labs.pipeline import defences, faults, intake, traffic
+from labs.models import Experiment, LabRun, RunLab, SagaMode
+from labs.pipeline import defences, faults, intake, saga, traffic
 
 
 def _send(run: LabRun, argument: dict) -> str:
@@ -75,6 +75,13 @@ def perform(run: LabRun, action: Action) -> list[str]:
             done.append(f"Sent {count} poison {ngettext('message', 'messages', count)}: order updates without an order id")
         elif operation == "send":
             done.append(_send(run, argument))
+        elif operation == "saga_mode":
+            saga.set_mode(run, argument)
+            done.append(f"Orders placed from now on are {SagaMode(argument).label.lower()}")
+        elif operation == "orders":
+            orders = saga.place_orders(run, argument["count"])
+            done.append(f"Placed {len(orders)} {ngettext('order', 'orders', len(orders))} ({orders[0].reference}"
+                        + (f"–{orders[-1].reference})" if len(orders) > 1 else ")"))
     return done
 
 

@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from labs.pipeline import saga
 from labs.pipeline.campaign import deliver_batch
 from labs.pipeline.worker import deliver
 
@@ -14,3 +15,9 @@ def deliver_task(delivery_id: int, generation: int) -> None:
 def deliver_batch_task(run_id: int, items: list[list[int]]) -> None:
     """Deliver a batch of campaign messages: [[delivery id, generation], ...]."""
     deliver_batch(run_id, [tuple(item) for item in items])
+
+
+@shared_task(name="labs.saga_message_task", ignore_result=True)
+def saga_message_task(message_id: int) -> None:
+    """Hand one saga message (a command, a reply or an event) to its service or to the orchestrator."""
+    saga.handle(message_id)

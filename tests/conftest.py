@@ -218,6 +218,15 @@ def start_pipeline(env: dict[str, str], logs: Path, concurrency: int = 2) -> tup
     return worker, relay
 
 
+@pytest.fixture(scope="module")
+def worker_and_relay(process_env, process_logs):
+    """One worker and one relay for a whole module; each test's rows are its own."""
+    worker, relay = start_pipeline(process_env, process_logs)
+    yield worker, relay
+    relay.stop()
+    worker.stop()
+
+
 # --- Browser ---------------------------------------------------------------------------
 
 

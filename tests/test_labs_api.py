@@ -183,7 +183,7 @@ def test_the_current_run_lists_its_users_and_templates(api, run):
     assert body["run"] == run.pk
     assert len(body["users"]) >= 50
     names = {t["name"] for t in body["templates"]}
-    assert names == {"security_alert", "password_reset", "order_shipped", "weekly_digest", "inapp_message"}
+    assert names == {"security_alert", "password_reset", "order_shipped", "order_confirmed", "order_cancelled", "weekly_digest", "inapp_message"}
     assert all(len(t["locales"]) >= 2 for t in body["templates"])
     assert next(t for t in body["templates"] if t["name"] == "order_shipped")["placeholders"] == ["name", "order_id"]
 

@@ -21,21 +21,11 @@ from labs.models import (
 from labs.pipeline import audit, defences, events, faults
 from labs.pipeline.breaker import ProviderBreaker
 from labs.runs import create_run
-from tests.conftest import start_pipeline
 from tests.harness import wait_for
 
 
-@pytest.fixture(scope="module")
-def pipeline(process_env, process_logs):
-    """One relay and one worker for the whole module; each test's rows are its own."""
-    worker, relay = start_pipeline(process_env, process_logs)
-    yield worker, relay
-    relay.stop()
-    worker.stop()
-
-
 @pytest.fixture
-def run(transactional_db, django_user_model, pipeline):
+def run(transactional_db, django_user_model, worker_and_relay):
     owner = django_user_model.objects.create_user(f"learner-{uuid.uuid4().hex[:6]}", password="not-used-1234")
     lab = calm(create_run(owner, retry_base_ms=100, retry_cap_ms=2000, max_attempts=4))
     yield lab

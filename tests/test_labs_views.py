@@ -86,10 +86,10 @@ def test_a_visitor_reads_a_lab_but_is_asked_to_sign_in_to_start_a_run(anonymous,
     assert not LabRun.objects.exists()
 
 
-def test_the_six_labs_are_files_with_steps_predictions_checks_and_real_lessons():
+def test_the_labs_are_files_with_steps_predictions_checks_and_real_lessons():
     lessons = {re.sub(r"^\d+-", "", p.stem) for p in (BASE / "courseware/content/lessons").glob("*.md")}
     assert list(CATALOGUE) == ["outbox-and-relay", "retries-backoff-jitter", "dead-letters-poison",
-                               "idempotent-consumers", "circuit-breaker-failover", "priority-lanes-ordering"]  # fmt: skip
+                               "idempotent-consumers", "circuit-breaker-failover", "priority-lanes-ordering", "order-saga"]  # fmt: skip
     for lab in CATALOGUE.values():
         assert pipeline_problems(lab) == []
         assert set(lab.lessons) <= lessons, lab.slug

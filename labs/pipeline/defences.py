@@ -6,12 +6,15 @@
   circuit_breaker    off: every call goes to the primary provider, however sick it is
   dead_letter_queue  off: a message is retried for ever instead of being parked
   priority_lane      off: transactional messages share the channel queues with campaigns
+  idempotent_steps   off: the order saga's services act on every copy of a message, each time under a new key
+  compensation_retries  off: a saga compensation that fails is given up at once, leaving the order half-done
 """
 
 from labs.models import LabRun
 from labs.pipeline import events
 
-NAMES = ("outbox", "idempotency", "jitter", "circuit_breaker", "dead_letter_queue", "priority_lane")
+NAMES = ("outbox", "idempotency", "jitter", "circuit_breaker", "dead_letter_queue", "priority_lane", "idempotent_steps",
+         "compensation_retries")
 
 
 def enabled(run: LabRun, name: str) -> bool:

@@ -22,6 +22,11 @@ Pipeline faults:
   duplicate_delivery         that share of messages is published twice
   publish_crash              with the outbox off: that share of API requests dies between the commit and the publish
   clock_skew_minutes         the worker's clock for quiet hours is off by this many minutes
+Order saga faults (lab 7; labs/pipeline/saga.py):
+  inventory_down             the inventory service answers nothing: reservations fail and are retried
+  payment_decline            that share of payment authorisations is declined by the card issuer
+  compensation_fail_first    the next N compensations (release, void, cancel) fail, then succeed
+  orchestrator_crash         that share of the orchestrator's transitions kills its worker after the commit, before the ack
 """
 
 import math
@@ -53,6 +58,10 @@ PIPELINE_FAULTS: dict[str, type | str] = {
     "duplicate_delivery": SHARE,
     "publish_crash": SHARE,
     "clock_skew_minutes": int,
+    "inventory_down": bool,
+    "payment_decline": SHARE,
+    "compensation_fail_first": int,
+    "orchestrator_crash": SHARE,
 }
 TARGETS = (*ALL_PROVIDERS, PIPELINE)
 # Each whole-number fault's range: wide enough for any experiment, narrow enough that no setting
@@ -62,6 +71,7 @@ WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
     "latency_jitter_ms": (0, 60_000),
     "fail_first": (0, 10_000),
     "clock_skew_minutes": (-24 * 60, 24 * 60),
+    "compensation_fail_first": (0, 10_000),
 }
 
 

@@ -10,6 +10,8 @@
    moved on. The relay never writes a delivery's state: how many messages wait on the
    broker is read from the published rows.
 
+`publish_saga_due` does steps 1-3 for the order saga's outbox (lab 7, labs/pipeline/saga.py).
+
 `rescue_stranded` hands the state machine (labs/pipeline/deliveries.py) what the broker
 or a dead worker has stranded: deliveries published long ago and never claimed (a Redis
 restart drops what it held) are published again at the same generation; deliveries whose
@@ -30,7 +32,7 @@ from django.utils import timezone
 
 from config.celery import app
 from config.redis_client import get_redis
-from labs.models import OutboxRow, RelayLease
+from labs.models import OutboxRow, RelayLease, SagaMessage
 from labs.pipeline import deliveries, events, faults
 from labs.pipeline.intake import URGENT_QUEUE
 
@@ -38,6 +40,7 @@ log = logging.getLogger("faultline.relay")
 
 DELIVER_TASK = "labs.deliver_task"
 DELIVER_BATCH_TASK = "labs.deliver_batch_task"
+SAGA_MESSAGE_TASK = "labs.saga_message_task"
 CAMPAIGN_QUEUES = ("email", "sms", "push")  # in-app keeps per-message tasks for its per-user order
 LEASE_SECONDS = 10
 RELAY_ID = f"{socket.gethostname()}:{os.getpid()}"
@@ -150,6 +153,37 @@ def _publish(rows: list[tuple]) -> int:
                                                                   "deliveries": [pk for pk, _ in items]}))  # fmt: skip
     for run_id, published in by_run.items():
         events.emit_many(run_id, published)
+    return len(rows)
+
+
+def publish_saga_due(limit: int | None = None) -> int:
+    """Publish one batch of the order saga's outbox (lab 7), as `publish_due` does the pipeline's.
+
+    A run's paused relay holds its saga messages too; its `duplicate_delivery` fault publishes
+    that share of them twice, which is how a step's message reaches its service twice.
+    """
+    limit = limit or settings.LAB_RELAY_BATCH
+    due = (
+        SagaMessage.objects.filter(published_at__isnull=True, available_at__lte=Now())
+        .exclude(run_id__in=faults.paused_runs())
+        .order_by("id")
+        .values_list("id", "run_id")
+    )
+    if uses_skip_locked():
+        with transaction.atomic():
+            return _publish_saga(list(due.select_for_update(skip_locked=True, of=("self",))[:limit]))
+    return _publish_saga(list(due[:limit]))
+
+
+def _publish_saga(rows: list[tuple[int, int]]) -> int:
+    if not rows:
+        return 0
+    chaos = {run_id: found.get(faults.PIPELINE, {}) for run_id, found in faults.all_faults_of(list({r[1] for r in rows})).items()}
+    with app.producer_or_acquire() as producer:
+        for message_id, run_id in rows:
+            for _ in range(2 if random.random() < chaos[run_id].get("duplicate_delivery", 0.0) else 1):
+                app.send_task(SAGA_MESSAGE_TASK, args=[message_id], queue=settings.LAB_SAGA_QUEUE, producer=producer, retry=False)
+    SagaMessage.objects.filter(pk__in=[message_id for message_id, _ in rows]).update(published_at=Now())
     return len(rows)
 
 

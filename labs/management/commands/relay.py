@@ -101,7 +101,7 @@ def serve(interval: float, instance: str) -> None:
         try:
             published = 0
             if relay.hold_lease():
-                published = relay.publish_due()
+                published = relay.publish_due() + relay.publish_saga_due()
                 if now - last_rescue >= RESCUE_EVERY:
                     relay.rescue_stranded()
                     last_rescue = now
