@@ -122,3 +122,29 @@ def test_the_rescue_copies_nothing_onto_a_lane_with_a_backlog_and_republishes_on
     assert relay.rescue_stranded() == 0, "a copy just published is not old yet"
     assert OutboxRow.objects.filter(run=run).count() == 20  # one copy each, at the same generation
     app.control.purge()
+
+
+def test_saga_messages_the_broker_lost_go_out_again_and_a_late_copy_is_not_copied(db, django_user_model):
+    """Lab 7's saga outbox follows the deliveries' rescue rule: published long ago and never taken, on an
+    idle saga lane, it is published again; while it waits on the broker, nothing is copied."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from config.celery import app
+    from labs.models import SagaMessage
+    from labs.pipeline import relay, saga
+
+    app.control.purge()  # no worker runs in this module
+    run = create_run(django_user_model.objects.create_user("saga-rescue", password="not-used-1234"))
+    saga.place_orders(run, 2)
+    published = relay.publish_saga_due()
+    assert published >= 2
+    SagaMessage.objects.filter(run=run).update(published_at=timezone.now() - timedelta(hours=1))
+
+    assert relay.rescue_saga_messages(100) == 0  # still on the broker: waiting its turn
+    app.control.purge()  # the broker loses them
+    assert relay.rescue_saga_messages(100) == published
+    assert relay.publish_saga_due() == published
+    assert not SagaMessage.objects.filter(run=run, published_at=None).exists()
+    app.control.purge()

@@ -192,14 +192,15 @@ _broker_run_id: str | None = None  # the broker's identity when last seen; it ch
 _lost_before = None  # set when the broker restarted: every message published before then is gone
 
 
-def broker_depths() -> dict[str, int]:
+def broker_depths(queues: list[str] | None = None) -> dict[str, int]:
     """How many messages wait on each lab queue of the broker (Redis lists; kombu's passive
     queue_declare does not see a prefixed Redis queue, so this asks the channel for the size)."""
+    queues = queues or settings.LAB_QUEUES
     with app.connection_for_write() as connection:
         channel = connection.default_channel
         if not hasattr(channel, "_size"):  # another transport, or a kombu without it: treat every lane as idle
-            return dict.fromkeys(settings.LAB_QUEUES, 0)
-        return {queue: channel._size(queue) for queue in settings.LAB_QUEUES}
+            return dict.fromkeys(queues, 0)
+        return {queue: channel._size(queue) for queue in queues}
 
 
 def _note_broker_restart() -> None:
@@ -218,6 +219,22 @@ def _note_broker_restart() -> None:
     _broker_run_id = current
 
 
+def rescue_saga_messages(limit: int, lost_before=None) -> int:
+    """The order saga's messages (lab 7) the broker lost, by the deliveries' rule: published and never
+    taken, either before the broker restarted (at once) or LAB_REDELIVER_AFTER ago on an idle saga lane.
+    They are unpublished again, so the next pass publishes them as they are; a copy that was only late
+    finds `handled_at` set (with idempotent steps on) and is dropped."""
+    if lost_before is None:
+        if broker_depths([settings.LAB_SAGA_QUEUE])[settings.LAB_SAGA_QUEUE]:
+            return 0  # a backlog: they are most likely waiting their turn
+        lost_before = Now() - timedelta(seconds=settings.LAB_REDELIVER_AFTER)
+    stranded = list(SagaMessage.objects.filter(handled_at__isnull=True, published_at__lt=lost_before).values_list("pk", flat=True)[:limit])
+    if stranded:
+        SagaMessage.objects.filter(pk__in=stranded, handled_at__isnull=True).update(published_at=None, available_at=Now())
+        log.info("relay: %d saga messages published long ago and never taken go out again", len(stranded))
+    return len(stranded)
+
+
 def rescue_stranded() -> int:
     """Take over deliveries whose worker was lost, and publish again what the broker lost."""
     by_run: dict[int, list] = {}
@@ -228,6 +245,7 @@ def rescue_stranded() -> int:
     global _lost_before
     _note_broker_restart()
     limit = settings.LAB_RELAY_BATCH * RESCUE_BATCHES
+    rescue_saga_messages(limit, _lost_before)
     if _lost_before is not None:
         unclaimed = deliveries.rescue_unclaimed(limit, published_before=_lost_before)
         if len(unclaimed) < limit:
