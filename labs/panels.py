@@ -24,10 +24,12 @@ from labs.models import (
     LabRun,
     NotificationIntent,
     ProviderSend,
+    SyncOutcome,
+    SyncRequest,
 )
-from labs.pipeline import deadletters, defences, deliveries, faults, metrics
+from labs.pipeline import deadletters, defences, deliveries, faults, metrics, sync_chain, sync_load
 from labs.pipeline.intake import URGENT_QUEUE
-from labs.pipeline.topology import PROVIDERS
+from labs.pipeline.topology import PROVIDERS, SERVICES
 
 SERIES_SECONDS = 60
 
@@ -52,6 +54,7 @@ class RunState:
     series: dict[str, charts.Sparkline] = field(default_factory=dict)
     retry_chart: charts.RetryChart | None = None
     checks: dict = field(default_factory=dict)
+    sync_path: "SyncPath | None" = None  # lab 9's synchronous path, in runs that have one
 
     @property
     def main_stages(self) -> list[dict]:
@@ -110,7 +113,36 @@ class RunState:
     def busy(self) -> bool:
         """Whether something is moving or waiting on a clock, so the panels should tick on their own."""
         f = self.facts
-        return bool(f["in_flight"] or f["outbox_pending"] or f["retries_scheduled"] or self.faults or f["breakers_open"])
+        return bool(f["in_flight"] or f["outbox_pending"] or f["retries_scheduled"] or self.faults or f["breakers_open"]
+                    or f["load_running"] or f["sync_breakers_open"])  # fmt: skip
+
+
+@dataclass
+class SyncPath:
+    """Lab 9's panel: the call policy, the breakers and faults on the path, and how the latest load's requests ended."""
+
+    policy: sync_chain.CallPolicy
+    breakers: dict[str, str]  # "api → preferences-service": state
+    service_faults: list[tuple[str, dict]]
+    load: int
+    outcomes: list[tuple[str, str, int]]  # (outcome, label, requests)
+    workers: int = sync_load.API_WORKERS
+
+    @property
+    def policy_text(self) -> str:
+        return sync_chain.policy_text(self.policy)
+
+
+def sync_path(run: LabRun, fault_settings: dict) -> SyncPath:
+    load = sync_load.latest_load(run.pk)
+    counted = dict(SyncRequest.objects.filter(run=run, load=load).values("outcome").annotate(n=Count("id")).values_list("outcome", "n"))
+    return SyncPath(
+        policy=sync_chain.CallPolicy.of(run),
+        breakers=sync_chain.breaker_states(run),
+        service_faults=[(service, fault_settings.get(service, {})) for service in SERVICES],
+        load=load,
+        outcomes=[(outcome.value, outcome.label, counted.get(outcome.value, 0)) for outcome in SyncOutcome],
+    )
 
 
 def invariants(f: dict) -> list[tuple[str, bool, str]]:
@@ -164,6 +196,8 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
         series=series(run, now),
         retry_chart=charts.retry_chart(checks.retry_due_times(run, now - timedelta(seconds=30)), now, found["retry_herd_pct"]),
     )
+    if sync_chain.chain_on(run):
+        state.sync_path = sync_path(run, fault_settings)
     if lab is not None:
         state.checks = checks.evaluate(lab, found)
     return state

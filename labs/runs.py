@@ -15,7 +15,7 @@ from django.utils import timezone
 from config.redis_client import get_redis, key
 from labs.lab_files import Lab
 from labs.models import LabRun, Recipient, RunLab
-from labs.pipeline import defences
+from labs.pipeline import defences, sync_chain
 from labs.seeding import seed
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ def start_lab_run(owner, lab: Lab) -> RunLab:
         run = create_run(owner, **page_run_policy())
         run_lab = RunLab.objects.create(run=run, owner=owner, lab=lab.slug)
         open_preferences(run, lab)
+        if lab.sync_chain:
+            sync_chain.turn_on(run)
     return run_lab
 
 
@@ -77,13 +79,15 @@ def reset_run(run: LabRun) -> LabRun:
     with transaction.atomic():
         run.intents.all().delete()  # deliveries, outbox rows, attempts and dead letters cascade
         run.provider_sends.all().delete()
+        run.sync_requests.all().delete()
         run.recipients.all().delete()
         run.templates.all().delete()
         seed(run)
         run.last_activity_at = timezone.now()
         run.defences = {}  # every defence back on
         run.faults = {}  # and no fault
-        run.save(update_fields=["last_activity_at", "defences", "faults"])
+        run.call_policy = {"chain": True} if sync_chain.chain_on(run) else {}  # lab 9's path stays, with the default policy
+        run.save(update_fields=["last_activity_at", "defences", "faults", "call_policy"])
     _forget_in_redis(run.pk)
     return run
 

@@ -15,7 +15,7 @@ from django.utils.translation import ngettext
 from labs import checks, live
 from labs.lab_files import Action, Lab, Step
 from labs.models import Experiment, LabRun, RunLab
-from labs.pipeline import defences, faults, intake, traffic
+from labs.pipeline import defences, faults, intake, sync_chain, sync_load, traffic
 
 
 def _send(run: LabRun, argument: dict) -> str:
@@ -75,6 +75,12 @@ def perform(run: LabRun, action: Action) -> list[str]:
             done.append(f"Sent {count} poison {ngettext('message', 'messages', count)}: order updates without an order id")
         elif operation == "send":
             done.append(_send(run, argument))
+        elif operation == "call_policy":
+            done.append("Call policy: " + sync_chain.policy_text(sync_chain.set_policy(run, **argument)))
+        elif operation == "load":
+            number = sync_load.start_load(run, argument["rate"], argument["seconds"])
+            done.append(f"Load {number} started: {argument['rate']} requests a second for {argument['seconds']} s, "
+                        f"served by {sync_load.API_WORKERS} API workers")  # fmt: skip
     return done
 
 
