@@ -87,11 +87,11 @@ async def _serve(request: HttpRequest, run_id: int, service: str, work) -> JsonR
     return await asyncio.shield(asyncio.ensure_future(_turn(incoming, work)))
 
 
-async def _fault(run_id: int, service: str) -> dict:
-    """The service's fault, read at most every FAULT_READ_S per run and service (every request asks)."""
+async def _fault(run_id: int, service: str, fresh: bool = False) -> dict:
+    """The service's fault: `fresh` for a new call; work in progress rereads it at most every FAULT_READ_S."""
     now = time.monotonic()
     read_at, fault = _faults.get((run_id, service), (0.0, {}))
-    if now - read_at >= FAULT_READ_S:
+    if fresh or now - read_at >= FAULT_READ_S:
         fault = await sync_to_async(faults.fault_for, thread_sensitive=False)(run_id, service)
         _faults[run_id, service] = (now, fault)
     return fault
@@ -99,7 +99,7 @@ async def _fault(run_id: int, service: str) -> dict:
 
 async def _turn(incoming: Incoming, work) -> JsonResponse:
     run_id, service = incoming.run_id, incoming.service
-    fault = await _fault(run_id, service)
+    fault = await _fault(run_id, service, fresh=True)
     if fault.get("down"):
         await _counted(incoming, "received", "failed")
         return JsonResponse({"error": f"{service} is down"}, status=503)

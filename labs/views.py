@@ -493,6 +493,8 @@ def call_policy(request: HttpRequest, run_id: int) -> HttpResponse:
 def load(request: HttpRequest, run_id: int) -> HttpResponse:
     """Lab 9: a load on the API's synchronous path, in the background."""
     run = _get_run_for_user(request, run_id)
+    if not sync_chain.chain_on(run):
+        raise Http404("This run's API makes no synchronous calls")
     form = LoadForm(request.POST)
     if form.is_valid():
         try:

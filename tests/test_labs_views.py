@@ -166,6 +166,7 @@ RUN_URLS = [
     ("post", "labs:reset", []), ("post", "labs:end", []), ("post", "labs:rotate_key", []),
     ("post", "labs:send", []), ("post", "labs:burst", []), ("post", "labs:poison", []), ("post", "labs:fault", []),
     ("post", "labs:stop_faults", []), ("post", "labs:defences", []), ("post", "labs:policy", []),
+    ("post", "labs:call_policy", []), ("post", "labs:load", []),
     ("post", "labs:replay", []), ("post", "labs:discard", []), ("get", "labs:notification", ["intent"]),
     ("get", "labs:delivery", ["delivery"]), ("post", "labs:prediction", [1]), ("post", "labs:act", [1, 1]),
     ("post", "labs:record", [1]),
