@@ -106,6 +106,7 @@ FACTS: dict[str, str] = {
     "load_timeout_ms": "the call timeout the latest load started with (ms)",
     "load_deadline": "1 if the latest load started with deadlines passed on, else 0",
     "load_breaker": "1 if the latest load started with circuit breakers, else 0",
+    "load_slow_ms": "the latency the preferences service's fault added when the latest load started (ms)",
 }
 
 

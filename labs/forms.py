@@ -128,7 +128,7 @@ class CallPolicyForm(forms.Form):
     breaker = forms.BooleanField(required=False, label="Circuit breaker", help_text="Refuse calls at once while a service keeps failing.")
     cooldown_s = _policy_number("cooldown_s", "Breaker cooldown (s)", "How long an open breaker refuses calls before it lets a trial through.")
     fallback = forms.BooleanField(required=False, label="Fallback",
-                                  help_text="When a call fails: the user's kept preferences (the API), English (the template service).")  # fmt: skip
+                                  help_text="When a call fails: the last good answer, kept by the API; English, for the template service.")  # fmt: skip
     deadline = forms.BooleanField(required=False, label="Pass the deadline on",
                                   help_text="Each call carries the time its caller has left; a service drops work nobody waits for.")  # fmt: skip
 

@@ -103,7 +103,6 @@ async def _turn(incoming: Incoming, work) -> JsonResponse:
     if fault.get("down"):
         await _counted(incoming, "received", "failed")
         return JsonResponse({"error": f"{service} is down"}, status=503)
-    await _counted(incoming, "received")
     async with _capacity.setdefault((run_id, service), asyncio.Semaphore(CAPACITY)):
         try:
             if incoming.deadline_at is not None and time.monotonic() >= incoming.deadline_at:
@@ -111,11 +110,11 @@ async def _turn(incoming: Incoming, work) -> JsonResponse:
             left = None if incoming.deadline_at is None else incoming.deadline_at - time.monotonic()
             response = await asyncio.wait_for(_work(incoming, work), timeout=left)
         except (DeadlinePassed, TimeoutError):
-            await _counted(incoming, "dropped")
+            await _counted(incoming, "received", "dropped")
             return JsonResponse({"error": "deadline exceeded: the caller has stopped waiting"}, status=504)
     finished = time.monotonic()
     wasted = incoming.gives_up_at is not None and finished > incoming.gives_up_at
-    await _counted(incoming, "served", *(["wasted"] if wasted else []), *(["failed"] if response.status_code >= 500 else []))
+    await _counted(incoming, "received", "served", *(["wasted"] if wasted else []), *(["failed"] if response.status_code >= 500 else []))
     return response
 
 
@@ -138,6 +137,7 @@ async def _work(incoming: Incoming, work) -> JsonResponse:
 
 
 async def _counted(incoming: Incoming, *names: str) -> None:
+    """Count what became of a call, once it is over (one trip to Redis)."""
     await sync_to_async(sync_load.count_service, thread_sensitive=False)(incoming.run_id, incoming.load, incoming.service, *names)
 
 

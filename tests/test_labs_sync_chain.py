@@ -104,7 +104,7 @@ def test_a_service_that_is_down_is_a_503_unless_a_kept_answer_stands_in(learner)
     policy(learner, fallback=True)
     assert send(learner, 7).status_code == 202
     never_seen = send(learner, 8)
-    assert never_seen.status_code == 503 and "no kept answer for this user" in never_seen.json()["error"]
+    assert never_seen.status_code == 503 and "no answer kept from before" in never_seen.json()["error"]
     outcomes = list(SyncRequest.objects.filter(run=learner.run).order_by("id").values_list("outcome", flat=True))
     assert outcomes == [SyncOutcome.ACCEPTED, SyncOutcome.FAILED, SyncOutcome.FALLBACK, SyncOutcome.FAILED]
 
@@ -204,3 +204,36 @@ def test_the_percentile_is_the_nearest_rank():
     assert sync_load.percentile(list(range(1, 101)), 0.95) == 95
     assert sync_load.percentile([5, 1, 3], 0.95) == 5
     assert sync_load.percentile([10] * 19 + [3000], 0.95) == 10  # one slow request in twenty is the 5% the p95 leaves out
+
+
+# The figures each of the lab's loads leaves behind, as they come out of a run (step, then the load's own
+# figures); a check must hold on the load of its own step and on no earlier one, or it would turn green
+# (and stay green) as soon as the learner pressed the step's first button.
+LOADS = [
+    ("healthy-baseline", dict(load_timeout_ms=1000, load_deadline=0, load_breaker=0, load_slow_ms=0, api_error_pct=0,
+                              preference_calls_per_request=2.0, wasted_work=0, deadline_drops=0, api_busy_peak=2, api_fallbacks=0)),
+    ("short-timeout-fails", dict(load_timeout_ms=100, load_deadline=0, load_breaker=0, load_slow_ms=150, api_error_pct=100,
+                                 preference_calls_per_request=3.0, wasted_work=140, deadline_drops=0, api_busy_peak=3, api_fallbacks=0)),
+    ("fitting-timeout", dict(load_timeout_ms=1000, load_deadline=0, load_breaker=0, load_slow_ms=150, api_error_pct=0,
+                             preference_calls_per_request=2.0, wasted_work=0, deadline_drops=0, api_busy_peak=4, api_fallbacks=0)),
+    ("deadline-stops-waste", dict(load_timeout_ms=100, load_deadline=1, load_breaker=0, load_slow_ms=150, api_error_pct=100,
+                                  preference_calls_per_request=2.9, wasted_work=0, deadline_drops=140, api_busy_peak=3, api_fallbacks=0)),
+    ("hang-takes-every-worker", dict(load_timeout_ms=1000, load_deadline=1, load_breaker=0, load_slow_ms=10000, api_error_pct=100,
+                                     preference_calls_per_request=1.1, wasted_work=0, deadline_drops=60, api_busy_peak=4, api_fallbacks=0)),
+    ("breaker-holds", dict(load_timeout_ms=1000, load_deadline=1, load_breaker=1, load_slow_ms=10000, api_error_pct=12,
+                           preference_calls_per_request=0.3, wasted_work=0, deadline_drops=18, api_busy_peak=4, api_fallbacks=44)),
+    ("breaker-recovers", dict(load_timeout_ms=1000, load_deadline=1, load_breaker=1, load_slow_ms=0, api_error_pct=0,
+                              preference_calls_per_request=1.6, wasted_work=0, deadline_drops=0, api_busy_peak=4, api_fallbacks=20)),
+]  # fmt: skip
+
+
+def test_each_check_of_the_lab_holds_on_its_own_load_and_on_no_earlier_one():
+    lab = CATALOGUE[LAB]
+    fault_on = {"short-timeout-fails", "fitting-timeout", "deadline-stops-waste", "hang-takes-every-worker", "breaker-holds"}
+    for position, (check_id, figures) in enumerate(LOADS):
+        found = {**figures, "api_requests": 50, "load_running": 0, "faults_active": int(check_id in fault_on),
+                 "sync_breakers_open": int(check_id in {"hang-takes-every-worker", "breaker-holds"})}  # fmt: skip
+        passing = {check for check, result in checks.evaluate(lab, found).items() if result.passed}
+        assert check_id in passing, (check_id, checks.evaluate(lab, found)[check_id].failing)
+        later = {later_id for later_id, _ in LOADS[position + 1:]}
+        assert not passing & later, (check_id, passing & later)

@@ -16,6 +16,7 @@ Every call follows the run's call policy (`CallPolicy`), as a company's one clie
 Each request is recorded (`SyncRequest`) with its latency and outcome as its client saw them.
 """
 
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -226,17 +227,22 @@ def call(client: httpx.Client, attempts: Attempts, path: str) -> dict:
 # --- The fallback: preferences kept from the last good answer --------------------------------------
 
 
-def _kept_key(run_id: int) -> str:
-    return key("run", str(run_id), "kept-preferences")
+def _kept_key(run_id: int, service: str) -> str:
+    return key("run", str(run_id), "kept", service)
 
 
-def keep_preferences(run_id: int, user_id: int, preferences: dict) -> None:
-    get_redis().hset(_kept_key(run_id), str(user_id), json.dumps(preferences))
+def keep_answer(run_id: int, service: str, name: str, answer: dict) -> None:
+    """Keep a service's good answer about `name` (a user, a template), to stand in when the service fails."""
+    get_redis().hset(_kept_key(run_id, service), name, json.dumps(answer))
+
+
+def kept_answer(run_id: int, service: str, name: str) -> dict | None:
+    raw = get_redis().hget(_kept_key(run_id, service), name)
+    return json.loads(raw) if raw else None
 
 
 def kept_preferences(run_id: int, user_id: int) -> dict | None:
-    raw = get_redis().hget(_kept_key(run_id), str(user_id))
-    return json.loads(raw) if raw else None
+    return kept_answer(run_id, PREFERENCES_SERVICE, str(user_id))
 
 
 # --- Requests in progress: the busy API workers -------------------------------------------------
@@ -321,12 +327,9 @@ def accept(run: LabRun, request: intake.IntentRequest, client: httpx.Client, arr
 
 def _accept(run: LabRun, request: intake.IntentRequest, client: httpx.Client, policy: CallPolicy, deadline_at: float,
             load: int, record: dict) -> intake.Accepted:  # fmt: skip
-    preferences = _preferences(run, request.user_id, client, policy, deadline_at, load, record)
-    attempts = Attempts(run.pk, API, TEMPLATE_SERVICE, policy, deadline_at, load)
-    try:
-        template = _ask(client, attempts, f"templates/{request.template}?user={request.user_id}", record, "template")
-    except CallFailed as exc:
-        raise ServiceUnavailable(f"the template service did not answer: {exc.reason}") from None
+    ask = functools.partial(_ask_or_kept, run, client, policy, deadline_at, load, record)
+    preferences = ask(PREFERENCES_SERVICE, f"users/{request.user_id}", str(request.user_id), "user_id")
+    template = ask(TEMPLATE_SERVICE, f"templates/{request.template}?user={request.user_id}", request.template, "template")
     if request.channels is None:
         preferred = [channel for channel in template["channels"] if preferences["channels"].get(channel)]
         request.channels = preferred or template["channels"]  # nothing preferred: the opt-out shows as suppressed
@@ -334,31 +337,26 @@ def _accept(run: LabRun, request: intake.IntentRequest, client: httpx.Client, po
     return accepted
 
 
-def _preferences(run: LabRun, user_id: int, client: httpx.Client, policy: CallPolicy, deadline_at: float, load: int,
-                 record: dict) -> dict:  # fmt: skip
-    """The user's preferences from the service (and kept for later), or with the fallback on, as last kept."""
-    attempts = Attempts(run.pk, API, PREFERENCES_SERVICE, policy, deadline_at, load)
+def _ask_or_kept(run: LabRun, client: httpx.Client, policy: CallPolicy, deadline_at: float, load: int, record: dict,
+                 service: str, path: str, name: str, field: str) -> dict:  # fmt: skip
+    """The service's answer about `name` (kept for later), or with the fallback on, the answer last kept.
+    A 404 is the request's fault (422 naming `field`); no answer at all is a 503."""
+    attempts = Attempts(run.pk, API, service, policy, deadline_at, load)
     try:
-        preferences = _ask(client, attempts, f"users/{user_id}", record, "user_id")
-    except CallFailed as exc:
-        kept = kept_preferences(run.pk, user_id) if policy.fallback else None
-        if kept is None:
-            more = " and no kept answer for this user" if policy.fallback else ""
-            raise ServiceUnavailable(f"the preferences service did not answer: {exc.reason}{more}") from None
-        record["fallback"] = True
-        return kept
-    keep_preferences(run.pk, user_id, preferences)
-    return preferences
-
-
-def _ask(client: httpx.Client, attempts: Attempts, path: str, record: dict, field: str) -> dict:
-    """One of the API's calls: a 404 is the request's fault (422 naming `field`); CallFailed goes to the caller."""
-    try:
-        return call(client, attempts, path)
+        answer = call(client, attempts, path)
     except NotFound as exc:
         raise intake.IntakeError(422, {field: str(exc)}) from None
+    except CallFailed as exc:
+        kept = kept_answer(run.pk, service, name) if policy.fallback else None
+        if kept is None:
+            more = " and no answer kept from before" if policy.fallback else ""
+            raise ServiceUnavailable(f"the {service.replace('-', ' ')} did not answer: {exc.reason}{more}") from None
+        record["fallback"] = True
+        return kept
     finally:
         record["calls"] += attempts.made
+    keep_answer(run.pk, service, name, answer)
+    return answer
 
 
 def accept_one(run: LabRun, request: intake.IntentRequest) -> intake.Accepted:

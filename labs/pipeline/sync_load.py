@@ -25,7 +25,7 @@ from django.db import close_old_connections, connections
 
 from config.redis_client import get_redis, key
 from labs.models import SYNC_ERRORS, LabRun, SyncOutcome, SyncRequest
-from labs.pipeline import events, intake, sync_chain, traffic
+from labs.pipeline import events, faults, intake, sync_chain, traffic
 from labs.pipeline.breaker import CLOSED
 from labs.pipeline.topology import PREFERENCES_SERVICE
 from labs.seeding import USERS_PER_RUN
@@ -45,13 +45,17 @@ def _number_key(run_id: int) -> str:
     return key("run", str(run_id), "loads")
 
 
-def _policy_key(run_id: int, load: int) -> str:
-    return key("run", str(run_id), "load", str(load), "policy")
+def _started_key(run_id: int, load: int) -> str:
+    return key("run", str(run_id), "load", str(load), "started-with")
 
 
-def load_policy(run_id: int, load: int) -> sync_chain.CallPolicy | None:
-    raw = get_redis().get(_policy_key(run_id, load))
-    return sync_chain.CallPolicy(**json.loads(raw)) if raw else None
+def started_with(run_id: int, load: int) -> tuple[sync_chain.CallPolicy, int]:
+    """The call policy a load started with, and the latency the preferences service's fault added then (ms)."""
+    raw = get_redis().get(_started_key(run_id, load)) if load else None
+    if not raw:
+        return sync_chain.CallPolicy(), 0
+    found = json.loads(raw)
+    return sync_chain.CallPolicy(**found["policy"]), found["preferences_latency_ms"]
 
 
 def latest_load(run_id: int) -> int:
@@ -74,8 +78,10 @@ def start_load(run: LabRun, rate: int, seconds: int) -> int:
     if not get_redis().set(_slot_key(run.pk), 1, nx=True, ex=int(longest) + 5):
         raise ValueError("a load is already running on this run: wait for it to end")
     number = get_redis().incr(_number_key(run.pk))
-    # The policy the load starts with, which its figures are read against (the learner may change it during the load).
-    get_redis().set(_policy_key(run.pk, number), json.dumps(asdict(sync_chain.CallPolicy.of(run))), ex=24 * 3600)
+    # What the load starts with, which its figures are read against (the learner may change either during the load).
+    started_with = {"policy": asdict(sync_chain.CallPolicy.of(run)),
+                    "preferences_latency_ms": faults.fault_for(run.pk, PREFERENCES_SERVICE).get("latency_ms", 0)}  # fmt: skip
+    get_redis().set(_started_key(run.pk, number), json.dumps(started_with), ex=24 * 3600)
     events.emit(run.pk, "load_started", load=number, rate=rate, seconds=seconds, workers=API_WORKERS)
     threading.Thread(target=_run_load, args=(run.pk, number, rate, seconds), name=f"load-{run.pk}-{number}", daemon=True).start()
     return number
@@ -159,7 +165,7 @@ def load_figures(run: LabRun) -> dict:
     errors = sum(1 for _, outcome, _ in rows if outcome in SYNC_ERRORS)
     skipped = sum(1 for _, outcome, _ in rows if outcome == SyncOutcome.SKIPPED)
     on = sync_chain.chain_on(run)
-    policy = (load_policy(run.pk, load) if load else None) or sync_chain.CallPolicy()
+    policy, slow_ms = started_with(run.pk, load)
     return {
         "api_requests": answered,
         "api_p95_ms": percentile([latency for latency, _, _ in rows], 0.95),
@@ -175,4 +181,5 @@ def load_figures(run: LabRun) -> dict:
         "load_timeout_ms": policy.timeout_ms if load else 0,
         "load_deadline": int(policy.deadline) if load else 0,
         "load_breaker": int(policy.breaker) if load else 0,
+        "load_slow_ms": slow_ms,
     }
