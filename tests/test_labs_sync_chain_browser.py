@@ -108,4 +108,4 @@ def test_a_too_short_timeout_fails_a_slow_service_and_a_hung_one_is_contained_by
     press(page, 5, "Send the load again")
     expect_step_check(page, "breaker-recovers")
     expect(page.locator("[data-testid=sync-breaker]")).to_have_text(["closed", "closed", "closed"])
-    expect(page.locator("#event-feed")).to_contain_text("The circuit breaker of api → preferences-service is now closed")
+    assert count(page, "sync-error-pct") <= 5

@@ -58,7 +58,7 @@ PIPELINE_FAULTS: dict[str, type | str] = {
     "clock_skew_minutes": int,
 }
 SERVICE_FAULTS: dict[str, type | str] = {name: PROVIDER_FAULTS[name] for name in ("down", "error_rate", "latency_ms", "latency_jitter_ms")}
-TARGETS = (*ALL_PROVIDERS, PIPELINE, *SERVICES)
+TARGETS = (*ALL_PROVIDERS, *SERVICES, PIPELINE)  # the pipeline last: workshop forms list the others before it
 # Each whole-number fault's range: wide enough for any experiment, narrow enough that no setting
 # makes a worker sleep, count or shift its clock without end (10**12 minutes overflows a datetime).
 WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
