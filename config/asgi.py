@@ -1,4 +1,5 @@
-"""ASGI entry point, for the long-lived connections (live event streams) only.
+"""ASGI entry point, for the long-lived connections only: the live event streams, and lab 9's
+simulated services, whose slow answers are held open at no cost (labs/services.py).
 
 Pages are served over WSGI (gunicorn): measured here, Django's ASGI path serves a
 small page at about a quarter of the WSGI rate. So this process answers only /live/. The process says it is alive with a

@@ -219,6 +219,10 @@ LAB_RELAY_BATCH = env_int("LAB_RELAY_BATCH", 500, minimum=1)
 # the live process (deploy/), the default in production (HTTPS). Unset over plain HTTP: the
 # same host on the web port + 1, as `make run` starts it. Or the live process's public URL.
 LAB_LIVE_URL = env_str("LAB_LIVE_URL") or ("/" if _HTTPS else None)
+# Where lab 9's simulated services answer (labs/services.py, in the live process): the API's
+# synchronous path calls them there, and so does the template service when it asks the
+# preferences service. By default the live process on this machine, on LIVE_PORT.
+LAB_SERVICES_URL = env_url("LAB_SERVICES_URL", f"http://127.0.0.1:{env_int('LIVE_PORT', 8001, minimum=1)}", schemes={"http", "https"})
 # Seconds between a live stream's keep-alives; at each it also checks that the session still
 # owns the run, so logging out ends the stream within this long.
 LAB_STREAM_HEARTBEAT = env_int("LAB_STREAM_HEARTBEAT", 15, minimum=1)
@@ -305,4 +309,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # Lab 9's simulated services answer 503 and 504 on purpose, and httpx logs every request at
+    # INFO: neither belongs in the log, where a load would bury everything else.
+    "filters": {"not_lab_services": {"()": "django.utils.log.CallbackFilter",
+                                     "callback": lambda record: not getattr(getattr(record, "request", None), "path", "").startswith("/live/services/")}},
+    "loggers": {"httpx": {"level": "WARNING"}, "django.request": {"filters": ["not_lab_services"]}},
 }

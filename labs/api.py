@@ -35,7 +35,7 @@ from labs.models import (
     Recipient,
     Template,
 )
-from labs.pipeline import audit, deadletters, defences, events, faults, intake, metrics, templating
+from labs.pipeline import audit, deadletters, defences, events, faults, intake, metrics, sync_chain, templating
 from labs.pipeline.topology import PROVIDERS
 from workshops import access
 
@@ -143,6 +143,11 @@ def simulated_crash(request, exc):
     return api.create_response(
         request, {"error": f"{exc} (injected fault: the notification is saved but was never published)"}, status=500
     )
+
+
+@api.exception_handler(sync_chain.ServiceUnavailable)
+def service_unavailable(request, exc: sync_chain.ServiceUnavailable):
+    return api.create_response(request, {"error": f"a service this request needs did not answer: {exc}"}, status=503)
 
 
 @api.exception_handler(RequestDataTooBig)
@@ -394,8 +399,9 @@ def link_to(operation: str, **parameters: str) -> dict:
                                  for code in (200, 202)}},
 )
 def send_notification(request, payload: NotificationIn, idempotency_key: Text = Header(..., alias="Idempotency-Key", min_length=1, max_length=200)):
-    """Writes the intent and its outbox rows in one transaction. Repeating a key with the same body returns the first intent (200)."""
-    [result] = intake.accept(request.run, [payload.to_request(idempotency_key)])
+    """Writes the intent and its outbox rows in one transaction. Repeating a key with the same body returns the first intent (200).
+    In lab 9's runs it first asks the preferences and template services (503 when one fails and nothing stands in)."""
+    result = sync_chain.accept_one(request.run, payload.to_request(idempotency_key))
     intent = _intents(request.run).prefetch_related("deliveries").get(pk=result.intent.pk)
     return Status(200 if result.replayed else 202, {**intent_json(intent), "replayed": result.replayed})
 
@@ -558,6 +564,7 @@ def get_faults(request):
         "available": {
             "provider": {name: getattr(kind, "__name__", kind) for name, kind in faults.PROVIDER_FAULTS.items()},
             "pipeline": {name: getattr(kind, "__name__", kind) for name, kind in faults.PIPELINE_FAULTS.items()},
+            "service": {name: getattr(kind, "__name__", kind) for name, kind in faults.SERVICE_FAULTS.items()},
             "ranges": {name: {"min": low, "max": high} for name, (low, high) in faults.WHOLE_NUMBER_RANGES.items()},
             "targets": list(faults.TARGETS),
         },

@@ -25,7 +25,7 @@ from labs.models import (
     Priority,
     ProviderSend,
 )
-from labs.pipeline import audit, faults, metrics, saga_audit
+from labs.pipeline import audit, faults, metrics, saga_audit, sync_load
 from labs.pipeline.deliveries import on_broker, unreachable
 from labs.pipeline.breaker import CLOSED, ProviderBreaker
 from labs.pipeline.topology import ALL_PROVIDERS
@@ -93,6 +93,22 @@ FACTS: dict[str, str] = {
     "inapp_delivered": "in-app deliveries delivered",
     # The order saga's auditor (labs.pipeline.saga_audit), lab 7.
     **saga_audit.FACTS,
+    # Lab 9's synchronous path (labs.pipeline.sync_load): the latest load, as the API's clients saw it.
+    "api_requests": "requests of the latest load answered so far",
+    "api_p95_ms": "the API's latency over the latest load, 95th percentile, waiting for a worker included (ms)",
+    "api_error_pct": "requests of the latest load that got an error, or no answer before their client gave up (%)",
+    "api_fallbacks": "requests of the latest load accepted on kept preferences (the fallback)",
+    "api_busy_workers": "API workers busy now",
+    "api_busy_peak": "most API workers busy at once during the latest load",
+    "preference_calls_per_request": "calls that reached the preferences service per request of the latest load",
+    "wasted_work": "service calls of the latest load that finished after their caller had given up",
+    "deadline_drops": "calls and requests of the latest load dropped because their deadline had passed",
+    "sync_breakers_open": "circuit breakers on the synchronous path that are open or half-open",
+    "load_running": "1 while a load is running, else 0",
+    "load_timeout_ms": "the call timeout the latest load started with (ms)",
+    "load_deadline": "1 if the latest load started with deadlines passed on, else 0",
+    "load_breaker": "1 if the latest load started with circuit breakers, else 0",
+    "load_slow_ms": "the latency the preferences service's fault added when the latest load started (ms)",
 }
 
 
@@ -162,6 +178,7 @@ def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: d
         alerts_past_campaign=_alerts_past_campaign(run),
         campaign_in_flight=kinds["campaign_in_flight"],
         inapp_delivered=kinds["inapp_delivered"],
+        **sync_load.load_figures(run),
     )
     return found
 

@@ -114,6 +114,12 @@ def _constant(module: str, name: str, scale: float = 1) -> Figure:
     return Figure(f"{name} in {module.replace('.', '/')}.py", read)
 
 
+def _call_policy():
+    from labs.pipeline.sync_chain import CallPolicy
+
+    return CallPolicy()
+
+
 def _run_default(field: str, scale: float = 1) -> Figure:
     def read() -> float:
         from labs.models import LabRun
@@ -217,6 +223,14 @@ FIGURES: dict[str, Figure] = {
     "live_fallback_after_failures": _script_constant("FALLBACK_AFTER_FAILURES"),
     "live_fallback_again_ms": _script_constant("FALLBACK_AGAIN_MS"),
     "live_retry_every_s": _script_constant("LIVE_RETRY_EVERY_MS", 1 / 1000),
+    # Lab 9's synchronous path (labs/pipeline/sync_chain.py, sync_load.py, labs/services.py).
+    "sync_client_timeout_s": _constant("labs.pipeline.sync_chain", "CLIENT_TIMEOUT_MS", 1 / 1000),
+    "sync_api_workers": _constant("labs.pipeline.sync_load", "API_WORKERS"),
+    "sync_service_capacity": _constant("labs.services", "CAPACITY"),
+    "sync_service_work_ms": _constant("labs.services", "WORK_MS"),
+    "sync_answer_margin_ms": _constant("labs.services", "ANSWER_MARGIN_S", 1000),
+    "sync_default_timeout_ms": Figure("CallPolicy.timeout_ms in labs/pipeline/sync_chain.py", lambda: _call_policy().timeout_ms),
+    "sync_default_retries": Figure("CallPolicy.retries in labs/pipeline/sync_chain.py", lambda: _call_policy().retries),
     # The API's answers.
     **{name: Figure("API_STATUSES in labs/figures.py, checked against the API by tests/test_figures.py", lambda code=code: code)
        for name, code in API_STATUSES.items()},

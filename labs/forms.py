@@ -12,7 +12,7 @@ from django import forms
 
 from config.whole_numbers import LARGEST_ROW_ID, whole_number
 from labs.models import LabRun
-from labs.pipeline import defences, faults, templating
+from labs.pipeline import defences, faults, sync_chain, sync_load, templating
 from labs.seeding import USERS_PER_RUN
 
 
@@ -30,14 +30,10 @@ FAULT_HELP = docstring_table(faults)
 DEFENCE_HELP = docstring_table(defences)
 
 
-def fault_kinds(target: str) -> dict:
-    return faults.PIPELINE_FAULTS if target == faults.PIPELINE else faults.PROVIDER_FAULTS
-
-
 def fault_form(target: str, data=None, current: dict | None = None) -> forms.Form:
     """A form with one field per fault the target can have, showing its current settings."""
     fields = {}
-    for name, kind in fault_kinds(target).items():
+    for name, kind in faults.kinds_for(target).items():
         label = name.replace("_", " ")
         help_text = FAULT_HELP.get(name, "")
         if kind is bool:
@@ -117,6 +113,29 @@ class StreamForm(BurstForm):
     """A steady stream: the page sends `count` messages every second while the stream runs."""
 
     count = forms.IntegerField(min_value=1, max_value=50, initial=5, label="Messages per second")
+
+
+def _policy_number(name: str, label: str, help_text: str) -> forms.IntegerField:
+    low, high = sync_chain.POLICY_RANGES[name]
+    return forms.IntegerField(min_value=low, max_value=high, label=label, help_text=help_text)
+
+
+class CallPolicyForm(forms.Form):
+    """Lab 9's call policy (labs.pipeline.sync_chain.CallPolicy): the client of the API and of the template service."""
+
+    timeout_ms = _policy_number("timeout_ms", "Timeout per attempt (ms)", "How long a call waits for an answer before it gives up.")
+    retries = _policy_number("retries", "Retries", "Attempts after the first, made at once.")
+    breaker = forms.BooleanField(required=False, label="Circuit breaker", help_text="Refuse calls at once while a service keeps failing.")
+    cooldown_s = _policy_number("cooldown_s", "Breaker cooldown (s)", "How long an open breaker refuses calls before it lets a trial through.")
+    fallback = forms.BooleanField(required=False, label="Fallback",
+                                  help_text="When a call fails: the last good answer, kept by the API; English, for the template service.")  # fmt: skip
+    deadline = forms.BooleanField(required=False, label="Pass the deadline on",
+                                  help_text="Each call carries the time its caller has left; a service drops work nobody waits for.")  # fmt: skip
+
+
+class LoadForm(forms.Form):
+    rate = forms.IntegerField(min_value=1, max_value=sync_load.MAX_RATE, initial=5, label="Requests per second")
+    seconds = forms.IntegerField(min_value=1, max_value=sync_load.MAX_SECONDS, initial=10, label="For (seconds)")
 
 
 class PoisonForm(forms.Form):

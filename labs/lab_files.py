@@ -23,7 +23,7 @@ from labs import figures
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
 
 # What a step's button may do, in the order the file lists them.
-OPERATIONS = ("fault", "clear_fault", "clear_faults", "defences", "burst", "poison", "send", "saga_mode", "orders")
+OPERATIONS = ("fault", "clear_fault", "clear_faults", "defences", "burst", "poison", "send", "saga_mode", "orders", "call_policy", "load")
 COMPARISONS = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
@@ -95,6 +95,7 @@ class Lab:
     steps: tuple[Step, ...]
     checks: tuple[Check, ...]
     keep_preferences: bool  # keep the seeded users' opt-outs and quiet hours (the labs here clear them)
+    sync_chain: bool = False  # the run's API calls its services synchronously (lab 9, labs.pipeline.sync_chain)
 
     def step(self, number: int) -> Step | None:
         return self.steps[number - 1] if 1 <= number <= len(self.steps) else None
@@ -203,7 +204,7 @@ def read_lab(path: Path) -> Lab:
         line = f"line {mark.line + 1}" if mark else "?"
         raise LabFileError(f"{path.name}: {line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     required = {"slug", "title", "order", "minutes", "summary", "objective", "lessons", "background", "steps", "checks"}
-    raw = reader.mapping(raw, "top level", required, {"keep_preferences"})
+    raw = reader.mapping(raw, "top level", required, {"keep_preferences", "sync_chain"})
     checks = tuple(_read_check(reader, c, n) for n, c in enumerate(raw["checks"] or []))
     ids = [c.id for c in checks]
     if len(ids) != len(set(ids)):
@@ -229,6 +230,7 @@ def read_lab(path: Path) -> Lab:
         steps=steps,
         checks=checks,
         keep_preferences=bool(raw.get("keep_preferences", False)),
+        sync_chain=bool(raw.get("sync_chain", False)),
     )
 
 
@@ -247,8 +249,8 @@ def load_labs(directory: Path = CONTENT_DIR) -> dict[str, Lab]:
 def pipeline_problems(lab: Lab) -> list[str]:
     """What in `lab` the pipeline would refuse: unknown faults, defences, templates or facts."""
     from labs.checks import FACTS
-    from labs.pipeline import defences, faults
     from labs.models import SagaMode
+    from labs.pipeline import defences, faults, sync_chain, sync_load
     from labs.seeding import TEMPLATES, USERS_PER_RUN
 
     templates = {name for name, *_ in TEMPLATES}
@@ -284,6 +286,15 @@ def pipeline_problems(lab: Lab) -> list[str]:
                         raise ValueError(f"{argument!r} is not a saga mode; choose {' or '.join(SagaMode.values)}")
                     elif operation == "orders" and (set(argument) != {"count"} or not 1 <= argument["count"] <= USERS_PER_RUN):
                         raise ValueError(f"write {{count: N}} with N from 1 to {USERS_PER_RUN}")
+                    elif operation in ("call_policy", "load") and not lab.sync_chain:
+                        raise ValueError("only a lab with `sync_chain: true` has a synchronous path")
+                    elif operation == "call_policy":
+                        sync_chain.validate_policy(argument)
+                    elif operation == "load":
+                        if set(argument) != {"rate", "seconds"}:
+                            raise ValueError("a load is {rate: requests a second, seconds: how long}")
+                        if not (1 <= argument["rate"] <= sync_load.MAX_RATE and 1 <= argument["seconds"] <= sync_load.MAX_SECONDS):
+                            raise ValueError(f"rate 1 to {sync_load.MAX_RATE}, seconds 1 to {sync_load.MAX_SECONDS}")
                 except (ValueError, TypeError, AttributeError) as exc:
                     problem(where, f"{operation}: {exc}")
     return problems

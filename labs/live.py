@@ -78,6 +78,9 @@ EVENT_WORDING: dict[str, tuple[str, str, str]] = {
     "duplicate_suppressed": ("duplicate", "A second copy of delivery {delivery} was suppressed{by}", "ok"),
     "failover": ("failover", "Delivery {delivery} sent via {provider} instead of {instead_of}", "warn"),
     "breaker_changed": ("breaker", "The circuit breaker of {provider} is now {state}", "warn"),
+    "load_started": ("load", "Load {load} started: {rate} requests a second for {seconds} s, on {workers} API workers", "info"),
+    "load_finished": ("load", "Load {load} finished: {requests} requests answered", "info"),
+    "call_policy_changed": ("policy", "Call policy: {policy_text}", "warn"),
     "fault_changed": ("fault", "{fault_text}", "warn"),
     "defences_changed": ("defences", "{defences_text}", "warn"),
     # The order saga (labs/pipeline/saga.py), lab 7.
@@ -144,6 +147,10 @@ def describe(event: dict) -> tuple[str, str, str]:
             fields["fault_text"], tone = f"Fault on {target} cleared", "ok"
     elif event["kind"] in ("saga_step", "saga_state") and not event.get("ok", True):
         tone = "bad"
+    elif event["kind"] == "call_policy_changed":
+        from labs.pipeline import sync_chain
+
+        fields["policy_text"] = sync_chain.policy_text(sync_chain.CallPolicy(**(event.get("policy") or {})))
     elif event["kind"] == "defences_changed":
         off = [name.replace("_", " ") for name, on in (event.get("defences") or {}).items() if not on]
         fields["defences_text"] = f"Defences off: {', '.join(off)}" if off else "Every defence is on"

@@ -1,4 +1,5 @@
-"""The live process's URLs: the lab pages' event streams, under /live/ (config/asgi.py serves nothing else).
+"""The live process's URLs: the lab pages' event streams, and lab 9's simulated services (labs/services.py),
+under /live/ (config/asgi.py serves nothing else).
 
 A reverse proxy sends /live/ to the live process and everything else to the page server, so
 pages and streams share one origin. The page server includes these too: reached directly
@@ -9,9 +10,11 @@ sends to the page server.
 
 from django.urls import path
 
-from labs import views
+from labs import services, views
 
 app_name = "live"
 urlpatterns = [
     path("runs/<int:run_id>/stream", views.stream, name="stream"),
+    path("services/<int:run_id>/preferences-service/users/<int:user_id>", services.preferences, name="preferences_service"),
+    path("services/<int:run_id>/template-service/templates/<str:name>", services.template, name="template_service"),
 ]

@@ -72,6 +72,8 @@ class LabRun(models.Model):
     faults = models.JSONField(default=dict, blank=True)
     # How the run's next orders are coordinated (lab 7).
     saga_mode = models.CharField(max_length=16, choices=SagaMode.choices, default=SagaMode.ORCHESTRATION)
+    # Lab 9's synchronous path: {"chain": true} turns it on, the rest is the call policy (labs.pipeline.sync_chain).
+    call_policy = models.JSONField(default=dict, blank=True)
 
     # The plaintext of a key made in this process (by issue_api_key), for the one page or command
     # that shows it; None on a run read from the database.
@@ -560,3 +562,34 @@ class PaymentAuthorisation(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="one_authorisation_per_key")]
+# --- Lab 9: the API's synchronous path ---------------------------------------------------------
+
+
+class SyncOutcome(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    FALLBACK = "fallback", "Accepted on cached preferences"
+    FAILED = "failed", "503: a service call failed"
+    REJECTED = "rejected", "4xx: the request was invalid"
+    TOO_LATE = "too_late", "Answered after the client had given up"
+    SKIPPED = "skipped", "Not started: the client had given up"
+
+
+# What the client saw as a failure: a 5xx, or no answer before its own timeout.
+SYNC_ERRORS = (SyncOutcome.FAILED, SyncOutcome.TOO_LATE, SyncOutcome.SKIPPED)
+
+
+class SyncRequest(models.Model):
+    """One request on the API's synchronous path (lab 9), as its client saw it: when it arrived,
+    how long until the answer, and what the answer was. The lab's p95 and error rate are read here."""
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="sync_requests")
+    load = models.PositiveIntegerField(default=0)  # the run's load that sent it (labs.pipeline.sync_load); 0: a single request
+    arrived_at = models.DateTimeField()
+    latency_ms = models.PositiveIntegerField()  # arrival to answer, time spent waiting for a free API worker included
+    outcome = models.CharField(max_length=16, choices=SyncOutcome.choices)
+    busy_workers = models.PositiveSmallIntegerField(default=0)  # API workers busy when it started, itself included
+    service_calls = models.PositiveSmallIntegerField(default=0)  # calls it made to the two services, retries included
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "load"])]

@@ -32,10 +32,12 @@ from labs.models import (
     SagaStepName,
     SagaStepStatus,
     StockLevel,
+    SyncOutcome,
+    SyncRequest,
 )
-from labs.pipeline import deadletters, defences, deliveries, faults, metrics, saga
+from labs.pipeline import deadletters, defences, deliveries, faults, metrics, saga, sync_chain, sync_load
 from labs.pipeline.intake import URGENT_QUEUE
-from labs.pipeline.topology import PROVIDERS
+from labs.pipeline.topology import PROVIDERS, SERVICES
 
 SERIES_SECONDS = 60
 
@@ -61,6 +63,7 @@ class RunState:
     retry_chart: charts.RetryChart | None = None
     checks: dict = field(default_factory=dict)
     sagas: dict | None = None  # the order saga's panel (lab 7), when the run has orders or is the saga lab
+    sync_path: "SyncPath | None" = None  # lab 9's synchronous path, in runs that have one
 
     @property
     def main_stages(self) -> list[dict]:
@@ -120,7 +123,35 @@ class RunState:
         """Whether something is moving or waiting on a clock, so the panels should tick on their own."""
         f = self.facts
         return bool(f["in_flight"] or f["outbox_pending"] or f["retries_scheduled"] or self.faults or f["breakers_open"]
-                    or f["orders_in_flight"])  # fmt: skip
+                    or f["orders_in_flight"] or f["load_running"] or f["sync_breakers_open"])  # fmt: skip
+
+
+@dataclass
+class SyncPath:
+    """Lab 9's panel: the call policy, the breakers and faults on the path, and how the latest load's requests ended."""
+
+    policy: sync_chain.CallPolicy
+    breakers: dict[str, str]  # "api → preferences-service": state
+    service_faults: list[tuple[str, dict]]
+    load: int
+    outcomes: list[tuple[str, str, int]]  # (outcome, label, requests)
+    workers: int = sync_load.API_WORKERS
+
+    @property
+    def policy_text(self) -> str:
+        return sync_chain.policy_text(self.policy)
+
+
+def sync_path(run: LabRun, fault_settings: dict) -> SyncPath:
+    load = sync_load.latest_load(run.pk)
+    counted = dict(SyncRequest.objects.filter(run=run, load=load).values("outcome").annotate(n=Count("id")).values_list("outcome", "n"))
+    return SyncPath(
+        policy=sync_chain.CallPolicy.of(run),
+        breakers=sync_chain.breaker_states(run),
+        service_faults=[(service, fault_settings.get(service, {})) for service in SERVICES],
+        load=load,
+        outcomes=[(outcome.value, outcome.label, counted.get(outcome.value, 0)) for outcome in SyncOutcome],
+    )
 
 
 def invariants(f: dict) -> list[tuple[str, bool, str]]:
@@ -186,6 +217,8 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
         series=series(run, now),
         retry_chart=charts.retry_chart(checks.retry_due_times(run, now - timedelta(seconds=30)), now, found["retry_herd_pct"]),
     )
+    if sync_chain.chain_on(run):
+        state.sync_path = sync_path(run, fault_settings)
     if lab is not None:
         state.checks = checks.evaluate(lab, found)
     if found["orders"] or (lab is not None and lab.slug == SAGA_LAB):

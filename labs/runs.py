@@ -15,7 +15,7 @@ from django.utils import timezone
 from config.redis_client import get_redis, key
 from labs.lab_files import Lab
 from labs.models import LabRun, Recipient, RunLab, SagaMode
-from labs.pipeline import defences
+from labs.pipeline import defences, sync_chain
 from labs.seeding import seed
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ def start_lab_run(owner, lab: Lab) -> RunLab:
         run = create_run(owner, **page_run_policy())
         run_lab = RunLab.objects.create(run=run, owner=owner, lab=lab.slug)
         open_preferences(run, lab)
+        if lab.sync_chain:
+            sync_chain.turn_on(run)
     return run_lab
 
 
@@ -79,6 +81,7 @@ def reset_run(run: LabRun) -> LabRun:
         run.orders.all().delete()  # the saga's steps, messages, reservations and authorisations cascade
         run.stock.all().delete()
         run.provider_sends.all().delete()
+        run.sync_requests.all().delete()
         run.recipients.all().delete()
         run.templates.all().delete()
         seed(run)
@@ -86,7 +89,8 @@ def reset_run(run: LabRun) -> LabRun:
         run.defences = {}  # every defence back on
         run.faults = {}  # and no fault
         run.saga_mode = SagaMode.ORCHESTRATION
-        run.save(update_fields=["last_activity_at", "defences", "faults", "saga_mode"])
+        run.call_policy = {"chain": True} if sync_chain.chain_on(run) else {}  # lab 9's path stays, with the default policy
+        run.save(update_fields=["last_activity_at", "defences", "faults", "saga_mode", "call_policy"])
     _forget_in_redis(run.pk)
     return run
 

@@ -15,7 +15,7 @@ from django.utils.translation import ngettext
 from labs import checks, live
 from labs.lab_files import Action, Lab, Step
 from labs.models import Experiment, LabRun, RunLab, SagaMode
-from labs.pipeline import defences, faults, intake, saga, traffic
+from labs.pipeline import defences, faults, intake, saga, sync_chain, sync_load, traffic
 
 
 def _send(run: LabRun, argument: dict) -> str:
@@ -82,6 +82,12 @@ def perform(run: LabRun, action: Action) -> list[str]:
             orders = saga.place_orders(run, argument["count"])
             done.append(f"Placed {len(orders)} {ngettext('order', 'orders', len(orders))} ({orders[0].reference}"
                         + (f"–{orders[-1].reference})" if len(orders) > 1 else ")"))
+        elif operation == "call_policy":
+            done.append("Call policy: " + sync_chain.policy_text(sync_chain.set_policy(run, **argument)))
+        elif operation == "load":
+            number = sync_load.start_load(run, argument["rate"], argument["seconds"])
+            done.append(f"Load {number} started: {argument['rate']} requests a second for {argument['seconds']} s, "
+                        f"served by {sync_load.API_WORKERS} API workers")  # fmt: skip
     return done
 
 

@@ -7,6 +7,7 @@ redirects back to the lab page.
 """
 
 import uuid
+from dataclasses import asdict
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -36,8 +37,10 @@ from labs import checks, lineage, live, panels, runs, steps
 from labs.catalogue import CATALOGUE
 from labs.forms import (
     BurstForm,
+    CallPolicyForm,
     DeadLetterPickForm,
     DefencesForm,
+    LoadForm,
     PoisonForm,
     PolicyForm,
     PredictionForm,
@@ -48,7 +51,8 @@ from labs.forms import (
 )
 from labs.lab_files import Lab
 from labs.models import DeadLetter, Delivery, Experiment, LabRun, NotificationIntent, RunLab
-from labs.pipeline import deadletters, defences, faults, intake, traffic
+from labs.pipeline import deadletters, defences, faults, intake, sync_chain, sync_load, traffic
+from labs.pipeline.topology import SERVICES
 from workshops import access
 
 CHANGED = "lab:changed"  # the client event that makes the page refresh its live panels
@@ -158,14 +162,27 @@ def run_context(request: HttpRequest, lab: Lab, run_lab: RunLab) -> dict:
     }
 
 
+def fault_targets(run: LabRun) -> list[str]:
+    """The targets the fault panel offers: lab 9's services only where the API calls them."""
+    chain = sync_chain.chain_on(run)
+    return [target for target in faults.TARGETS if chain or target not in SERVICES]
+
+
 def _control_context(run: LabRun, current_faults: dict, forms_with_errors: dict | None = None) -> dict:
     given = forms_with_errors or {}
-    return {
-        "fault_forms": [given.get(t) or fault_form(t, current=current_faults.get(t)) for t in faults.TARGETS],
+    context = {
+        "fault_forms": [given.get(t) or fault_form(t, current=current_faults.get(t)) for t in fault_targets(run)],
         "active_faults": current_faults,
         "defences_form": given.get("defences") or DefencesForm(initial=defences.all_defences(run)),
         "policy_form": given.get("policy") or PolicyForm(instance=run),
+        "sync_chain": sync_chain.chain_on(run),
     }
+    if context["sync_chain"]:
+        context["call_policy_form"] = given.get("call_policy") or CallPolicyForm(initial=asdict(sync_chain.CallPolicy.of(run)))
+        context["load_form"] = given.get("load") or LoadForm()
+        context["client_timeout_s"] = sync_chain.CLIENT_TIMEOUT_MS // 1000
+        context["api_workers"] = sync_load.API_WORKERS
+    return context
 
 
 def _step_cards(lab: Lab, run_lab: RunLab, state: panels.RunState) -> list[dict]:
@@ -341,12 +358,14 @@ def send(request: HttpRequest, run_id: int) -> HttpResponse:
         template_data = data["data"] if data["data"] is not None else traffic.SAMPLE_DATA.get(data["template"], {})
         request_ = intake.IntentRequest(key, data["user_id"], data["template"], None, data["channels"] or None, template_data)
         try:
-            [accepted] = intake.accept(run, [request_])
+            accepted = sync_chain.accept_one(run, request_)
         except intake.IntakeError as exc:
             for name, message in exc.errors.items():
                 form.add_error(name if name in form.fields else None, message)
         except intake.SimulatedCrash as exc:
             form.add_error(None, f"500 from the API: {exc}. The intent is committed; nothing will publish it.")
+        except sync_chain.ServiceUnavailable as exc:
+            form.add_error(None, f"503 from the API: {exc}.")
         else:
             intent = accepted.intent
             result = (f"Key {key!r} was used before: the API returned notification {intent.pk} again and wrote nothing."
@@ -455,6 +474,37 @@ def policy(request: HttpRequest, run_id: int) -> HttpResponse:
         form.save()
         return _controls_response(request, run, "Retry policy saved: it applies to the next failures.")
     return _controls_response(request, run, None, policy=form)
+
+
+@require_POST
+def call_policy(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Lab 9: the call policy of the API and the template service."""
+    run = _get_run_for_user(request, run_id)
+    if not sync_chain.chain_on(run):
+        raise Http404("This run's API makes no synchronous calls")
+    form = CallPolicyForm(request.POST)
+    if not form.is_valid():
+        return _controls_response(request, run, None, call_policy=form)
+    policy = sync_chain.set_policy(run, **form.cleaned_data)
+    return _controls_response(request, run, f"Call policy saved: {sync_chain.policy_text(policy)}.")
+
+
+@require_POST
+def load(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Lab 9: a load on the API's synchronous path, in the background."""
+    run = _get_run_for_user(request, run_id)
+    if not sync_chain.chain_on(run):
+        raise Http404("This run's API makes no synchronous calls")
+    form = LoadForm(request.POST)
+    if form.is_valid():
+        try:
+            number = sync_load.start_load(run, form.cleaned_data["rate"], form.cleaned_data["seconds"])
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            rate, seconds = form.cleaned_data["rate"], form.cleaned_data["seconds"]
+            return _controls_response(request, run, f"Load {number} started: {rate} requests a second for {seconds} s.")
+    return _controls_response(request, run, None, load=form)
 
 
 # --- Dead-letter workbench ---------------------------------------------------------------------

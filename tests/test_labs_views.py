@@ -27,6 +27,7 @@ from labs.models import (
     RunLab,
 )
 from labs.pipeline import defences, events, faults, traffic
+from labs.pipeline.topology import SERVICES
 
 BASE = Path(__file__).resolve().parent.parent
 LAB = "dead-letters-poison"
@@ -89,7 +90,8 @@ def test_a_visitor_reads_a_lab_but_is_asked_to_sign_in_to_start_a_run(anonymous,
 def test_the_labs_are_files_with_steps_predictions_checks_and_real_lessons():
     lessons = {re.sub(r"^\d+-", "", p.stem) for p in (BASE / "courseware/content/lessons").glob("*.md")}
     assert list(CATALOGUE) == ["outbox-and-relay", "retries-backoff-jitter", "dead-letters-poison",
-                               "idempotent-consumers", "circuit-breaker-failover", "priority-lanes-ordering", "order-saga"]  # fmt: skip
+                               "idempotent-consumers", "circuit-breaker-failover", "priority-lanes-ordering", "order-saga",
+                               "synchronous-chains"]  # fmt: skip
     for lab in CATALOGUE.values():
         assert pipeline_problems(lab) == []
         assert set(lab.lessons) <= lessons, lab.slug
@@ -164,6 +166,7 @@ RUN_URLS = [
     ("post", "labs:reset", []), ("post", "labs:end", []), ("post", "labs:rotate_key", []),
     ("post", "labs:send", []), ("post", "labs:burst", []), ("post", "labs:poison", []), ("post", "labs:fault", []),
     ("post", "labs:stop_faults", []), ("post", "labs:defences", []), ("post", "labs:policy", []),
+    ("post", "labs:call_policy", []), ("post", "labs:load", []),
     ("post", "labs:replay", []), ("post", "labs:discard", []), ("get", "labs:notification", ["intent"]),
     ("get", "labs:delivery", ["delivery"]), ("post", "labs:prediction", [1]), ("post", "labs:act", [1, 1]),
     ("post", "labs:record", [1]),
@@ -265,8 +268,10 @@ def test_the_feed_words_each_event_and_links_it_to_the_message(db):
 def test_the_fault_panel_offers_every_fault_of_the_engine_and_a_new_one_appears_by_itself(learner, run, monkeypatch):
     panel = learner.get(reverse("labs:fault", args=[run.pk])).content.decode()
     for target in faults.TARGETS:
-        kinds = faults.PIPELINE_FAULTS if target == faults.PIPELINE else faults.PROVIDER_FAULTS
-        for name in kinds:
+        if target in SERVICES:
+            assert f'data-target="{target}"' not in panel, f"{target} is lab 9's: this run's API calls no service"
+            continue
+        for name in faults.kinds_for(target):
             assert f'name="{target}-{name}"' in panel, (target, name)
     for name in defences.NAMES:
         assert f'name="{name}"' in panel

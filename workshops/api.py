@@ -107,8 +107,8 @@ def put_faults(request, payload: BroadcastIn):
     """Checked like a fault on the lab API (the same names and ranges); one bad setting or run id rejects it all."""
     workshop = request.workshop
     if payload.target not in faults.TARGETS:
-        _bad_field("target", f"{payload.target!r} is not a fault target; choose a provider ({', '.join(faults.TARGETS[:-1])}) "
-                             f"or {faults.PIPELINE!r}")  # fmt: skip
+        _bad_field("target", f"{payload.target!r} is not a fault target; choose a provider or service "
+                             f"({', '.join(faults.TARGETS[:-1])}) or {faults.PIPELINE!r}")  # fmt: skip
     try:
         checked = faults.validate(payload.target, payload.fault)
     except ValueError as exc:

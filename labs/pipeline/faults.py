@@ -15,6 +15,9 @@ Provider faults:
   fail_first         the next N calls fail with 503, then calls succeed
   reject             every call is refused with a permanent 400 (the address is invalid)
   lost_ack           that share of calls delivers, but the response is lost (the client sees a timeout)
+Service faults (lab 9's preferences-service and template-service): down, error_rate, latency_ms
+and latency_jitter_ms, as for a provider; the services are called over HTTP, so a latency past the
+caller's timeout is a timeout the caller sees.
 Pipeline faults:
   worker_crash               that share of deliveries kills the worker process after the provider call, before the ack
   relay_paused               the relay publishes nothing
@@ -36,7 +39,7 @@ from django.db import transaction
 
 from config.redis_client import get_redis, key
 from labs.pipeline import events
-from labs.pipeline.topology import ALL_PROVIDERS
+from labs.pipeline.topology import ALL_PROVIDERS, SERVICES
 
 PIPELINE = "pipeline"
 SHARE = "share"  # a float between 0 and 1
@@ -63,7 +66,8 @@ PIPELINE_FAULTS: dict[str, type | str] = {
     "compensation_fail_first": int,
     "orchestrator_crash": SHARE,
 }
-TARGETS = (*ALL_PROVIDERS, PIPELINE)
+SERVICE_FAULTS: dict[str, type | str] = {name: PROVIDER_FAULTS[name] for name in ("down", "error_rate", "latency_ms", "latency_jitter_ms")}
+TARGETS = (*ALL_PROVIDERS, *SERVICES, PIPELINE)  # the pipeline last: workshop forms list the others before it
 # Each whole-number fault's range: wide enough for any experiment, narrow enough that no setting
 # makes a worker sleep, count or shift its clock without end (10**12 minutes overflows a datetime).
 WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
@@ -89,11 +93,17 @@ def _calls_key(run_id: int, target: str) -> str:
     return key("run", str(run_id), "calls", target)
 
 
+def kinds_for(target: str) -> dict[str, type | str]:
+    """The faults `target` can have."""
+    return PIPELINE_FAULTS if target == PIPELINE else SERVICE_FAULTS if target in SERVICES else PROVIDER_FAULTS
+
+
 def validate(target: str, settings: dict) -> dict:
     """The settings as typed values; ValueError naming the target and setting when one is wrong."""
     if target not in TARGETS:
-        raise ValueError(f"{target!r} is not a fault target; choose a provider ({', '.join(ALL_PROVIDERS)}) or {PIPELINE!r}")
-    allowed = PIPELINE_FAULTS if target == PIPELINE else PROVIDER_FAULTS
+        raise ValueError(f"{target!r} is not a fault target; choose a provider ({', '.join(ALL_PROVIDERS)}), "
+                         f"{PIPELINE!r} or a service ({', '.join(SERVICES)})")  # fmt: skip
+    allowed = kinds_for(target)
     clean = {}
     for name, value in settings.items():
         kind = allowed.get(name)
