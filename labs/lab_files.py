@@ -23,7 +23,7 @@ from labs import figures
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
 
 # What a step's button may do, in the order the file lists them.
-OPERATIONS = ("fault", "clear_fault", "clear_faults", "defences", "burst", "poison", "send")
+OPERATIONS = ("fault", "clear_fault", "clear_faults", "defences", "discovery", "burst", "poison", "send")
 COMPARISONS = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
@@ -95,6 +95,11 @@ class Lab:
     steps: tuple[Step, ...]
     checks: tuple[Check, ...]
     keep_preferences: bool  # keep the seeded users' opt-outs and quiet hours (the labs here clear them)
+
+    @property
+    def uses_discovery(self) -> bool:
+        """Whether a step switches service discovery (the page then shows its panel and form from the start)."""
+        return any(operation == "discovery" for step in self.steps for action in step.actions for operation, _ in action.operations)
 
     def step(self, number: int) -> Step | None:
         return self.steps[number - 1] if 1 <= number <= len(self.steps) else None
@@ -247,8 +252,9 @@ def load_labs(directory: Path = CONTENT_DIR) -> dict[str, Lab]:
 def pipeline_problems(lab: Lab) -> list[str]:
     """What in `lab` the pipeline would refuse: unknown faults, defences, templates or facts."""
     from labs.checks import FACTS
-    from labs.pipeline import defences, faults
+    from labs.pipeline import defences, discovery, faults
     from labs.seeding import TEMPLATES
+    from labs.steps import spread_seconds
 
     templates = {name for name, *_ in TEMPLATES}
     problems = []
@@ -271,14 +277,18 @@ def pipeline_problems(lab: Lab) -> list[str]:
                     if operation == "fault":
                         settings = dict(argument)
                         faults.validate(settings.pop("target", None), settings)
-                    elif operation == "clear_fault" and argument not in faults.TARGETS:
+                    elif operation == "clear_fault" and not faults.is_target(argument):
                         raise ValueError(f"{argument!r} is not a fault target")
                     elif operation == "defences":
                         unknown = set(argument) - set(defences.NAMES)
                         if unknown:
                             raise ValueError(f"unknown defence(s) {', '.join(sorted(unknown))}")
+                    elif operation == "discovery":
+                        discovery.validate(argument.get("mode"), argument.get("ttl_s", discovery.DEFAULT_TTL_S))
                     elif operation in ("burst", "send") and argument.get("template", "weekly_digest") not in templates:
                         raise ValueError(f"no seeded template {argument['template']!r}")
+                    if operation == "send" and "over_s" in argument:
+                        spread_seconds(argument)
                 except (ValueError, TypeError, AttributeError) as exc:
                     problem(where, f"{operation}: {exc}")
     return problems

@@ -80,11 +80,15 @@ EVENT_WORDING: dict[str, tuple[str, str, str]] = {
     "breaker_changed": ("breaker", "The circuit breaker of {provider} is now {state}", "warn"),
     "fault_changed": ("fault", "{fault_text}", "warn"),
     "defences_changed": ("defences", "{defences_text}", "warn"),
+    "discovery_changed": ("discovery", "{text}", "warn"),
+    "instance_dropped": ("registry", "The registry took {instance} out of rotation: its health checks failed", "bad"),
+    "instance_readmitted": ("registry", "The registry put {instance} back in rotation: its health check passed", "ok"),
     "classroom": ("instructor", "{text}", "warn"),  # written by a workshop's instructor (the workshops app)
     "run_frozen": ("ended", "{text}", "warn"),  # the run's workshop ended: the page reloads, read-only
 }
 # Events a screen reader hears (summarised, at most every few seconds): the ones a learner acts on.
-ANNOUNCED = {"fault_changed", "defences_changed", "breaker_changed", "dead_lettered", "failover", "classroom", "run_frozen"}
+ANNOUNCED = {"fault_changed", "defences_changed", "discovery_changed", "instance_dropped", "breaker_changed", "dead_lettered",
+             "failover", "classroom", "run_frozen"}  # fmt: skip
 
 
 class _Blank(dict):
@@ -115,9 +119,11 @@ def describe(event: dict) -> tuple[str, str, str]:
         fields[noun] = ngettext(one, many, event.get(count_field) or 0)
     if event.get("reason") in REASONS:
         fields["reason"] = REASONS[event["reason"]]
+    if event.get("instance"):  # with the run's service discovery on, the instance called says more than its provider
+        fields["provider"] = event["instance"]
     if event["kind"] == "attempt_failed":
         # A poison message fails while its template is rendered, before any provider is called.
-        fields["where"] = f"at {event['provider']}" if event.get("provider") else "before any provider was called"
+        fields["where"] = f"at {fields['provider']}" if event.get("provider") else "before any provider was called"
     elif event["kind"] == "retry_scheduled":
         fields["next_attempt"] = event.get("attempt", 0) + 1
     elif event["kind"] == "duplicate_suppressed":

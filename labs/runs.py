@@ -73,7 +73,7 @@ def _forget_in_redis(run_id: int) -> None:
 
 
 def reset_run(run: LabRun) -> LabRun:
-    """Start the run again from its seed: same owner and API key, no traffic, no faults, every defence on."""
+    """Start the run again from its seed: same owner and API key, no traffic, no faults, every defence on, discovery off."""
     with transaction.atomic():
         run.intents.all().delete()  # deliveries, outbox rows, attempts and dead letters cascade
         run.provider_sends.all().delete()
@@ -83,7 +83,8 @@ def reset_run(run: LabRun) -> LabRun:
         run.last_activity_at = timezone.now()
         run.defences = {}  # every defence back on
         run.faults = {}  # and no fault
-        run.save(update_fields=["last_activity_at", "defences", "faults"])
+        run.discovery = {}  # providers called directly again
+        run.save(update_fields=["last_activity_at", "defences", "faults", "discovery"])
     _forget_in_redis(run.pk)
     return run
 

@@ -7,7 +7,7 @@ so the card can say what the fault did even after the run is reset or deleted.
 
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 from django.utils.translation import ngettext
@@ -15,27 +15,45 @@ from django.utils.translation import ngettext
 from labs import checks, live
 from labs.lab_files import Action, Lab, Step
 from labs.models import Experiment, LabRun, RunLab
-from labs.pipeline import defences, faults, intake, traffic
+from labs.pipeline import defences, discovery, faults, intake, traffic
+
+
+MAX_SPREAD_S = 600
+
+
+def spread_seconds(argument: dict) -> float:
+    """`over_s` of a `send`: the seconds its messages are spread over (0: all at once); ValueError when out of range."""
+    over = argument.get("over_s", 0)
+    if isinstance(over, bool) or not isinstance(over, (int, float)) or not 0 <= over <= MAX_SPREAD_S:
+        raise ValueError(f"over_s is the seconds to spread the messages over, from 0 to {MAX_SPREAD_S}")
+    return float(over)
 
 
 def _send(run: LabRun, argument: dict) -> str:
-    """`send` in a lab file: `count` messages to users 1..count, or all to `user_id`; a fixed key repeats one request."""
+    """`send` in a lab file: `count` messages to users 1..count, or all to `user_id`; a fixed key repeats one request.
+    With `over_s`, the messages are accepted now and leave the outbox one after another over that many seconds,
+    a steady stream of calls (as scheduled notifications do)."""
     count = argument.get("count", 1)
     template = argument["template"]
     data = argument.get("data", traffic.SAMPLE_DATA.get(template, {}))
     key = argument.get("idempotency_key")
+    gap = timedelta(seconds=spread_seconds(argument) / count)
+    start = timezone.now()
     intents, replays, crashed = [], 0, 0
+    users = run.recipients.count() if gap else 0  # a long stream goes round the run's users
     for n in range(count):
-        request = intake.IntentRequest(key or f"step-{uuid.uuid4().hex}", argument.get("user_id", n + 1), template, None,
-                                       argument.get("channels"), data)  # fmt: skip
+        user = argument.get("user_id", n % users + 1 if gap else n + 1)
+        request = intake.IntentRequest(key or f"step-{uuid.uuid4().hex}", user, template, None, argument.get("channels"), data)
         try:
-            [accepted] = intake.accept(run, [request])
+            [accepted] = intake.accept(run, [request], not_before=start + gap * n if gap else None)
         except intake.SimulatedCrash:
             crashed += 1  # the client saw a 500; the intent was committed and never published
             continue
         intents.append(accepted.intent.pk)
         replays += accepted.replayed
     described = f"{count} × {template}" + (f" to user {argument['user_id']}" if "user_id" in argument else "")
+    if gap:
+        described += f" over {argument['over_s']:g} s"
     if crashed:
         return f"Sent {described}: the API crashed after its commit on {crashed} of them (the client saw an error)"
     if replays:
@@ -59,6 +77,9 @@ def perform(run: LabRun, action: Action) -> list[str]:
         elif operation == "clear_faults":
             faults.clear_faults(run.pk)
             done.append("Every fault stopped")
+        elif operation == "discovery":
+            setting = discovery.set_discovery(run, argument["mode"], argument.get("ttl_s", discovery.DEFAULT_TTL_S))
+            done.append(discovery.describe(setting))
         elif operation == "defences":
             defences.set_defences(run, **argument)
             done.append("Defences: " + ", ".join(f"{name.replace('_', ' ')} {'on' if on else 'off'}" for name, on in argument.items()))

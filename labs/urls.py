@@ -20,6 +20,7 @@ urlpatterns = [
     path("runs/<int:run_id>/faults/stop", views.stop_faults, name="stop_faults"),
     path("runs/<int:run_id>/defences", views.set_defences, name="defences"),
     path("runs/<int:run_id>/policy", views.policy, name="policy"),
+    path("runs/<int:run_id>/discovery", views.set_discovery, name="discovery"),
     path("runs/<int:run_id>/dead-letters/replay", views.replay, name="replay"),
     path("runs/<int:run_id>/dead-letters/discard", views.discard, name="discard"),
     path("runs/<int:run_id>/notifications/<int:intent_id>", views.notification, name="notification"),

@@ -38,6 +38,7 @@ from labs.forms import (
     BurstForm,
     DeadLetterPickForm,
     DefencesForm,
+    DiscoveryForm,
     PoisonForm,
     PolicyForm,
     PredictionForm,
@@ -48,7 +49,7 @@ from labs.forms import (
 )
 from labs.lab_files import Lab
 from labs.models import DeadLetter, Delivery, Experiment, LabRun, NotificationIntent, RunLab
-from labs.pipeline import deadletters, defences, faults, intake, traffic
+from labs.pipeline import deadletters, defences, discovery, faults, intake, traffic
 from workshops import access
 
 CHANGED = "lab:changed"  # the client event that makes the page refresh its live panels
@@ -165,7 +166,15 @@ def _control_context(run: LabRun, current_faults: dict, forms_with_errors: dict 
         "active_faults": current_faults,
         "defences_form": given.get("defences") or DefencesForm(initial=defences.all_defences(run)),
         "policy_form": given.get("policy") or PolicyForm(instance=run),
+        "discovery_form": given.get("discovery") or DiscoveryForm.for_run(run),
+        "show_discovery": shows_discovery(run) or "discovery" in given,
     }
+
+
+def shows_discovery(run: LabRun) -> bool:
+    """The discovery panel and form are on the page when discovery is on, or the run's lab switches it."""
+    lab = CATALOGUE.get(getattr(getattr(run, "lab", None), "lab", ""))
+    return bool(run.discovery) or (lab is not None and lab.uses_discovery)
 
 
 def _step_cards(lab: Lab, run_lab: RunLab, state: panels.RunState) -> list[dict]:
@@ -455,6 +464,16 @@ def policy(request: HttpRequest, run_id: int) -> HttpResponse:
         form.save()
         return _controls_response(request, run, "Retry policy saved: it applies to the next failures.")
     return _controls_response(request, run, None, policy=form)
+
+
+@require_POST
+def set_discovery(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    form = DiscoveryForm(request.POST)
+    if form.is_valid():
+        setting = discovery.set_discovery(run, form.cleaned_data["mode"], form.cleaned_data["ttl_s"])
+        return _controls_response(request, run, discovery.describe(setting) + ".")
+    return _controls_response(request, run, None, discovery=form)
 
 
 # --- Dead-letter workbench ---------------------------------------------------------------------

@@ -22,6 +22,11 @@ Pipeline faults:
   duplicate_delivery         that share of messages is published twice
   publish_crash              with the outbox off: that share of API requests dies between the commit and the publish
   clock_skew_minutes         the worker's clock for quiet hours is off by this many minutes
+Instance faults (a provider's instance, e.g. "email-primary-2", when the run's discovery is on):
+  killed   the instance's process is gone: no heartbeat; health checks and calls are refused
+  slow_ms  every call and health check takes this long; past the check's timeout it fails
+           readiness, though it stays alive (keeps its heartbeat) and serves the calls it gets
+  flap_s   the instance crashes and restarts in turns of this many seconds (down, up, down, ...)
 """
 
 import math
@@ -31,7 +36,7 @@ from django.db import transaction
 
 from config.redis_client import get_redis, key
 from labs.pipeline import events
-from labs.pipeline.topology import ALL_PROVIDERS
+from labs.pipeline.topology import ALL_INSTANCES, ALL_PROVIDERS
 
 PIPELINE = "pipeline"
 SHARE = "share"  # a float between 0 and 1
@@ -54,7 +59,14 @@ PIPELINE_FAULTS: dict[str, type | str] = {
     "publish_crash": SHARE,
     "clock_skew_minutes": int,
 }
+INSTANCE_FAULTS: dict[str, type | str] = {
+    "killed": bool,
+    "slow_ms": int,
+    "flap_s": int,
+}
+# The targets of the fault panel; a provider's instances are targets too (INSTANCE_TARGETS), set from the lab steps.
 TARGETS = (*ALL_PROVIDERS, PIPELINE)
+INSTANCE_TARGETS = tuple(ALL_INSTANCES)
 # Each whole-number fault's range: wide enough for any experiment, narrow enough that no setting
 # makes a worker sleep, count or shift its clock without end (10**12 minutes overflows a datetime).
 WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
@@ -62,6 +74,8 @@ WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
     "latency_jitter_ms": (0, 60_000),
     "fail_first": (0, 10_000),
     "clock_skew_minutes": (-24 * 60, 24 * 60),
+    "slow_ms": (0, 60_000),
+    "flap_s": (1, 600),
 }
 
 
@@ -79,11 +93,16 @@ def _calls_key(run_id: int, target: str) -> str:
     return key("run", str(run_id), "calls", target)
 
 
+def is_target(target: str) -> bool:
+    return target in TARGETS or target in INSTANCE_TARGETS
+
+
 def validate(target: str, settings: dict) -> dict:
     """The settings as typed values; ValueError naming the target and setting when one is wrong."""
-    if target not in TARGETS:
-        raise ValueError(f"{target!r} is not a fault target; choose a provider ({', '.join(ALL_PROVIDERS)}) or {PIPELINE!r}")
-    allowed = PIPELINE_FAULTS if target == PIPELINE else PROVIDER_FAULTS
+    if not is_target(target):
+        raise ValueError(f"{target!r} is not a fault target; choose a provider ({', '.join(ALL_PROVIDERS)}), "
+                         f"one of its instances (such as {INSTANCE_TARGETS[1]!r}) or {PIPELINE!r}")  # fmt: skip
+    allowed = PIPELINE_FAULTS if target == PIPELINE else INSTANCE_FAULTS if target in INSTANCE_TARGETS else PROVIDER_FAULTS
     clean = {}
     for name, value in settings.items():
         kind = allowed.get(name)

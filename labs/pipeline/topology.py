@@ -1,4 +1,5 @@
-"""Which simulated providers a run has: a primary and a secondary per channel."""
+"""Which simulated providers a run has: a primary and a secondary per channel, each run as a few
+instances when the run's service discovery is on (labs.pipeline.discovery)."""
 
 PROVIDERS: dict[str, tuple[str, str]] = {
     "email": ("email-primary", "email-secondary"),
@@ -7,3 +8,14 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "inapp": ("inapp-primary", "inapp-secondary"),
 }
 ALL_PROVIDERS = [name for pair in PROVIDERS.values() for name in pair]
+
+INSTANCES_PER_PROVIDER = 3
+
+
+def instances(provider: str) -> list[str]:
+    """The instances of a provider, by name: "email-primary-1", "email-primary-2", ..."""
+    return [f"{provider}-{n}" for n in range(1, INSTANCES_PER_PROVIDER + 1)]
+
+
+ALL_INSTANCES = [instance for provider in ALL_PROVIDERS for instance in instances(provider)]
+INSTANCE_OF = {instance: provider for provider in ALL_PROVIDERS for instance in instances(provider)}
