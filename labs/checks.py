@@ -201,7 +201,7 @@ def _discovery_facts(run: LabRun, attempts: dict) -> dict:
     counted = discovery.counts(run.pk)
     found.update(
         instances_out=len(out),
-        instances_alive_not_ready=sum(1 for entry in out if discovery.registered(entry, now)),
+        instances_alive_not_ready=sum(1 for entry in out if discovery.alive_now(entry, now)),
         registry_drops=counted["dropped"],
         registry_readmissions=counted["readmitted"],
         flaps=max((entry.get("drops", 0) for entry in registry.values()), default=0),

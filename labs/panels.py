@@ -135,8 +135,10 @@ def _instance_box(name: str, entry: dict | None, fault: dict, calls: dict, now: 
         status, label = "gone", "gone: no heartbeat"
     elif entry["status"] == discovery.PASSING:
         status, label = "passing", "in rotation"
+    elif discovery.alive_now(entry, now):
+        status, label = "critical", "out: alive, failing checks"
     else:
-        status, label = "critical", "out: failing checks"
+        status, label = "critical", "out: failing checks, no heartbeat"
     doing = discovery.condition(fault, now)
     made, failed = calls.get(name, (0, 0))
     return {"name": name, "number": name.rsplit("-", 1)[1], "status": status, "label": label, "doing": doing,

@@ -31,35 +31,49 @@ def spread_seconds(argument: dict) -> float:
 
 def _send(run: LabRun, argument: dict) -> str:
     """`send` in a lab file: `count` messages to users 1..count, or all to `user_id`; a fixed key repeats one request.
-    With `over_s`, the messages are accepted now and leave the outbox one after another over that many seconds,
-    a steady stream of calls (as scheduled notifications do)."""
+    With `over_s`, the messages are accepted at once and leave the outbox one after another over that many
+    seconds: a steady stream of calls (as scheduled notifications make)."""
     count = argument.get("count", 1)
     template = argument["template"]
+    if spread_seconds(argument):
+        return _send_stream(run, argument, count, template)
     data = argument.get("data", traffic.SAMPLE_DATA.get(template, {}))
     key = argument.get("idempotency_key")
-    gap = timedelta(seconds=spread_seconds(argument) / count)
-    start = timezone.now()
     intents, replays, crashed = [], 0, 0
-    users = run.recipients.count() if gap else 0  # a long stream goes round the run's users
     for n in range(count):
-        user = argument.get("user_id", n % users + 1 if gap else n + 1)
-        request = intake.IntentRequest(key or f"step-{uuid.uuid4().hex}", user, template, None, argument.get("channels"), data)
+        request = intake.IntentRequest(key or f"step-{uuid.uuid4().hex}", argument.get("user_id", n + 1), template, None,
+                                       argument.get("channels"), data)  # fmt: skip
         try:
-            [accepted] = intake.accept(run, [request], not_before=start + gap * n if gap else None)
+            [accepted] = intake.accept(run, [request])
         except intake.SimulatedCrash:
             crashed += 1  # the client saw a 500; the intent was committed and never published
             continue
         intents.append(accepted.intent.pk)
         replays += accepted.replayed
     described = f"{count} × {template}" + (f" to user {argument['user_id']}" if "user_id" in argument else "")
-    if gap:
-        described += f" over {argument['over_s']:g} s"
     if crashed:
         return f"Sent {described}: the API crashed after its commit on {crashed} of them (the client saw an error)"
     if replays:
         repeated = ngettext("request returned", "requests returned", replays)
         return f"Sent {described}: {replays} {repeated} intent {intents[-1]} again (replayed, nothing new written)"
     return f"Sent {described} (notification {intents[0]}" + (f"–{intents[-1]})" if count > 1 else ")")
+
+
+def _send_stream(run: LabRun, argument: dict, count: int, template: str) -> str:
+    """`count` messages round the run's users, in one request, released evenly over `over_s` seconds."""
+    over = spread_seconds(argument)
+    user = argument.get("user_id")
+    users = run.recipients.count()
+    numbers = [user] * count if user else [n % users + 1 for n in range(count)]
+    data = argument.get("data", traffic.SAMPLE_DATA.get(template, {}))
+    requests = [intake.IntentRequest(f"step-{uuid.uuid4().hex}", number, template, None, argument.get("channels"), data)
+                for number in numbers]  # fmt: skip
+    start, gap = timezone.now(), timedelta(seconds=over / count)
+    try:
+        accepted = intake.accept(run, requests, release_at=[start + gap * n for n in range(count)])
+    except intake.SimulatedCrash:
+        return f"The API crashed after committing {count} × {template} and before publishing them"
+    return f"Sent {count} × {template} over {over:g} s (notifications {accepted[0].intent.pk}–{accepted[-1].intent.pk})"
 
 
 def perform(run: LabRun, action: Action) -> list[str]:

@@ -40,7 +40,12 @@ def test_a_slow_instance_fails_readiness_but_keeps_its_heartbeat_and_stays_regis
     for second in range(1, 4):
         entry, _ = checked(entry, SLOW, 100.0 + second)
     assert entry["status"] == CRITICAL and entry["beat"] == 103.0
-    assert discovery.registered(entry, 103.0 + discovery.HEARTBEAT_LEASE_S - 1)
+    assert discovery.alive_now(entry, 103.5) and discovery.registered(entry, 103.0 + discovery.HEARTBEAT_LEASE_S - 1)
+
+    dead, _ = checked(None, RUNNING, 100.0)
+    for second in range(1, 4):
+        dead, _ = checked(dead, DEAD, 100.0 + second)
+    assert not discovery.alive_now(dead, 103.5) and discovery.registered(dead, 103.5)  # silent, not yet past its lease
 
 
 def test_a_silent_instance_is_gone_once_its_lease_runs_out():

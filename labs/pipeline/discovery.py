@@ -41,6 +41,8 @@ CHECK_EVERY_S = 1.0  # the relay's tick
 CHECK_TIMEOUT_MS = 500  # a readiness check answered later than this fails
 FAILURES_TO_DROP = 2  # failed checks in a row that take an instance out of rotation
 HEARTBEAT_LEASE_S = 10  # an instance silent this long is gone from the registry
+# A heartbeat comes with each round of checks; one this recent says the process is running (alive).
+ALIVE_WITHIN_S = 3 * CHECK_EVERY_S
 # Failed calls further apart than this belong to two error windows, not one.
 EPISODE_GAP_S = 5.0
 
@@ -127,6 +129,11 @@ def checked(entry: dict | None, state: str, now: float) -> tuple[dict | None, st
 def registered(entry: dict | None, now: float) -> bool:
     """Still in the registry: its heartbeat is younger than the lease."""
     return entry is not None and now - entry["beat"] < HEARTBEAT_LEASE_S
+
+
+def alive_now(entry: dict | None, now: float) -> bool:
+    """The registry's view of liveness: a heartbeat within the last few rounds."""
+    return entry is not None and now - entry["beat"] < ALIVE_WITHIN_S
 
 
 def in_rotation(registry: dict[str, dict], provider: str, now: float) -> list[str]:
