@@ -4,7 +4,7 @@ Redis and the test database. The attempts record which instance each call reache
 
 import pytest
 
-from labs import checks, steps
+from labs import checks, lineage, steps
 from labs.lab_files import Action
 from labs.models import DeliveryAttempt, DeliveryStatus
 from labs.pipeline import audit, discovery, faults
@@ -129,6 +129,8 @@ def test_a_cached_dns_answer_keeps_sending_calls_to_a_dead_instance_after_the_re
     assert later.exists() and not later.filter(instance="email-primary-2").exists()
     found = checks.facts(run)
     assert found["stale_calls"] == stale.count() and found["dns_bad_calls"] == bad.count()
+    [traced] = lineage.lineage(run, stale.first().delivery.intent)
+    assert any("at email-primary-2 (found through the DNS resolver, a stale answer): failed" in m.text for m in traced.moments)
     assert found["instances_out"] == 1 and found["registry_drops"] == 1
 
 
