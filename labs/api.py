@@ -565,8 +565,10 @@ def get_faults(request):
             "provider": {name: getattr(kind, "__name__", kind) for name, kind in faults.PROVIDER_FAULTS.items()},
             "pipeline": {name: getattr(kind, "__name__", kind) for name, kind in faults.PIPELINE_FAULTS.items()},
             "service": {name: getattr(kind, "__name__", kind) for name, kind in faults.SERVICE_FAULTS.items()},
+            "instance": {name: getattr(kind, "__name__", kind) for name, kind in faults.INSTANCE_FAULTS.items()},
             "ranges": {name: {"min": low, "max": high} for name, (low, high) in faults.WHOLE_NUMBER_RANGES.items()},
             "targets": list(faults.TARGETS),
+            "instance_targets": list(faults.INSTANCE_TARGETS),  # with the run's service discovery on
         },
     }
 

@@ -6,6 +6,7 @@ checks ("dead_letters == 0") and in each step's `observe` list; FACTS says what 
 and the experiment card shows how a step changed them.
 """
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,12 +21,13 @@ from labs.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    DiscoveryMode,
     LabRun,
     OutboxRow,
     Priority,
     ProviderSend,
 )
-from labs.pipeline import audit, faults, metrics, saga_audit, sync_load
+from labs.pipeline import audit, discovery, faults, metrics, saga_audit, sync_load
 from labs.pipeline.deliveries import on_broker, unreachable
 from labs.pipeline.breaker import CLOSED, ProviderBreaker
 from labs.pipeline.topology import ALL_PROVIDERS
@@ -109,6 +111,18 @@ FACTS: dict[str, str] = {
     "load_deadline": "1 if the latest load started with deadlines passed on, else 0",
     "load_breaker": "1 if the latest load started with circuit breakers, else 0",
     "load_slow_ms": "the latency the preferences service's fault added when the latest load started (ms)",
+    # Service discovery (labs.pipeline.discovery): the calls as the attempts recorded them, the registry from Redis.
+    "instance_calls": "provider calls made to an instance that a lookup found",
+    "dns_bad_calls": "calls the DNS resolver's answer sent to an instance that was dead, restarting or not ready",
+    "registry_bad_calls": "calls the registry sent to an instance that was dead, restarting or not ready",
+    "stale_calls": "calls to an instance the registry had already taken out of rotation (a cached answer sent them)",
+    "dns_error_window_s": "the latest error window with the DNS resolver: from the first to the last call to an unhealthy instance (s)",
+    "registry_error_window_s": "the latest error window with the registry: from the first to the last call to an unhealthy instance (s)",
+    "instances_out": "instances the registry no longer returns (failing their checks, or gone)",
+    "instances_alive_not_ready": "instances still sending heartbeats but failing their readiness check",
+    "registry_drops": "times the registry took an instance out of rotation",
+    "registry_readmissions": "times the registry put an instance back in rotation",
+    "flaps": "the most times the registry took one instance out of rotation",
 }
 
 
@@ -132,6 +146,10 @@ def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: d
     attempts = DeliveryAttempt.objects.filter(delivery__run=run).aggregate(
         retries=Count("id", filter=Q(backoff_ms__isnull=False)),
         crashed=Count("id", filter=Q(outcome=AttemptOutcome.CRASHED)),
+        instance_calls=Count("id", filter=~Q(instance="")),
+        dns_bad_calls=Count("id", filter=Q(resolved_by=DiscoveryMode.DNS, instance_unhealthy=True)),
+        registry_bad_calls=Count("id", filter=Q(resolved_by=DiscoveryMode.REGISTRY, instance_unhealthy=True)),
+        stale_calls=Count("id", filter=Q(stale_answer=True)),
     )
     letters = DeadLetter.objects.filter(run=run).aggregate(
         total=Count("id"),
@@ -179,6 +197,33 @@ def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: d
         campaign_in_flight=kinds["campaign_in_flight"],
         inapp_delivered=kinds["inapp_delivered"],
         **sync_load.load_figures(run),
+        **{name: attempts[name] for name in ("instance_calls", "dns_bad_calls", "registry_bad_calls", "stale_calls")},
+        **_discovery_facts(run, attempts),
+    )
+    return found
+
+
+def _discovery_facts(run: LabRun, attempts: dict) -> dict:
+    """The error window of each way of finding an instance, and the registry's state (labs.pipeline.discovery)."""
+    found = {"dns_error_window_s": 0.0, "registry_error_window_s": 0.0, "instances_out": 0, "instances_alive_not_ready": 0,
+             "registry_drops": 0, "registry_readmissions": 0, "flaps": 0}  # fmt: skip
+    for how in DiscoveryMode.values:
+        if attempts[f"{how}_bad_calls"]:
+            times = (DeliveryAttempt.objects.filter(delivery__run=run, resolved_by=how, instance_unhealthy=True)
+                     .order_by("-finished_at").values_list("finished_at", flat=True)[:1000])  # fmt: skip
+            found[f"{how}_error_window_s"] = discovery.error_window_s([t.timestamp() for t in times])
+    if not run.discovery and not attempts["instance_calls"]:
+        return found
+    now = time.time()
+    registry = discovery.read_registry(run.pk)
+    out = [entry for entry in registry.values() if not discovery.registered(entry, now) or entry["status"] != discovery.PASSING]
+    counted = discovery.counts(run.pk)
+    found.update(
+        instances_out=len(out),
+        instances_alive_not_ready=sum(1 for entry in out if discovery.alive_now(entry, now)),
+        registry_drops=counted["dropped"],
+        registry_readmissions=counted["readmitted"],
+        flaps=max((entry.get("drops", 0) for entry in registry.values()), default=0),
     )
     return found
 

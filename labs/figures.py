@@ -173,6 +173,14 @@ FIGURES: dict[str, Figure] = {
     "breaker_min_calls": _breaker("min_calls"),
     "breaker_error_rate_pct": _breaker("error_rate", 100),
     "breaker_open_for_s": _breaker("open_for_s"),
+    # Service discovery (labs.pipeline.discovery).
+    "instances_per_provider": _constant("labs.pipeline.topology", "INSTANCES_PER_PROVIDER"),
+    "dns_ttl_s": _constant("labs.pipeline.discovery", "DEFAULT_TTL_S"),
+    "registry_check_every_s": _constant("labs.pipeline.discovery", "CHECK_EVERY_S"),
+    "registry_check_timeout_ms": _constant("labs.pipeline.discovery", "CHECK_TIMEOUT_MS"),
+    "registry_failures_to_drop": _constant("labs.pipeline.discovery", "FAILURES_TO_DROP"),
+    "registry_heartbeat_lease_s": _constant("labs.pipeline.discovery", "HEARTBEAT_LEASE_S"),
+    "error_window_gap_s": _constant("labs.pipeline.discovery", "EPISODE_GAP_S"),
     # Retries.
     "max_attempts": _run_default("max_attempts"),
     "retry_base_ms": _run_default("retry_base_ms"),

@@ -12,7 +12,7 @@ from django import forms
 
 from config.whole_numbers import LARGEST_ROW_ID, whole_number
 from labs.models import LabRun
-from labs.pipeline import defences, faults, sync_chain, sync_load, templating
+from labs.pipeline import defences, discovery, faults, sync_chain, sync_load, templating
 from labs.seeding import USERS_PER_RUN
 
 
@@ -158,6 +158,23 @@ class PolicyForm(forms.ModelForm):
         if attempts is not None and not 1 <= attempts <= 20:
             self.add_error("max_attempts", "Between 1 and 20.")
         return cleaned
+
+
+class DiscoveryForm(forms.Form):
+    """How the run's workers find a provider's instances (labs.pipeline.discovery), and the resolver's TTL."""
+
+    prefix = "discovery"
+    mode = forms.ChoiceField(label="Workers find instances", choices=[
+        ("off", "directly: no discovery (one address per provider)"),
+        (discovery.DNS, "through a DNS resolver that caches answers"),
+        (discovery.REGISTRY, "through the health-checked registry"),
+    ])  # fmt: skip
+    ttl_s = forms.IntegerField(min_value=discovery.TTL_RANGE_S[0], max_value=discovery.TTL_RANGE_S[1], initial=discovery.DEFAULT_TTL_S,
+                               label="DNS answers cached for (s)", help_text="The TTL: how long a cached answer is used before the resolver asks again.")  # fmt: skip
+
+    @classmethod
+    def for_run(cls, run: LabRun) -> "DiscoveryForm":
+        return cls(initial={"mode": discovery.mode_of(run) or "off", "ttl_s": discovery.ttl_of(run)})
 
 
 class DeadLetterIdsField(forms.Field):

@@ -23,7 +23,8 @@ from labs import figures
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
 
 # What a step's button may do, in the order the file lists them.
-OPERATIONS = ("fault", "clear_fault", "clear_faults", "defences", "burst", "poison", "send", "saga_mode", "orders", "call_policy", "load")
+OPERATIONS = ("fault", "clear_fault", "clear_faults", "defences", "discovery", "burst", "poison", "send", "saga_mode", "orders",
+              "call_policy", "load")
 COMPARISONS = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
@@ -96,6 +97,11 @@ class Lab:
     checks: tuple[Check, ...]
     keep_preferences: bool  # keep the seeded users' opt-outs and quiet hours (the labs here clear them)
     sync_chain: bool = False  # the run's API calls its services synchronously (lab 9, labs.pipeline.sync_chain)
+
+    @property
+    def uses_discovery(self) -> bool:
+        """Whether a step switches service discovery (the page then shows its panel and form from the start)."""
+        return any(operation == "discovery" for step in self.steps for action in step.actions for operation, _ in action.operations)
 
     def step(self, number: int) -> Step | None:
         return self.steps[number - 1] if 1 <= number <= len(self.steps) else None
@@ -250,8 +256,9 @@ def pipeline_problems(lab: Lab) -> list[str]:
     """What in `lab` the pipeline would refuse: unknown faults, defences, templates or facts."""
     from labs.checks import FACTS
     from labs.models import SagaMode
-    from labs.pipeline import defences, faults, sync_chain, sync_load
+    from labs.pipeline import defences, discovery, faults, sync_chain, sync_load
     from labs.seeding import TEMPLATES, USERS_PER_RUN
+    from labs.steps import spread_seconds
 
     templates = {name for name, *_ in TEMPLATES}
     problems = []
@@ -274,12 +281,14 @@ def pipeline_problems(lab: Lab) -> list[str]:
                     if operation == "fault":
                         settings = dict(argument)
                         faults.validate(settings.pop("target", None), settings)
-                    elif operation == "clear_fault" and argument not in faults.TARGETS:
+                    elif operation == "clear_fault" and not faults.is_target(argument):
                         raise ValueError(f"{argument!r} is not a fault target")
                     elif operation == "defences":
                         unknown = set(argument) - set(defences.NAMES)
                         if unknown:
                             raise ValueError(f"unknown defence(s) {', '.join(sorted(unknown))}")
+                    elif operation == "discovery":
+                        discovery.validate(argument.get("mode"), argument.get("ttl_s", discovery.DEFAULT_TTL_S))
                     elif operation in ("burst", "send") and argument.get("template", "weekly_digest") not in templates:
                         raise ValueError(f"no seeded template {argument['template']!r}")
                     elif operation == "saga_mode" and argument not in SagaMode.values:
@@ -295,6 +304,8 @@ def pipeline_problems(lab: Lab) -> list[str]:
                             raise ValueError("a load is {rate: requests a second, seconds: how long}")
                         if not (1 <= argument["rate"] <= sync_load.MAX_RATE and 1 <= argument["seconds"] <= sync_load.MAX_SECONDS):
                             raise ValueError(f"rate 1 to {sync_load.MAX_RATE}, seconds 1 to {sync_load.MAX_SECONDS}")
+                    if operation == "send" and "over_s" in argument:
+                        spread_seconds(argument)
                 except (ValueError, TypeError, AttributeError) as exc:
                     problem(where, f"{operation}: {exc}")
     return problems

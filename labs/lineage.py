@@ -11,8 +11,10 @@ from datetime import timezone as dt_timezone
 from django.utils.translation import ngettext
 
 from labs import charts
-from labs.models import AttemptOutcome, DeadLetter, Delivery, DeliveryStatus, LabRun, NotificationIntent
+from labs.models import AttemptOutcome, DeadLetter, Delivery, DeliveryStatus, DiscoveryMode, LabRun, NotificationIntent
 from labs.pipeline import events
+
+FOUND_THROUGH = {DiscoveryMode.DNS: "the DNS resolver", DiscoveryMode.REGISTRY: "the registry"}
 
 
 @dataclass
@@ -50,6 +52,9 @@ def lineage(run: LabRun, intent: NotificationIntent) -> list[DeliveryLineage]:
         for attempt in delivery.attempt_rows.all():
             outcome = AttemptOutcome(attempt.outcome)
             where = f" at {attempt.provider}" if attempt.provider else ""
+            if attempt.instance:  # with service discovery: the instance called, and how the worker found it
+                stale = ", a stale answer" if attempt.stale_answer else ""
+                where = f" at {attempt.instance} (found through {FOUND_THROUGH.get(attempt.resolved_by, attempt.resolved_by)}{stale})"
             detail = f": {attempt.error}" if attempt.error else ""
             tone = "ok" if outcome == AttemptOutcome.SUCCEEDED else "bad"
             if outcome == AttemptOutcome.BREAKER_OPEN:

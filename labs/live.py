@@ -94,12 +94,15 @@ EVENT_WORDING: dict[str, tuple[str, str, str]] = {
     "saga_reply_ignored": ("late reply", "Order {order}: the orchestrator ignored {message}: it no longer waits for it", "info"),
     "saga_stuck": ("stuck", "Order {order}: {step} gave up and no service listens for {event}: the order stays half-done", "bad"),
     "orchestrator_crashed": ("crash", "The orchestrator crashed after moving order {order} to “{state}”, before acknowledging the reply", "bad"),
+    "discovery_changed": ("discovery", "{text}", "warn"),
+    "instance_dropped": ("registry", "The registry took {instance} out of rotation: its health checks failed", "bad"),
+    "instance_readmitted": ("registry", "The registry put {instance} back in rotation: its health check passed", "ok"),
     "classroom": ("instructor", "{text}", "warn"),  # written by a workshop's instructor (the workshops app)
     "run_frozen": ("ended", "{text}", "warn"),  # the run's workshop ended: the page reloads, read-only
 }
 # Events a screen reader hears (summarised, at most every few seconds): the ones a learner acts on.
-ANNOUNCED = {"fault_changed", "defences_changed", "breaker_changed", "dead_lettered", "failover", "classroom", "run_frozen",
-             "saga_stuck", "orchestrator_crashed"}
+ANNOUNCED = {"fault_changed", "defences_changed", "discovery_changed", "instance_dropped", "breaker_changed", "dead_lettered",
+             "failover", "classroom", "run_frozen", "saga_stuck", "orchestrator_crashed"}  # fmt: skip
 
 
 class _Blank(dict):
@@ -130,9 +133,11 @@ def describe(event: dict) -> tuple[str, str, str]:
         fields[noun] = ngettext(one, many, event.get(count_field) or 0)
     if event.get("reason") in REASONS:
         fields["reason"] = REASONS[event["reason"]]
+    if event.get("instance"):  # with the run's service discovery on, the instance called says more than its provider
+        fields["provider"] = event["instance"]
     if event["kind"] == "attempt_failed":
         # A poison message fails while its template is rendered, before any provider is called.
-        fields["where"] = f"at {event['provider']}" if event.get("provider") else "before any provider was called"
+        fields["where"] = f"at {fields['provider']}" if event.get("provider") else "before any provider was called"
     elif event["kind"] == "retry_scheduled":
         fields["next_attempt"] = event.get("attempt", 0) + 1
     elif event["kind"] == "duplicate_suppressed":

@@ -74,6 +74,9 @@ class LabRun(models.Model):
     saga_mode = models.CharField(max_length=16, choices=SagaMode.choices, default=SagaMode.ORCHESTRATION)
     # Lab 9's synchronous path: {"chain": true} turns it on, the rest is the call policy (labs.pipeline.sync_chain).
     call_policy = models.JSONField(default=dict, blank=True)
+    # How workers find a provider's instances, {"mode": "dns" | "registry", "ttl_s": 30}; empty: discovery
+    # off, each provider called directly (labs.pipeline.discovery).
+    discovery = models.JSONField(default=dict, blank=True)
 
     # The plaintext of a key made in this process (by issue_api_key), for the one page or command
     # that shows it; None on a run read from the database.
@@ -270,6 +273,13 @@ class AttemptOutcome(models.TextChoices):
     CRASHED = "crashed", "Worker lost mid-attempt"
 
 
+class DiscoveryMode(models.TextChoices):
+    """How a worker finds the provider instance it calls (labs.pipeline.discovery)."""
+
+    DNS = "dns", "DNS resolver (cached answer)"
+    REGISTRY = "registry", "Health-checked registry"
+
+
 class DeliveryAttempt(models.Model):
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_rows")
     number = models.PositiveSmallIntegerField()
@@ -286,6 +296,13 @@ class DeliveryAttempt(models.Model):
     # the user's local time as the worker's clock saw it: the auditor judges the send against these.
     quiet_hours = models.CharField(max_length=16, blank=True)
     local_time = models.TimeField(null=True, blank=True)
+    # With the run's service discovery on (labs.pipeline.discovery): the instance called, how the worker
+    # found it, whether it was dead, restarting or not ready when called, and whether the registry had
+    # already taken it out of rotation (only a cached answer sends a call there).
+    instance = models.CharField(max_length=40, blank=True)
+    resolved_by = models.CharField(max_length=8, choices=DiscoveryMode.choices, blank=True)
+    instance_unhealthy = models.BooleanField(default=False)
+    stale_answer = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["delivery_id", "number", "id"]

@@ -5,10 +5,11 @@ second, so each refresh reads the rows, the breakers and the faults once and eve
 draws from that one `RunState`.
 """
 
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -35,9 +36,9 @@ from labs.models import (
     SyncOutcome,
     SyncRequest,
 )
-from labs.pipeline import deadletters, defences, deliveries, faults, metrics, saga, sync_chain, sync_load
+from labs.pipeline import deadletters, defences, deliveries, discovery, faults, metrics, saga, sync_chain, sync_load
 from labs.pipeline.intake import URGENT_QUEUE
-from labs.pipeline.topology import PROVIDERS, SERVICES
+from labs.pipeline.topology import ALL_PROVIDERS, INSTANCE_OF, PROVIDERS, SERVICES, instances
 
 SERIES_SECONDS = 60
 
@@ -64,6 +65,7 @@ class RunState:
     checks: dict = field(default_factory=dict)
     sagas: dict | None = None  # the order saga's panel (lab 7), when the run has orders or is the saga lab
     sync_path: "SyncPath | None" = None  # lab 9's synchronous path, in runs that have one
+    discovery: "DiscoveryView | None" = None
 
     @property
     def main_stages(self) -> list[dict]:
@@ -123,7 +125,7 @@ class RunState:
         """Whether something is moving or waiting on a clock, so the panels should tick on their own."""
         f = self.facts
         return bool(f["in_flight"] or f["outbox_pending"] or f["retries_scheduled"] or self.faults or f["breakers_open"]
-                    or f["orders_in_flight"] or f["load_running"] or f["sync_breakers_open"])  # fmt: skip
+                    or f["orders_in_flight"] or f["load_running"] or f["sync_breakers_open"] or self.run.discovery)  # fmt: skip
 
 
 @dataclass
@@ -152,6 +154,54 @@ def sync_path(run: LabRun, fault_settings: dict) -> SyncPath:
         load=load,
         outcomes=[(outcome.value, outcome.label, counted.get(outcome.value, 0)) for outcome in SyncOutcome],
     )
+
+
+@dataclass
+class DiscoveryView:
+    """The discovery panel: how workers find instances, each instance's health, the cached answers, the latest calls."""
+
+    text: str
+    mode: str
+    ttl_s: int
+    providers: list[dict]  # {"name", "instances": [...], "cached": (answer, seconds left) or None}
+    calls: list[DeliveryAttempt]
+
+
+def _instance_box(name: str, entry: dict | None, fault: dict, calls: dict, now: float) -> dict:
+    """One instance as the panel shows it: the registry's view, what the instance is really doing, its calls."""
+    if entry is None:
+        status, label = "unregistered", "not registered"
+    elif not discovery.registered(entry, now):
+        status, label = "gone", "gone: no heartbeat"
+    elif entry["status"] == discovery.PASSING:
+        status, label = "passing", "in rotation"
+    elif discovery.alive_now(entry, now):
+        status, label = "critical", "out: alive, failing checks"
+    else:
+        status, label = "critical", "out: failing checks, no heartbeat"
+    doing = discovery.condition(fault, now)
+    made, failed = calls.get(name, (0, 0))
+    return {"name": name, "number": name.rsplit("-", 1)[1], "status": status, "label": label, "doing": doing,
+            "fault": fault, "calls": made, "failed": failed,
+            "beat_s": round(now - entry["beat"], 1) if entry else None}  # fmt: skip
+
+
+def discovery_view(run: LabRun, fault_settings: dict) -> DiscoveryView:
+    now = time.time()
+    registry = discovery.read_registry(run.pk)
+    attempts = DeliveryAttempt.objects.filter(delivery__run=run).exclude(instance="")
+    calls = {row["instance"]: (row["n"], row["failed"]) for row in attempts.values("instance").annotate(
+        n=Count("id"), failed=Count("id", filter=Q(outcome__in=metrics.FAILED_OUTCOMES)))}  # fmt: skip
+    active = {INSTANCE_OF[name] for name in [*calls, *fault_settings] if name in INSTANCE_OF}
+    active |= {INSTANCE_OF[name] for name, entry in registry.items() if name in INSTANCE_OF
+               and (not discovery.registered(entry, now) or entry["status"] != discovery.PASSING)}  # fmt: skip
+    shown = [name for name in ALL_PROVIDERS if name in active] or [ALL_PROVIDERS[0]]
+    providers = [{"name": provider,
+                  "instances": [_instance_box(name, registry.get(name), fault_settings.get(name, {}), calls, now) for name in instances(provider)],
+                  "cached": discovery.cached_answer(run.pk, provider) if discovery.mode_of(run) == discovery.DNS else None}
+                 for provider in shown]  # fmt: skip
+    latest = list(attempts.select_related("delivery").order_by("-finished_at", "-id")[:10])
+    return DiscoveryView(discovery.describe(run.discovery), discovery.mode_of(run), discovery.ttl_of(run), providers, latest)
 
 
 def invariants(f: dict) -> list[tuple[str, bool, str]]:
@@ -219,6 +269,8 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
     )
     if sync_chain.chain_on(run):
         state.sync_path = sync_path(run, fault_settings)
+    if run.discovery or found["instance_calls"] or (lab is not None and lab.uses_discovery):
+        state.discovery = discovery_view(run, fault_settings)
     if lab is not None:
         state.checks = checks.evaluate(lab, found)
     if found["orders"] or (lab is not None and lab.slug == SAGA_LAB):

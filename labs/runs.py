@@ -75,7 +75,7 @@ def _forget_in_redis(run_id: int) -> None:
 
 
 def reset_run(run: LabRun) -> LabRun:
-    """Start the run again from its seed: same owner and API key, no traffic, no faults, every defence on."""
+    """Start the run again from its seed: same owner and API key, no traffic, no faults, every defence on, discovery off."""
     with transaction.atomic():
         run.intents.all().delete()  # deliveries, outbox rows, attempts and dead letters cascade
         run.orders.all().delete()  # the saga's steps, messages, reservations and authorisations cascade
@@ -90,7 +90,8 @@ def reset_run(run: LabRun) -> LabRun:
         run.faults = {}  # and no fault
         run.saga_mode = SagaMode.ORCHESTRATION
         run.call_policy = {"chain": True} if sync_chain.chain_on(run) else {}  # lab 9's path stays, with the default policy
-        run.save(update_fields=["last_activity_at", "defences", "faults", "saga_mode", "call_policy"])
+        run.discovery = {}  # providers called directly again
+        run.save(update_fields=["last_activity_at", "defences", "faults", "saga_mode", "call_policy", "discovery"])
     _forget_in_redis(run.pk)
     return run
 

@@ -7,7 +7,7 @@ so the card can say what the fault did even after the run is reset or deleted.
 
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 from django.utils.translation import ngettext
@@ -15,13 +15,28 @@ from django.utils.translation import ngettext
 from labs import checks, live
 from labs.lab_files import Action, Lab, Step
 from labs.models import Experiment, LabRun, RunLab, SagaMode
-from labs.pipeline import defences, faults, intake, saga, sync_chain, sync_load, traffic
+from labs.pipeline import defences, discovery, faults, intake, saga, sync_chain, sync_load, traffic
+
+
+MAX_SPREAD_S = 600
+
+
+def spread_seconds(argument: dict) -> float:
+    """`over_s` of a `send`: the seconds its messages are spread over (0: all at once); ValueError when out of range."""
+    over = argument.get("over_s", 0)
+    if isinstance(over, bool) or not isinstance(over, (int, float)) or not 0 <= over <= MAX_SPREAD_S:
+        raise ValueError(f"over_s is the seconds to spread the messages over, from 0 to {MAX_SPREAD_S}")
+    return float(over)
 
 
 def _send(run: LabRun, argument: dict) -> str:
-    """`send` in a lab file: `count` messages to users 1..count, or all to `user_id`; a fixed key repeats one request."""
+    """`send` in a lab file: `count` messages to users 1..count, or all to `user_id`; a fixed key repeats one request.
+    With `over_s`, the messages are accepted at once and leave the outbox one after another over that many
+    seconds: a steady stream of calls (as scheduled notifications make)."""
     count = argument.get("count", 1)
     template = argument["template"]
+    if spread_seconds(argument):
+        return _send_stream(run, argument, count, template)
     data = argument.get("data", traffic.SAMPLE_DATA.get(template, {}))
     key = argument.get("idempotency_key")
     intents, replays, crashed = [], 0, 0
@@ -44,6 +59,23 @@ def _send(run: LabRun, argument: dict) -> str:
     return f"Sent {described} (notification {intents[0]}" + (f"–{intents[-1]})" if count > 1 else ")")
 
 
+def _send_stream(run: LabRun, argument: dict, count: int, template: str) -> str:
+    """`count` messages round the run's users, in one request, released evenly over `over_s` seconds."""
+    over = spread_seconds(argument)
+    user = argument.get("user_id")
+    users = run.recipients.count()
+    numbers = [user] * count if user else [n % users + 1 for n in range(count)]
+    data = argument.get("data", traffic.SAMPLE_DATA.get(template, {}))
+    requests = [intake.IntentRequest(f"step-{uuid.uuid4().hex}", number, template, None, argument.get("channels"), data)
+                for number in numbers]  # fmt: skip
+    start, gap = timezone.now(), timedelta(seconds=over / count)
+    try:
+        accepted = intake.accept(run, requests, release_at=[start + gap * n for n in range(count)])
+    except intake.SimulatedCrash:
+        return f"The API crashed after committing {count} × {template} and before publishing them"
+    return f"Sent {count} × {template} over {over:g} s (notifications {accepted[0].intent.pk}–{accepted[-1].intent.pk})"
+
+
 def perform(run: LabRun, action: Action) -> list[str]:
     """Do what a step's button says, in order; returns a line per operation for the card and the page."""
     done = []
@@ -59,6 +91,9 @@ def perform(run: LabRun, action: Action) -> list[str]:
         elif operation == "clear_faults":
             faults.clear_faults(run.pk)
             done.append("Every fault stopped")
+        elif operation == "discovery":
+            setting = discovery.set_discovery(run, argument["mode"], argument.get("ttl_s", discovery.DEFAULT_TTL_S))
+            done.append(discovery.describe(setting))
         elif operation == "defences":
             defences.set_defences(run, **argument)
             done.append("Defences: " + ", ".join(f"{name.replace('_', ' ')} {'on' if on else 'off'}" for name, on in argument.items()))

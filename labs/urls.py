@@ -22,6 +22,7 @@ urlpatterns = [
     path("runs/<int:run_id>/policy", views.policy, name="policy"),
     path("runs/<int:run_id>/call-policy", views.call_policy, name="call_policy"),
     path("runs/<int:run_id>/load", views.load, name="load"),
+    path("runs/<int:run_id>/discovery", views.set_discovery, name="discovery"),
     path("runs/<int:run_id>/dead-letters/replay", views.replay, name="replay"),
     path("runs/<int:run_id>/dead-letters/discard", views.discard, name="discard"),
     path("runs/<int:run_id>/notifications/<int:intent_id>", views.notification, name="notification"),

@@ -41,6 +41,7 @@ from labs.forms import (
     DeadLetterPickForm,
     DefencesForm,
     LoadForm,
+    DiscoveryForm,
     PoisonForm,
     PolicyForm,
     PredictionForm,
@@ -51,7 +52,7 @@ from labs.forms import (
 )
 from labs.lab_files import Lab
 from labs.models import DeadLetter, Delivery, Experiment, LabRun, NotificationIntent, RunLab
-from labs.pipeline import deadletters, defences, faults, intake, sync_chain, sync_load, traffic
+from labs.pipeline import deadletters, defences, discovery, faults, intake, sync_chain, sync_load, traffic
 from labs.pipeline.topology import SERVICES
 from workshops import access
 
@@ -176,6 +177,8 @@ def _control_context(run: LabRun, current_faults: dict, forms_with_errors: dict 
         "defences_form": given.get("defences") or DefencesForm(initial=defences.all_defences(run)),
         "policy_form": given.get("policy") or PolicyForm(instance=run),
         "sync_chain": sync_chain.chain_on(run),
+        "discovery_form": given.get("discovery") or DiscoveryForm.for_run(run),
+        "show_discovery": shows_discovery(run) or "discovery" in given,
     }
     if context["sync_chain"]:
         context["call_policy_form"] = given.get("call_policy") or CallPolicyForm(initial=asdict(sync_chain.CallPolicy.of(run)))
@@ -183,6 +186,12 @@ def _control_context(run: LabRun, current_faults: dict, forms_with_errors: dict 
         context["client_timeout_s"] = sync_chain.CLIENT_TIMEOUT_MS // 1000
         context["api_workers"] = sync_load.API_WORKERS
     return context
+
+
+def shows_discovery(run: LabRun) -> bool:
+    """The discovery panel and form are on the page when discovery is on, or the run's lab switches it."""
+    lab = CATALOGUE.get(getattr(getattr(run, "lab", None), "lab", ""))
+    return bool(run.discovery) or (lab is not None and lab.uses_discovery)
 
 
 def _step_cards(lab: Lab, run_lab: RunLab, state: panels.RunState) -> list[dict]:
@@ -505,6 +514,16 @@ def load(request: HttpRequest, run_id: int) -> HttpResponse:
             rate, seconds = form.cleaned_data["rate"], form.cleaned_data["seconds"]
             return _controls_response(request, run, f"Load {number} started: {rate} requests a second for {seconds} s.")
     return _controls_response(request, run, None, load=form)
+
+
+@require_POST
+def set_discovery(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    form = DiscoveryForm(request.POST)
+    if form.is_valid():
+        setting = discovery.set_discovery(run, form.cleaned_data["mode"], form.cleaned_data["ttl_s"])
+        return _controls_response(request, run, discovery.describe(setting) + ".")
+    return _controls_response(request, run, None, discovery=form)
 
 
 # --- Dead-letter workbench ---------------------------------------------------------------------

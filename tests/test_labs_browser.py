@@ -8,6 +8,7 @@ Every fault and defence switch is pressed on the page, as a learner does; the en
 fault tests (test_labs_faults.py) kill real processes and restart Redis.
 """
 
+import re
 import uuid
 
 import pytest
@@ -496,3 +497,70 @@ def test_the_lab_page_reads_at_1280_px_and_a_learner_can_press_a_step_and_watch_
     viewport_screenshot(page, "lab-page-390-diagram")
     page.evaluate("window.scrollTo(0, 0)")
     screenshot("lab-page-390")
+
+
+# --- Lab 8: service discovery and health checks --------------------------------------------------------
+
+
+OUT_OF_ROTATION = re.compile("critical|gone")  # failing its checks, and after the heartbeat lease gone altogether
+
+
+def calls_to(page: Page, instance: str) -> int:
+    return int(page.get_by_test_id(f"instance-{instance}").get_attribute("data-calls") or 0)
+
+
+def test_a_dead_instance_gets_calls_until_the_dns_answer_expires_but_the_registry_drops_it_in_seconds(page, learner, screenshot):
+    start_lab(page, "service-discovery-health-checks")
+    panel = page.get_by_test_id("discovery-panel")
+    expect(panel).to_contain_text("Service discovery off")
+
+    predict(page, 1, "Until the cached answer expires: up to 30 seconds after the kill.")
+    press(page, 1, "Find instances through a DNS resolver (TTL 30 s)")
+    expect(page.get_by_test_id("discovery-mode")).to_contain_text("caches each answer for 30 s", timeout=SLOW)
+    press(page, 1, "Send 4 password resets a second for 45 s")
+    wait_until(page, lambda p: calls_to(p, "email-primary-2") >= 1, "a first call to email-primary-2")
+    press(page, 1, "Kill email-primary-2")
+    dead = page.get_by_test_id("instance-email-primary-2")
+    expect(dead).to_have_attribute("data-doing", "dead", timeout=SLOW)
+    expect(dead).to_have_attribute("data-status", OUT_OF_ROTATION, timeout=SLOW)  # the registry knows...
+    expect(page.get_by_test_id("dns-cache-email-primary")).to_contain_text("#1, #2, #3", timeout=SLOW)  # ...the cached answer does not
+    wait_until(page, lambda p: count(p, "stale-calls") >= 3, "calls to reach the dead instance after the registry dropped it")
+    expect(page.locator("#event-feed")).to_contain_text("email-primary-2 refused the connection", timeout=SLOW)
+    expect(page.get_by_test_id("check-slow-out")).to_have_attribute("data-passed", "false")  # dead is not "alive, not ready"
+    page.evaluate("window.scrollTo(0, 0)")  # the discovery panel sits under the diagram
+    screenshot("lab-service-discovery-dns-cache")
+    viewport_screenshot(page, "lab-service-discovery-dns-cache-1280")  # the diagram and the discovery panel as the learner sees them
+    expect_check_green(page, "dns-window")
+
+    predict(page, 2, "A call or two in the second before the checks fail, then none.")
+    press(page, 2, "Revive email-primary-2")
+    press(page, 2, "Find instances through the registry")
+    expect(dead).to_have_attribute("data-status", "passing", timeout=SLOW)
+    press(page, 2, "Send 4 password resets a second for 30 s")
+    before = calls_to(page, "email-primary-3")
+    wait_until(page, lambda p: calls_to(p, "email-primary-3") > before, "a call to email-primary-3 through the registry")
+    press(page, 2, "Kill email-primary-3")
+    expect(page.get_by_test_id("instance-email-primary-3")).to_have_attribute("data-status", OUT_OF_ROTATION, timeout=SLOW)
+    expect(page.locator("#event-feed")).to_contain_text("The registry took email-primary-3 out of rotation", timeout=SLOW)
+    expect_check_green(page, "registry-window")
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot("lab-service-discovery-registry")
+    stale = count(page, "stale-calls")
+    page.wait_for_timeout(3000)  # the stream goes on: no lookup returns the dead instance any more
+    assert count(page, "stale-calls") == stale
+
+    predict(page, 3, "Out of rotation but not restarted: it still sends its heartbeat.")
+    press(page, 3, "Revive email-primary-3 and slow email-primary-1 to 1.5 s")
+    slow = page.get_by_test_id("instance-email-primary-1")
+    expect(slow).to_have_attribute("data-doing", "slow", timeout=SLOW)
+    expect(slow).to_have_attribute("data-status", "critical", timeout=SLOW)
+    expect_check_green(page, "slow-out")
+    expect(slow).to_contain_text("heartbeat", timeout=SLOW)
+
+    predict(page, 4, "One error window every time it goes down.")
+    press(page, 4, "Heal email-primary-1 and flap email-primary-2 every 3 s")
+    press(page, 4, "Send 4 password resets a second for 30 s")
+    expect_check_green(page, "flap-seen")
+    expect(page.locator("#event-feed")).to_contain_text("The registry put email-primary-2 back in rotation", timeout=SLOW)
+    press(page, 4, "Stop every fault")
+    assert "✔ Nothing sent twice" in page.locator("#live-panels").inner_text()

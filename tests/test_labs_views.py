@@ -91,7 +91,7 @@ def test_the_labs_are_files_with_steps_predictions_checks_and_real_lessons():
     lessons = {re.sub(r"^\d+-", "", p.stem) for p in (BASE / "courseware/content/lessons").glob("*.md")}
     assert list(CATALOGUE) == ["outbox-and-relay", "retries-backoff-jitter", "dead-letters-poison",
                                "idempotent-consumers", "circuit-breaker-failover", "priority-lanes-ordering", "order-saga",
-                               "synchronous-chains"]  # fmt: skip
+                               "synchronous-chains", "service-discovery-health-checks"]  # fmt: skip
     for lab in CATALOGUE.values():
         assert pipeline_problems(lab) == []
         assert set(lab.lessons) <= lessons, lab.slug
@@ -166,7 +166,7 @@ RUN_URLS = [
     ("post", "labs:reset", []), ("post", "labs:end", []), ("post", "labs:rotate_key", []),
     ("post", "labs:send", []), ("post", "labs:burst", []), ("post", "labs:poison", []), ("post", "labs:fault", []),
     ("post", "labs:stop_faults", []), ("post", "labs:defences", []), ("post", "labs:policy", []),
-    ("post", "labs:call_policy", []), ("post", "labs:load", []),
+    ("post", "labs:call_policy", []), ("post", "labs:load", []), ("post", "labs:discovery", []),
     ("post", "labs:replay", []), ("post", "labs:discard", []), ("get", "labs:notification", ["intent"]),
     ("get", "labs:delivery", ["delivery"]), ("post", "labs:prediction", [1]), ("post", "labs:act", [1, 1]),
     ("post", "labs:record", [1]),
@@ -311,6 +311,30 @@ def test_defences_and_the_retry_policy_are_switched_from_the_page(learner, run):
     htmx(learner, reverse("labs:policy", args=[run.pk]), {"retry_base_ms": "500", "retry_cap_ms": "8000", "max_attempts": "6"})
     run.refresh_from_db()
     assert (run.retry_base_ms, run.retry_cap_ms, run.max_attempts) == (500, 8000, 6)
+
+
+def test_service_discovery_is_switched_from_the_page_and_a_bad_ttl_is_refused_with_a_message(learner, run):
+    url = reverse("labs:discovery", args=[run.pk])
+    page = learner.get(reverse("labs:lab", args=[LAB])).content.decode()
+    assert url not in page  # lab 3 never switches discovery: its page has no such form
+
+    bad = htmx(learner, url, {"discovery-mode": "dns", "discovery-ttl_s": "0"}).content.decode()
+    assert "Ensure this value is greater than or equal to 1." in bad
+    run.refresh_from_db()
+    assert run.discovery == {}
+
+    done = htmx(learner, url, {"discovery-mode": "dns", "discovery-ttl_s": "5"}).content.decode()
+    assert "caches each answer for 5 s" in done
+    run.refresh_from_db()
+    assert run.discovery == {"mode": "dns", "ttl_s": 5}
+    panels = learner.get(reverse("labs:panels", args=[run.pk])).content.decode()
+    assert 'data-testid="discovery-panel"' in panels and 'data-testid="instance-email-primary-2"' in panels
+    assert "discovery_changed" in [e["kind"] for e in events.recent(run.pk)]
+
+    htmx(learner, url, {"discovery-mode": "off", "discovery-ttl_s": "5"})
+    run.refresh_from_db()
+    assert run.discovery == {}
+    assert 'data-testid="discovery-panel"' not in learner.get(reverse("labs:panels", args=[run.pk])).content.decode()
 
 
 def test_sending_one_notification_shows_the_field_errors_and_a_replayed_key(learner, run):

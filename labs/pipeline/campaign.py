@@ -19,6 +19,7 @@ feed gets one line per batch (started, delivered), not one per message.
 
 import random
 from collections import defaultdict
+from dataclasses import replace
 
 from django.conf import settings
 from django.db import transaction
@@ -107,13 +108,18 @@ def _send(run: LabRun, channel: str, ready: list[tuple[Delivery, worker.Prepared
     ]  # fmt: skip
     budget.record_attempt(run.pk, channel, 1, count=len(messages))
     started = timezone.now()
-    sent = providers.send_batch(primary, messages, settings.LAB_PROVIDER_TIMEOUT_MS)
+    found: dict = {}  # with the run's discovery on, the one instance this bulk call goes to
+    try:
+        found = worker.find_instance(run, primary) if messages else {}
+        sent = providers.send_batch(primary, messages, settings.LAB_PROVIDER_TIMEOUT_MS, instance=found.get("instance", ""))
+    except providers.NoInstance as exc:
+        sent = [exc for _ in messages]
     latency = int((timezone.now() - started).total_seconds() * 1000)
     worker.note_provider_duplicates(run.pk, primary, [d.pk for d, r in zip(mine, sent, strict=True)
                                                      if isinstance(r, providers.SendResult) and r.already_sent])  # fmt: skip
     outcomes = [
-        worker.outcome_of_error(primary, result, latency) if isinstance(result, providers.ProviderError)
-        else worker.Outcome(AttemptOutcome.SUCCEEDED, primary, latency_ms=latency)
+        replace(worker.outcome_of_error(primary, result, latency), **found) if isinstance(result, providers.ProviderError)
+        else worker.Outcome(AttemptOutcome.SUCCEEDED, primary, latency_ms=latency, **found)
         for result in sent
     ]  # fmt: skip
     if use_breaker:
@@ -135,7 +141,8 @@ def _record(run: LabRun, results: list, started_at) -> None:
             insert_rows(DeliveryAttempt, [
                 {"delivery_id": d.pk, "number": d.attempts, "provider": o.provider, "outcome": o.status,
                  "started_at": started_at, "finished_at": now, "latency_ms": o.latency_ms,
-                 "quiet_hours": p.quiet_hours, "local_time": p.local_time}
+                 "quiet_hours": p.quiet_hours, "local_time": p.local_time, "instance": o.instance, "resolved_by": o.resolved_by,
+                 "instance_unhealthy": o.instance_unhealthy, "stale_answer": o.stale_answer}
                 for d, o, p in succeeded if d.pk in done
             ])  # fmt: skip
         events.emit_many(run.pk, [

@@ -30,6 +30,11 @@ Order saga faults (lab 7; labs/pipeline/saga.py):
   payment_decline            that share of payment authorisations is declined by the card issuer
   compensation_fail_first    the next N compensations (release, void, cancel) fail, then succeed
   orchestrator_crash         that share of the orchestrator's transitions kills its worker after the commit, before the ack
+Instance faults (a provider's instance, e.g. "email-primary-2", when the run's discovery is on):
+  killed   the instance's process is gone: no heartbeat; health checks and calls are refused
+  slow_ms  every call and health check takes this long; past the check's timeout it fails
+           readiness, though it stays alive (keeps its heartbeat) and serves the calls it gets
+  flap_s   the instance crashes and restarts in turns of this many seconds (down, up, down, ...)
 """
 
 import math
@@ -39,7 +44,7 @@ from django.db import transaction
 
 from config.redis_client import get_redis, key
 from labs.pipeline import events
-from labs.pipeline.topology import ALL_PROVIDERS, SERVICES
+from labs.pipeline.topology import ALL_INSTANCES, ALL_PROVIDERS, SERVICES
 
 PIPELINE = "pipeline"
 SHARE = "share"  # a float between 0 and 1
@@ -67,7 +72,15 @@ PIPELINE_FAULTS: dict[str, type | str] = {
     "orchestrator_crash": SHARE,
 }
 SERVICE_FAULTS: dict[str, type | str] = {name: PROVIDER_FAULTS[name] for name in ("down", "error_rate", "latency_ms", "latency_jitter_ms")}
-TARGETS = (*ALL_PROVIDERS, *SERVICES, PIPELINE)  # the pipeline last: workshop forms list the others before it
+INSTANCE_FAULTS: dict[str, type | str] = {
+    "killed": bool,
+    "slow_ms": int,
+    "flap_s": int,
+}
+# The targets of the fault panel (the pipeline last: workshop forms list the others before it); a
+# provider's instances are targets too (INSTANCE_TARGETS), set from the lab steps.
+TARGETS = (*ALL_PROVIDERS, *SERVICES, PIPELINE)
+INSTANCE_TARGETS = tuple(ALL_INSTANCES)
 # Each whole-number fault's range: wide enough for any experiment, narrow enough that no setting
 # makes a worker sleep, count or shift its clock without end (10**12 minutes overflows a datetime).
 WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
@@ -76,6 +89,8 @@ WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
     "fail_first": (0, 10_000),
     "clock_skew_minutes": (-24 * 60, 24 * 60),
     "compensation_fail_first": (0, 10_000),
+    "slow_ms": (0, 60_000),
+    "flap_s": (1, 600),
 }
 
 
@@ -95,14 +110,22 @@ def _calls_key(run_id: int, target: str) -> str:
 
 def kinds_for(target: str) -> dict[str, type | str]:
     """The faults `target` can have."""
-    return PIPELINE_FAULTS if target == PIPELINE else SERVICE_FAULTS if target in SERVICES else PROVIDER_FAULTS
+    if target == PIPELINE:
+        return PIPELINE_FAULTS
+    if target in SERVICES:
+        return SERVICE_FAULTS
+    return INSTANCE_FAULTS if target in INSTANCE_TARGETS else PROVIDER_FAULTS
+
+
+def is_target(target: str) -> bool:
+    return target in TARGETS or target in INSTANCE_TARGETS
 
 
 def validate(target: str, settings: dict) -> dict:
     """The settings as typed values; ValueError naming the target and setting when one is wrong."""
-    if target not in TARGETS:
-        raise ValueError(f"{target!r} is not a fault target; choose a provider ({', '.join(ALL_PROVIDERS)}), "
-                         f"{PIPELINE!r} or a service ({', '.join(SERVICES)})")  # fmt: skip
+    if not is_target(target):
+        raise ValueError(f"{target!r} is not a fault target; choose a provider ({', '.join(ALL_PROVIDERS)}), one of its "
+                         f"instances (such as {INSTANCE_TARGETS[1]!r}), {PIPELINE!r} or a service ({', '.join(SERVICES)})")  # fmt: skip
     allowed = kinds_for(target)
     clean = {}
     for name, value in settings.items():

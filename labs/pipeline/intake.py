@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
@@ -75,18 +76,21 @@ def queue_for(priority: str, channel: str, priority_lane: bool = True) -> str:
     return URGENT_QUEUE if priority_lane and priority == Priority.TRANSACTIONAL else channel
 
 
-def accept(run: LabRun, requests: list[IntentRequest], field_prefix: str = "") -> list[Accepted]:
+def accept(run: LabRun, requests: list[IntentRequest], field_prefix: str = "", release_at: list[datetime] | None = None) -> list[Accepted]:
+    """Accept the requests (all or none). `release_at`, one time per request, holds each one's outbox row
+    until then (scheduled sends; with the outbox switched off they are published at once)."""
+
     def name(index: int, attribute: str) -> str:
         return f"{field_prefix}[{index}].{attribute}" if field_prefix else attribute
 
     try:
         with transaction.atomic():
-            results = _accept(run, requests, name)
+            results = _accept(run, requests, name, release_at)
     except IntegrityError:
         # Another request with one of these keys committed first (PostgreSQL only;
         # SQLite's IMMEDIATE transactions queue instead). Its result is now visible.
         with transaction.atomic():
-            results = _accept(run, requests, name)
+            results = _accept(run, requests, name, release_at)
     if not defences.enabled(run, "outbox"):
         _publish_after_commit(run, [r.intent for r in results if not r.replayed])
     return results
@@ -110,7 +114,7 @@ def _publish_after_commit(run: LabRun, intents: list[NotificationIntent]) -> Non
                                  "published_at": now, "created_at": now} for pk, queue in deliveries])  # fmt: skip
 
 
-def _accept(run: LabRun, requests: list[IntentRequest], name) -> list[Accepted]:
+def _accept(run: LabRun, requests: list[IntentRequest], name, release_at: list[datetime] | None = None) -> list[Accepted]:
     keys = [r.idempotency_key for r in requests]
     existing = {i.idempotency_key: i for i in NotificationIntent.objects.filter(run=run, idempotency_key__in=keys)}
     recipients = {r.number: r for r in Recipient.objects.filter(run=run, number__in={r.user_id for r in requests})}
@@ -167,7 +171,7 @@ def _accept(run: LabRun, requests: list[IntentRequest], name) -> list[Accepted]:
     if errors:
         raise IntakeError(422, errors)
 
-    created = _write(run, new)
+    created = _write(run, new, release_at)
     for index, intent in created.items():
         results[index] = Accepted(intent, replayed=False)
     for index, request in enumerate(requests):
@@ -179,7 +183,7 @@ def _accept(run: LabRun, requests: list[IntentRequest], name) -> list[Accepted]:
     return results
 
 
-def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
+def _write(run: LabRun, new, release_at: list[datetime] | None = None) -> dict[int, NotificationIntent]:
     """Insert the intents, their deliveries and the outbox rows (see labs/rows.py for why not bulk_create)."""
     if not new:
         return {}
@@ -196,8 +200,8 @@ def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
     ], return_ids=True)  # fmt: skip
     priority_lane = defences.enabled(run, "priority_lane")
     next_sequence = _next_inapp_sequences(run, [recipient for _, _, recipient, _, _, channels, _ in new if "inapp" in channels])
-    deliveries = []
-    for intent, pk, (_, _, recipient, _, priority, channels, _) in zip(intents, ids, new, strict=True):
+    deliveries, available = [], []
+    for intent, pk, (index, _, recipient, _, priority, channels, _) in zip(intents, ids, new, strict=True):
         intent.pk = pk
         for channel in channels:
             sequence = None
@@ -207,11 +211,12 @@ def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
             deliveries.append({"run_id": run.pk, "intent_id": pk, "recipient_id": recipient.pk, "channel": channel,
                                "queue": queue_for(priority, channel, priority_lane), "sequence": sequence,
                                "created_at": now, "updated_at": now})  # fmt: skip
+            available.append(release_at[index] if release_at else now)
     delivery_ids = insert_rows(Delivery, deliveries, return_ids=True)
     if defences.enabled(run, "outbox"):
         insert_rows(OutboxRow, [
-            {"run_id": run.pk, "delivery_id": pk, "queue": d["queue"], "generation": 0, "available_at": now, "created_at": now}
-            for pk, d in zip(delivery_ids, deliveries, strict=True)
+            {"run_id": run.pk, "delivery_id": pk, "queue": d["queue"], "generation": 0, "available_at": at, "created_at": now}
+            for pk, d, at in zip(delivery_ids, deliveries, available, strict=True)
         ])  # fmt: skip
     return {index: intent for intent, (index, *_) in zip(intents, new, strict=True)}
 

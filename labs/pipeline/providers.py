@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from labs.models import ProviderSend
-from labs.pipeline import faults
+from labs.pipeline import discovery, faults
 from labs.rows import insert_rows
 
 
@@ -26,6 +26,18 @@ class ProviderError(Exception):
 
 class ProviderUnavailable(ProviderError):
     group = "provider_unavailable"
+
+
+class InstanceUnreachable(ProviderUnavailable):
+    """The instance the caller picked is not there (its process is dead or restarting): connection refused."""
+
+    group = "instance_unreachable"
+
+
+class NoInstance(ProviderUnavailable):
+    """The lookup returned no instance of the provider."""
+
+    group = "no_instance"
 
 
 class ProviderTimeout(ProviderError):
@@ -63,7 +75,26 @@ class SendResult:
     already_sent: bool  # the provider recognised the idempotency key and did not send again
 
 
-def send(provider: str, message: OutgoingMessage, timeout_ms: int) -> SendResult:
+def visit_instance(run_id: int, instance: str, timeout_ms: int) -> None:
+    """What reaching one instance of a provider costs (labs.pipeline.discovery): refused at once when its
+    process is dead or restarting, the instance's own delay when it is slow; nothing when it is well."""
+    fault = faults.fault_for(run_id, instance)
+    if not fault:
+        return
+    state = discovery.condition(fault, time.time())
+    if state in (discovery.DEAD, discovery.RESTARTING):
+        raise InstanceUnreachable(f"{instance} refused the connection (its process is {state})")
+    slow_ms = fault.get("slow_ms", 0)
+    if slow_ms:
+        time.sleep(min(slow_ms, timeout_ms) / 1000)
+        if slow_ms > timeout_ms:
+            raise ProviderTimeout(f"{instance} did not answer within {timeout_ms} ms")
+
+
+def send(provider: str, message: OutgoingMessage, timeout_ms: int, instance: str = "") -> SendResult:
+    """One call to `provider`, through `instance` when the run's discovery picked one."""
+    if instance:
+        visit_instance(message.run_id, instance, timeout_ms)
     fault = faults.fault_for(message.run_id, provider)
     if not fault:
         return _record_send(provider, message)
@@ -91,7 +122,7 @@ def send(provider: str, message: OutgoingMessage, timeout_ms: int) -> SendResult
     return result
 
 
-def send_batch(provider: str, messages: list[OutgoingMessage], timeout_ms: int) -> list[SendResult | ProviderError]:
+def send_batch(provider: str, messages: list[OutgoingMessage], timeout_ms: int, instance: str = "") -> list[SendResult | ProviderError]:
     """A bulk send (as email and SMS providers offer for campaigns): one result per message, in order.
 
     One call, so latency and a timeout apply to the batch as a whole; the share-based
@@ -100,6 +131,11 @@ def send_batch(provider: str, messages: list[OutgoingMessage], timeout_ms: int) 
     if not messages:
         return []
     run_id = messages[0].run_id
+    if instance:
+        try:
+            visit_instance(run_id, instance, timeout_ms)
+        except ProviderError as exc:
+            return [exc for _ in messages]
     fault = faults.fault_for(run_id, provider)
     results: list[SendResult | ProviderError | None] = [None] * len(messages)
     if fault:

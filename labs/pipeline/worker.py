@@ -14,7 +14,8 @@ Steps (every change of state goes through labs/pipeline/deliveries.py):
    circuit breaker (transactional messages fail over to the secondary). An open breaker's
    refusal defers the delivery to the breaker's next trial without using an attempt.
 6. Dispatch: name the provider and count the attempt, then call it with a timeout and the
-   delivery's idempotency key.
+   delivery's idempotency key; with the run's service discovery on, call the instance the
+   lookup returns (labs/pipeline/discovery.py).
 7. Record the attempt and the next state in one transaction: delivered, bounced (a
    permanent rejection), a retry scheduled (an outbox row due later), or a dead letter.
 """
@@ -24,7 +25,7 @@ import os
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from datetime import time as time_of_day
 from datetime import timezone as dt_timezone
@@ -35,7 +36,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, LabRun, Priority, TemplateCategory
-from labs.pipeline import budget, defences, deliveries, events, faults, providers, templating
+from labs.pipeline import budget, defences, deliveries, discovery, events, faults, providers, templating
 from labs.pipeline.backoff import backoff_ceiling_ms, full_jitter_ms
 from labs.pipeline.breaker import ProviderBreaker
 from labs.pipeline.topology import PROVIDERS
@@ -56,6 +57,11 @@ class Outcome:
     group: str = ""
     temporary: bool = True
     latency_ms: int = 0
+    # With service discovery on: the instance called and how it was found (labs.pipeline.discovery).
+    instance: str = ""
+    resolved_by: str = ""
+    instance_unhealthy: bool = False
+    stale_answer: bool = False
 
 
 @dataclass
@@ -230,20 +236,36 @@ def call_provider(delivery: Delivery, prepared: Prepared, idempotent: bool = Tru
         time_zone=delivery.recipient.timezone,
     )
     budget.record_attempt(run_id, delivery.channel, delivery.attempts - delivery.replayed_at_attempt)
+    found: dict = {}
     started = time.monotonic()
     try:
-        result = providers.send(provider, message, settings.LAB_PROVIDER_TIMEOUT_MS)
+        found = find_instance(delivery.run, provider)
+        result = providers.send(provider, message, settings.LAB_PROVIDER_TIMEOUT_MS, instance=found.get("instance", ""))
     except providers.ProviderError as exc:
         latency = int((time.monotonic() - started) * 1000)
         if use_breaker:
             _record_breaker(run_id, provider, ok=not exc.temporary)  # a rejected address says nothing about health
-        return outcome_of_error(provider, exc, latency)
+        return replace(outcome_of_error(provider, exc, latency), **found)
     latency = int((time.monotonic() - started) * 1000)
     if use_breaker:
         _record_breaker(run_id, provider, ok=True)
     if result.already_sent:
         note_provider_duplicates(run_id, provider, [delivery.pk])
-    return Outcome(AttemptOutcome.SUCCEEDED, provider, latency_ms=latency)
+    return Outcome(AttemptOutcome.SUCCEEDED, provider, latency_ms=latency, **found)
+
+
+def find_instance(run: LabRun, provider: str) -> dict:
+    """With the run's discovery on, the instance of `provider` to call, as the Outcome fields that record it
+    (the instance's own state noted as the call goes out); {} with discovery off: the provider is called directly.
+    An empty answer raises NoInstance (the call fails like a refused connection, and is retried)."""
+    if not discovery.mode_of(run):
+        return {}
+    route = discovery.resolve(run, provider)
+    if route is None:
+        raise providers.NoInstance(f"no instance of {provider} is in rotation")
+    state = discovery.condition(faults.fault_for(run.pk, route.instance), time.time())
+    return {"instance": route.instance, "resolved_by": route.resolved_by, "instance_unhealthy": state != discovery.RUNNING,
+            "stale_answer": route.stale}  # fmt: skip
 
 
 def outcome_of_error(provider: str, exc: providers.ProviderError, latency_ms: int) -> Outcome:
@@ -321,6 +343,10 @@ def _attempt_row(delivery: Delivery, outcome: Outcome, started_at: datetime, now
         latency_ms=outcome.latency_ms,
         quiet_hours=prepared.quiet_hours if prepared else "",
         local_time=prepared.local_time if prepared else None,
+        instance=outcome.instance,
+        resolved_by=outcome.resolved_by,
+        instance_unhealthy=outcome.instance_unhealthy,
+        stale_answer=outcome.stale_answer,
     )
 
 
@@ -330,7 +356,8 @@ def record_attempt(delivery: Delivery, outcome: Outcome, started_at: datetime, p
     row = _attempt_row(delivery, outcome, started_at, now, prepared)
     run = delivery.run
     attempt = delivery.attempts
-    fields = {"intent": delivery.intent_id, "delivery": delivery.pk, "channel": delivery.channel, "attempt": attempt}
+    fields = {"intent": delivery.intent_id, "delivery": delivery.pk, "channel": delivery.channel, "attempt": attempt,
+              **({"instance": outcome.instance} if outcome.instance else {})}  # fmt: skip
     if outcome.status == AttemptOutcome.SUCCEEDED:
         if deliveries.finish(delivery, DeliveryStatus.DELIVERED, row, provider=outcome.provider):
             events.emit(run.pk, "attempt_succeeded", provider=outcome.provider, latency_ms=outcome.latency_ms, **fields)

@@ -2,7 +2,9 @@
 
 It is its own process on purpose: a learner stops it and watches the outbox grow.
 Each pass publishes a batch of due outbox rows (see labs/pipeline/relay.py); every
-few seconds it also republishes stranded deliveries and deletes idle lab runs.
+few seconds it also republishes stranded deliveries and deletes idle lab runs, and about
+once a second it runs the service registry's heartbeats and health checks
+(labs/pipeline/discovery.py).
 When the broker or the database is unreachable it backs off and keeps the rows
 pending. SIGTERM or Ctrl-C finishes the current batch and exits cleanly.
 
@@ -28,13 +30,13 @@ from redis.exceptions import RedisError
 
 from config import heartbeat
 from labs import runs, signals
-from labs.pipeline import relay
+from labs.pipeline import discovery, relay
 
 log = logging.getLogger("faultline.relay")
 
 RESCUE_EVERY = 5.0
 HOUSEKEEPING_EVERY = 60.0
-TICK_EVERY = 1.0  # labs.signals.relay_tick
+TICK_EVERY = discovery.CHECK_EVERY_S  # the registry's health checks, and labs.signals.relay_tick
 OUTAGE_ERRORS = (KombuError, RedisError, OSError, DatabaseError)
 
 
@@ -131,7 +133,9 @@ def serve(interval: float, instance: str) -> None:
 
 
 def tick() -> None:
-    """Send labs.signals.relay_tick; a receiver that fails is logged and does not stop the relay."""
+    """The relay's timed work: the heartbeats and health checks of the service registry (for runs with
+    discovery on), then labs.signals.relay_tick; a receiver that fails is logged and does not stop the relay."""
+    discovery.tick()
     for receiver, result in signals.relay_tick.send_robust(sender=relay):
         if isinstance(result, OUTAGE_ERRORS):
             raise result  # the database or Redis is down: the loop backs off as for its own work
