@@ -10,7 +10,7 @@ from labs.models import DeliveryAttempt, DeliveryStatus
 from labs.pipeline import audit, discovery, faults
 from labs.pipeline.discovery import CRITICAL, DEAD, PASSING, RESTARTING, RUNNING, SLOW, checked, condition
 from tests.harness import wait_for
-from tests.test_labs_pipeline import pipeline, run  # noqa: F401 (the module's worker and relay; a calm run)
+from tests.test_labs_pipeline import run  # noqa: F401 (a calm run, with the module's worker and relay from conftest)
 
 # --- The rules ------------------------------------------------------------------------------------
 
