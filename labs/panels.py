@@ -8,7 +8,8 @@ draws from that one `RunState`.
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Count, Min
+from django.db.models import Count
+from django.db.models.functions import TruncSecond
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -23,13 +24,13 @@ from labs.models import (
     DeliveryStatus,
     LabRun,
     NotificationIntent,
-    ProviderSend,
 )
-from labs.pipeline import deadletters, defences, deliveries, faults, metrics
+from labs.pipeline import defences, faults, metrics
 from labs.pipeline.intake import URGENT_QUEUE
 from labs.pipeline.topology import PROVIDERS
 
 SERIES_SECONDS = 60
+RETRY_CHART_WINDOW = timedelta(seconds=30)
 
 
 @dataclass
@@ -126,19 +127,15 @@ def invariants(f: dict) -> list[tuple[str, bool, str]]:
 
 
 def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
+    """Everything the panels show, in a fixed number of queries that does not grow with the run's
+    history (labs.checks.facts says how); the faults are the run row's, read with it."""
     now = timezone.now()
     breakers = checks.breaker_states(run)
-    fault_settings = faults.all_faults(run.pk)
-    found = checks.facts(run, breakers, fault_settings)
-    queued = deliveries.on_broker(run.pk).values("queue").annotate(n=Count("delivery_id", distinct=True), oldest=Min("published_at"))
-    by_queue = {row["queue"]: row for row in queued}
-    queues = [
-        (name, by_queue.get(name, {}).get("n", 0), _age(now, by_queue.get(name, {}).get("oldest")))
-        for name in [URGENT_QUEUE, *PROVIDERS]
-    ]
-    sends = dict(
-        ProviderSend.objects.filter(run=run).values("provider").annotate(n=Count("id")).values_list("provider", "n")
-    )
+    fault_settings = dict(run.faults or {})
+    reading = checks.Reading()
+    found = checks.facts(run, breakers, fault_settings, reading)
+    queues = [(name, reading.queues.get(name, (0, None))[0], _age(now, reading.queues.get(name, (0, None))[1]))
+              for name in [URGENT_QUEUE, *PROVIDERS]]  # fmt: skip
     state = RunState(
         run=run,
         facts=found,
@@ -146,14 +143,14 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
         faults=fault_settings,
         defences=defences.all_defences(run),
         queues=queues,
-        provider_sends=sends,
+        provider_sends={name.removeprefix("sent:"): n for name, n in reading.counts.items() if name.startswith("sent:")},
         retries=list(
             Delivery.objects.filter(run=run, status=DeliveryStatus.RETRY_SCHEDULED)
             .select_related("intent__template")
             .order_by("next_attempt_at")[:8]
         ),
         recent_notifications=recent_notifications(run),
-        dead_letter_groups=deadletters.open_groups(run),
+        dead_letter_groups=reading.dead_letter_groups,
         dead_letters=list(
             DeadLetter.objects.filter(run=run, resolution=DeadLetter.Resolution.OPEN)
             .select_related("delivery__intent__template", "delivery__recipient")
@@ -162,8 +159,9 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
         relay_alive=bool(heartbeat.alive("relay")),
         workers_alive=len(heartbeat.alive("worker")),
         series=series(run, now),
-        retry_chart=charts.retry_chart(checks.retry_due_times(run, now - timedelta(seconds=30)), now, found["retry_herd_pct"]),
-    )
+        retry_chart=charts.retry_chart([r for r in reading.retries if r.failed_at >= (now - RETRY_CHART_WINDOW).timestamp()], now,
+                                       found["retry_herd_pct"]),
+    )  # fmt: skip
     if lab is not None:
         state.checks = checks.evaluate(lab, found)
     return state
@@ -178,7 +176,7 @@ def recent_notifications(run: LabRun, count: int = 8) -> list[dict]:
         NotificationIntent.objects.filter(run=run)
         .select_related("template", "recipient")
         .prefetch_related("deliveries")
-        .order_by("-id")[:count]
+        .order_by("-created_at", "-id")[:count]
     )
     shown = []
     for intent in intents:
@@ -190,14 +188,18 @@ def recent_notifications(run: LabRun, count: int = 8) -> list[dict]:
 
 def series(run: LabRun, now) -> dict[str, charts.Sparkline]:
     """Per-second counts over the last minute, each the same figure as the tile or fact of that name
-    (labs.checks.FACTS): notifications accepted, deliveries delivered, failed attempts, dead letters written."""
+    (labs.checks.FACTS): notifications accepted, deliveries delivered, failed attempts, dead letters written.
+    The database counts each second (at most SERIES_SECONDS rows a series, through the run's time indexes)."""
     since = now - timedelta(seconds=SERIES_SECONDS)
-    times = {
-        "notifications accepted": NotificationIntent.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
-        "deliveries delivered": Delivery.objects.filter(run=run, status=DeliveryStatus.DELIVERED, finished_at__gte=since)
-        .values_list("finished_at", flat=True),
-        "failed attempts": DeliveryAttempt.objects.filter(delivery__run=run, finished_at__gte=since, outcome__in=metrics.FAILED_OUTCOMES)
-        .values_list("finished_at", flat=True),
-        "dead letters written": DeadLetter.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
-    }
-    return {name: charts.sparkline(list(found), now, SERIES_SECONDS) for name, found in times.items()}
+    rows = {
+        "notifications accepted": (NotificationIntent.objects.filter(run=run, created_at__gte=since), "created_at"),
+        "deliveries delivered": (Delivery.objects.filter(run=run, finished_at__gte=since, status=DeliveryStatus.DELIVERED), "finished_at"),
+        "failed attempts": (DeliveryAttempt.objects.filter(run=run, finished_at__gte=since, outcome__in=metrics.FAILED_OUTCOMES),
+                            "finished_at"),
+        "dead letters written": (DeadLetter.objects.filter(run=run, created_at__gte=since), "created_at"),
+    }  # fmt: skip
+    return {name: charts.sparkline(_per_second(found, column), now, SERIES_SECONDS) for name, (found, column) in rows.items()}
+
+
+def _per_second(rows, column: str) -> list[tuple]:
+    return list(rows.annotate(second=TruncSecond(column)).order_by().values("second").annotate(n=Count("id")).values_list("second", "n"))

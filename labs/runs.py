@@ -15,7 +15,7 @@ from django.utils import timezone
 from config.redis_client import get_redis, key
 from labs.lab_files import Lab
 from labs.models import LabRun, Recipient, RunLab
-from labs.pipeline import defences
+from labs.pipeline import defences, tally
 from labs.seeding import seed
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def reset_run(run: LabRun) -> LabRun:
     with transaction.atomic():
         run.intents.all().delete()  # deliveries, outbox rows, attempts and dead letters cascade
         run.provider_sends.all().delete()
+        tally.forget(run.pk)
         run.recipients.all().delete()
         run.templates.all().delete()
         seed(run)

@@ -30,7 +30,7 @@ from labs.models import (
     Template,
     TemplateCategory,
 )
-from labs.pipeline import defences, events, faults
+from labs.pipeline import defences, events, faults, tally
 from labs.rows import insert_rows
 
 URGENT_QUEUE = "urgent"
@@ -80,12 +80,12 @@ def accept(run: LabRun, requests: list[IntentRequest], field_prefix: str = "") -
         return f"{field_prefix}[{index}].{attribute}" if field_prefix else attribute
 
     try:
-        with transaction.atomic():
+        with transaction.atomic(), tally.counting():
             results = _accept(run, requests, name)
     except IntegrityError:
         # Another request with one of these keys committed first (PostgreSQL only;
         # SQLite's IMMEDIATE transactions queue instead). Its result is now visible.
-        with transaction.atomic():
+        with transaction.atomic(), tally.counting():
             results = _accept(run, requests, name)
     if not defences.enabled(run, "outbox"):
         _publish_after_commit(run, [r.intent for r in results if not r.replayed])
@@ -208,6 +208,13 @@ def _write(run: LabRun, new) -> dict[int, NotificationIntent]:
                                "queue": queue_for(priority, channel, priority_lane), "sequence": sequence,
                                "created_at": now, "updated_at": now})  # fmt: skip
     delivery_ids = insert_rows(Delivery, deliveries, return_ids=True)
+    campaign_intents = {intent.pk for intent in intents if intent.priority == Priority.MARKETING}
+    tally.add({(run.pk, "intents"): len(intents),
+               (run.pk, "campaign_deliveries"): sum(1 for d in deliveries if d["intent_id"] in campaign_intents)})  # fmt: skip
+    alert_intents = {intent.pk for intent in intents if intent.priority == Priority.TRANSACTIONAL}
+    alerts = [pk for pk, d in zip(delivery_ids, deliveries, strict=True) if d["intent_id"] in alert_intents]
+    if alerts:
+        tally.raise_to({(run.pk, "last_alert"): max(alerts)})
     if defences.enabled(run, "outbox"):
         insert_rows(OutboxRow, [
             {"run_id": run.pk, "delivery_id": pk, "queue": d["queue"], "generation": 0, "available_at": now, "created_at": now}

@@ -20,7 +20,8 @@ import logging
 import os
 import random
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -31,7 +32,7 @@ from django.utils import timezone
 from config.celery import app
 from config.redis_client import get_redis
 from labs.models import OutboxRow, RelayLease
-from labs.pipeline import deliveries, events, faults
+from labs.pipeline import deliveries, events, faults, tally
 from labs.pipeline.intake import URGENT_QUEUE
 
 log = logging.getLogger("faultline.relay")
@@ -139,7 +140,7 @@ def _publish(rows: list[tuple]) -> int:
             events.emit(run_id, "relay_crashed", published=len(rows), marked=0)
             log.warning("relay: injected crash after publishing %d rows, before marking them", len(rows))
             os._exit(1)
-    OutboxRow.objects.filter(pk__in=[r[0] for r in rows]).update(published_at=Now())
+    mark_published([r[0] for r in rows])
     # One event per message sent: a campaign batch is one line in the feed, not a hundred.
     by_run: dict[int, list] = {}
     run_of = {r[2]: r[1] for r in rows}
@@ -151,6 +152,36 @@ def _publish(rows: list[tuple]) -> int:
     for run_id, published in by_run.items():
         events.emit_many(run_id, published)
     return len(rows)
+
+
+def mark_published(ids: list[int]) -> None:
+    """Mark the rows published (the database's clock), and raise a run's longest wait for the relay
+    when this batch waited longer than any before it (a running count the panels read: computing it
+    from the rows would read every row the run ever published). One UPDATE … RETURNING; the count is
+    written only when it grows, which this process remembers (another relay's GREATEST keeps it right)."""
+    table, quote = OutboxRow._meta.db_table, connection.ops.quote_name
+    with transaction.atomic(), tally.counting(), connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {quote(table)} SET published_at = {_NOW_SQL[connection.vendor]} WHERE id IN "
+                       f"({', '.join(['%s'] * len(ids))}) RETURNING run_id, published_at, available_at", ids)
+        longest: dict[int, int] = {}
+        for run_id, published_at, available_at in cursor.fetchall():
+            waited = tally.microseconds(_aware(published_at) - _aware(available_at))
+            longest[run_id] = max(waited, longest.get(run_id, waited))
+        grown = {(run_id, "publish_wait_us"): waited for run_id, waited in longest.items() if waited > _longest_seen.get(run_id, -1)}
+        tally.raise_to(grown)
+    for (run_id, _), waited in grown.items():
+        _longest_seen[run_id] = waited
+
+
+_longest_seen: dict[int, int] = {}  # run id: the longest wait this process has counted
+_NOW_SQL = {"postgresql": "STATEMENT_TIMESTAMP()", "sqlite": "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"}
+
+
+def _aware(value):
+    """A timestamp as the driver returns it (SQLite: text without a zone, in UTC) as an aware datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
 
 
 RESCUE_BATCHES = 10  # a Redis restart can strand thousands of messages: republish them ten batches at a time
