@@ -226,7 +226,8 @@ def test_a_fault_setting_out_of_its_range_is_refused_and_changes_nothing(api, ru
 
 
 def test_every_whole_number_fault_has_a_range():
-    whole = {name for name, kind in {**faults.PROVIDER_FAULTS, **faults.PIPELINE_FAULTS}.items() if kind is int}
+    every_kind = {**faults.PROVIDER_FAULTS, **faults.PIPELINE_FAULTS, **faults.SERVICE_FAULTS, **faults.INSTANCE_FAULTS}
+    whole = {name for name, kind in every_kind.items() if kind is int}
 
     assert whole == set(faults.WHOLE_NUMBER_RANGES)
 

@@ -91,7 +91,7 @@ def test_the_labs_are_files_with_steps_predictions_checks_and_real_lessons():
     lessons = {re.sub(r"^\d+-", "", p.stem) for p in (BASE / "courseware/content/lessons").glob("*.md")}
     assert list(CATALOGUE) == ["outbox-and-relay", "retries-backoff-jitter", "dead-letters-poison",
                                "idempotent-consumers", "circuit-breaker-failover", "priority-lanes-ordering", "order-saga",
-                               "synchronous-chains", "service-discovery-health-checks"]  # fmt: skip
+                               "service-discovery-health-checks", "synchronous-chains"]  # fmt: skip
     for lab in CATALOGUE.values():
         assert pipeline_problems(lab) == []
         assert set(lab.lessons) <= lessons, lab.slug
