@@ -119,10 +119,15 @@ def test_the_workshop_join_page_and_the_admin_share_the_log_in_limit(db, django_
 
 
 def test_the_counters_live_in_redis_so_every_web_process_shares_them(db, ada, redis_service, settings):
+    def counters() -> set:
+        return set(redis_service.client().scan_iter(match=f"{redis_service.prefix}cache:*{settings.RATELIMIT_CACHE_PREFIX}*"))
+
+    # Compared with what was there before: in the full suite a lab 9 load thread left running by an earlier
+    # module may be counting its API calls in the same window (noted; its test should stop its load).
+    before = counters()
     wrong(Client())
 
-    found = list(redis_service.client().scan_iter(match=f"{redis_service.prefix}cache:*{settings.RATELIMIT_CACHE_PREFIX}*"))
-    assert len(found) == 2  # the account's counter and the address's
+    assert len(counters() - before) == 2  # the account's counter and the address's
 
 
 def test_with_redis_down_log_in_still_works_and_limits_nothing(db, ada, settings, caplog):
