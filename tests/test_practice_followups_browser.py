@@ -1,37 +1,13 @@
 """In real Chromium: a mock interviewer follows up on what the notes miss, and an estimation drill is checked."""
 
-from datetime import UTC, datetime
-
-import pytest
-from django.test import Client
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from practice.loader import load_questions
 from practice.models import MockInterview, Question
-from practice.testing import MovableClock
+from tests.test_practice_browser import bank, candidate, clock  # noqa: F401 (the practice browser tests' fixtures)
 
 DESIGN = "design-notification-system"
 DRILL = "notification-intents-per-second"
-
-
-@pytest.fixture
-def bank(transactional_db):
-    load_questions()
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    return MovableClock(monkeypatch, datetime(2025, 3, 3, 9, 0, tzinfo=UTC))
-
-
-@pytest.fixture
-def candidate(django_user_model, page, live_server):
-    user = django_user_model.objects.create_user("ada")
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
-    return client
 
 
 def test_the_mock_interviewer_follows_up_on_what_the_notes_miss_when_the_pages_timer_ends_a_phase(
