@@ -9,7 +9,8 @@ server carries the same load as for a page in Chromium:
    and note for every event the time from its emission to its arrival (`lags`), as
    `window.faultlineLive.lags` does.
 3. After each frame, ask for the heavy panels as the page does: one request at a time, at
-   most once a second, and 20 times the last drawing time apart when the server is slow.
+   most once a second, and 20 times the last drawing time apart when the server is slow
+   (never more than 2 s).
    Fault events redraw the fault panel; classroom events and a 15 s timer the classroom bar.
 What it does not do is parse and draw the HTML: Chromium's own cost stays with the
 Chromium pages of the same run.
@@ -26,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode, urlsplit
 
 PANELS_MIN_S = 1.0  # labs.js PANELS_MIN_MS
-PANELS_MAX_GAP_S = 10.0
+PANELS_MAX_GAP_S = 2.0  # labs.js PANELS_MAX_GAP_MS
 CLASSROOM_POLL_S = 15  # the classroom bar's "every 15s"
 
 

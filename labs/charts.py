@@ -28,14 +28,16 @@ class Sparkline:
     last: int  # in the latest full second
 
 
-def sparkline(times: list[datetime], now: datetime, seconds: int) -> Sparkline:
-    """Per-second counts of `times` over the last `seconds`, as a polyline."""
+def sparkline(counted: list[tuple[datetime, int]], now: datetime, seconds: int) -> Sparkline:
+    """Per-second counts over the last `seconds`, as a polyline, from (second, how many) pairs the
+    database counted (a second that began before the window's start, which the window cuts,
+    goes in the first bar)."""
     counts = [0] * seconds
     start = now - timedelta(seconds=seconds)
-    for at in times:
-        index = int((at - start).total_seconds())
-        if 0 <= index < seconds:
-            counts[index] += 1
+    for at, n in counted:
+        index = max(0, int((at - start).total_seconds()))
+        if index < seconds:
+            counts[index] += n
     peak = max(counts)
     step = SPARK_WIDTH / (seconds - 1)
     points = " ".join(

@@ -7,17 +7,17 @@ and the experiment card shows how a step changed them.
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q
+from django.db.models import Count, Exists, Min, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from labs.lab_files import Check, Condition, Lab
 from labs.models import (
-    TERMINAL,
+    UNFINISHED,
     AttemptOutcome,
-    DeadLetter,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
@@ -27,11 +27,10 @@ from labs.models import (
     Priority,
     ProviderSend,
 )
-from labs.pipeline import audit, discovery, faults, metrics, saga_audit, sync_load
-from labs.pipeline.deliveries import on_broker, unreachable
+from labs.pipeline import audit, deadletters, discovery, faults, metrics, saga_audit, sync_load, tally
 from labs.pipeline.breaker import CLOSED, ProviderBreaker
+from labs.pipeline.deliveries import on_broker, unreachable_condition
 from labs.pipeline.topology import ALL_PROVIDERS
-from labs.pipeline.worker import PoisonMessage
 
 # How long a delivery may sit "pending" with nothing to publish it before it counts as stranded.
 STRANDED_AFTER = timedelta(seconds=5)
@@ -126,93 +125,143 @@ FACTS: dict[str, str] = {
 }
 
 
-def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: dict | None = None) -> dict:
-    """Every fact in FACTS for `run`; pass breaker states and faults when you already have them."""
-    now = timezone.now()
-    found = {**audit.audit(run, now), **metrics.run_metrics(run), **saga_audit.saga_facts(run)}
-    deliveries = Delivery.objects.filter(run=run)
-    by_status = dict(deliveries.values("status").annotate(n=Count("id")).values_list("status", "n"))
+@dataclass
+class Reading:
+    """What reading the facts found that the panels show too, so a panel refresh asks once."""
 
-    # A few aggregates with conditional counts rather than a query per fact: the panels ask every second.
-    unpublished = Q(published_at__isnull=True)
-    outbox = OutboxRow.objects.filter(run=run).aggregate(
-        due=Count("id", filter=unpublished & Q(available_at__lte=now)),
-        oldest=Min("available_at", filter=unpublished & Q(available_at__lte=now)),
-        scheduled=Count("id", filter=unpublished & Q(available_at__gt=now)),
-        longest=Max(ExpressionWrapper(F("published_at") - F("available_at"), output_field=DurationField()),
-                    filter=Q(published_at__isnull=False)),
-    )  # fmt: skip
-    oldest_s = (now - outbox["oldest"]).total_seconds() if outbox["oldest"] else 0.0
-    attempts = DeliveryAttempt.objects.filter(delivery__run=run).aggregate(
-        retries=Count("id", filter=Q(backoff_ms__isnull=False)),
-        crashed=Count("id", filter=Q(outcome=AttemptOutcome.CRASHED)),
-        instance_calls=Count("id", filter=~Q(instance="")),
-        dns_bad_calls=Count("id", filter=Q(resolved_by=DiscoveryMode.DNS, instance_unhealthy=True)),
-        registry_bad_calls=Count("id", filter=Q(resolved_by=DiscoveryMode.REGISTRY, instance_unhealthy=True)),
-        stale_calls=Count("id", filter=Q(stale_answer=True)),
+    counts: dict[str, int] = field(default_factory=dict)  # the run's running counts (labs.pipeline.tally)
+    queues: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)  # lane: (depth, oldest publish)
+    dead_letter_groups: list[dict] = field(default_factory=list)
+    retries: list["ScheduledRetry"] = field(default_factory=list)  # scheduled in the last HERD_WINDOW, newest first
+
+
+def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: dict | None = None,
+          reading: Reading | None = None) -> dict:
+    """Every fact in FACTS for `run`; pass breaker states and faults when you already have them.
+
+    A fixed number of queries, none of which reads the run's history: the history's totals are
+    the run's running counts (labs.pipeline.tally), kept exact by the code that writes the rows;
+    the rest reads what is still moving (unfinished deliveries, unpublished rows, open dead
+    letters) or a recent window, each through an index. The auditor reads the rows themselves
+    (labs.pipeline.audit), and the tests hold the two equal.
+    """
+    now = timezone.now()
+    reading = reading if reading is not None else Reading()
+    counts = reading.counts = tally.read(run.pk)
+    deliveries = Delivery.objects.filter(run=run)
+    moving = {row["status"]: row for row in deliveries.filter(status__in=UNFINISHED).values("status").annotate(
+        n=Count("id"),
+        transactional=Count("id", filter=Q(intent__priority=Priority.TRANSACTIONAL)),
+        campaign=Count("id", filter=Q(intent__priority=Priority.MARKETING)),
+    )}  # fmt: skip
+    unpublished = OutboxRow.objects.filter(run=run, published_at__isnull=True).aggregate(
+        due=Count("id", filter=Q(available_at__lte=now)),
+        oldest=Min("available_at", filter=Q(available_at__lte=now)),
+        scheduled=Count("id", filter=Q(available_at__gt=now)),
     )
-    letters = DeadLetter.objects.filter(run=run).aggregate(
-        total=Count("id"),
-        replayed=Count("id", filter=Q(resolution=DeadLetter.Resolution.REPLAYED)),
-        again=Count("id", filter=Q(was_replayed=True)),
-        poison=Count("id", filter=Q(error_group=PoisonMessage.group)),
+    oldest_s = (now - unpublished["oldest"]).total_seconds() if unpublished["oldest"] else 0.0
+    reading.queues = {row["queue"]: (row["n"], row["oldest"]) for row in
+                      on_broker(run.pk).values("queue").annotate(n=Count("delivery_id", distinct=True), oldest=Min("published_at"))}  # fmt: skip
+    oldest_queued = min((oldest for _, oldest in reading.queues.values() if oldest), default=None)
+    stuck = deliveries.filter(status__in=UNFINISHED).aggregate(
+        orphaned=Count("id", filter=unreachable_condition() & Q(updated_at__lt=now - audit.ORPHAN_AFTER)),
+        stranded=Count("id", filter=unreachable_condition() & Q(updated_at__lt=now - STRANDED_AFTER)),
+        stalled=Count("id", filter=audit.stalled_condition(now)),
     )
-    unfinished = ~Q(status__in=TERMINAL)
-    kinds = deliveries.aggregate(
-        replayed_delivered=Count("id", filter=Q(replays__gt=0, status=DeliveryStatus.DELIVERED)),
-        transactional_in_flight=Count("id", filter=Q(intent__priority=Priority.TRANSACTIONAL) & unfinished),
-        transactional_dead=Count("id", filter=Q(intent__priority=Priority.TRANSACTIONAL, status=DeliveryStatus.DEAD_LETTERED)),
-        campaign_in_flight=Count("id", filter=Q(intent__priority=Priority.MARKETING) & unfinished),
-        inapp_delivered=Count("id", filter=Q(channel="inapp", status=DeliveryStatus.DELIVERED)),
+    ledger = ProviderSend.objects.filter(run=run, intent_id=OuterRef("intent_id"), channel=OuterRef("channel"))
+    dead = deliveries.filter(status=DeliveryStatus.DEAD_LETTERED).aggregate(
+        transactional=Count("id", filter=Q(intent__priority=Priority.TRANSACTIONAL)),
+        sent=Count("id", filter=Q(Exists(ledger))),
     )
+    reading.dead_letter_groups = deadletters.open_groups(run)
+    reading.retries = retry_due_times(run, now - HERD_WINDOW)
+    latencies = list(metrics.provider_calls(DeliveryAttempt.objects.filter(run=run)).order_by("-finished_at", "-id")
+                     .values_list("latency_ms", flat=True)[:metrics.LATENCY_SAMPLE])  # fmt: skip
     if breakers is None:
         breakers = breaker_states(run)
     if fault_settings is None:
         fault_settings = faults.all_faults(run.pk)
-    found.update(
-        outbox_pending=outbox["due"],
-        outbox_oldest_s=round(oldest_s, 1),
-        outbox_scheduled=outbox["scheduled"],
-        max_publish_wait_s=round(max(oldest_s, outbox["longest"].total_seconds() if outbox["longest"] else 0.0), 1),
-        queued=on_broker(run.pk).values("delivery_id").distinct().count(),
-        sending=by_status.get(DeliveryStatus.SENDING, 0),
-        retries_scheduled=by_status.get(DeliveryStatus.RETRY_SCHEDULED, 0),
-        retries_total=attempts["retries"],
-        retry_herd_pct=retry_herd_pct(run, now),
-        crashed_attempts=attempts["crashed"],
-        dead_letters_total=letters["total"],
-        replayed=letters["replayed"],
-        replayed_delivered=kinds["replayed_delivered"],
-        redead_lettered=letters["again"],
-        poison_dead_lettered=letters["poison"],
-        discarded=by_status.get(DeliveryStatus.DISCARDED, 0),
-        failovers=ProviderSend.objects.filter(run=run, provider__endswith="-secondary").count(),
-        breakers_open=sum(1 for state in breakers.values() if state != CLOSED),
-        faults_active=len(fault_settings),
-        stranded=_stranded(run, now),
-        transactional_in_flight=kinds["transactional_in_flight"],
-        transactional_dead_lettered=kinds["transactional_dead"],
-        last_alert_ms=_last_alert_ms(run, now),
-        alerts_past_campaign=_alerts_past_campaign(run),
-        campaign_in_flight=kinds["campaign_in_flight"],
-        inapp_delivered=kinds["inapp_delivered"],
+
+    def status(name: str) -> int:
+        return counts.get(tally.status(name), 0)
+
+    def unfinished(column: str = "n") -> int:
+        return sum(row[column] for row in moving.values())
+
+    sends = {name.removeprefix("sent:"): n for name, n in counts.items() if name.startswith("sent:")}
+    delivered, suppressed, bounced = status(DeliveryStatus.DELIVERED), status(DeliveryStatus.SUPPRESSED), status(DeliveryStatus.BOUNCED)
+    dead_lettered = status(DeliveryStatus.DEAD_LETTERED) + status(DeliveryStatus.DISCARDED)
+    found = {
+        # The auditor's figures (labs.pipeline.audit.audit reads the same from the rows).
+        "intents": counts.get("intents", 0),
+        "accepted": delivered + suppressed + bounced + dead_lettered + unfinished(),
+        "delivered": delivered,
+        "suppressed": suppressed,
+        "bounced": bounced,
+        "dead_lettered": dead_lettered,
+        "in_flight": unfinished(),
+        "provider_sends": sum(sends.values()),
+        "duplicate_sends": counts.get("duplicate_sends", 0),
+        "sent_but_dead_lettered": dead["sent"],
+        "lost": stuck["orphaned"] + stuck["stalled"],
+        "order_violations": counts.get("order_violations", 0),
+        "quiet_hours_violations": counts.get("quiet_hours_violations", 0),
+        # The run's metrics (labs.pipeline.metrics.run_metrics reads the same from the rows).
+        "provider_calls": counts.get("provider_calls", 0),
+        "failed_attempts": sum(counts.get(f"attempts:{outcome}", 0) for outcome in metrics.FAILED_OUTCOMES),
+        "breaker_refusals": counts.get(f"attempts:{AttemptOutcome.BREAKER_OPEN}", 0),
+        "latency_p50_ms": metrics.percentile(latencies, 0.50),
+        "latency_p95_ms": metrics.percentile(latencies, 0.95),
+        "queue_age_s": round((timezone.now() - oldest_queued).total_seconds(), 2) if oldest_queued else 0.0,
+        "duplicates_suppressed": counts.get("duplicates_suppressed", 0),
+        "opt_outs": suppressed,
+        "dead_letters": sum(group["count"] for group in reading.dead_letter_groups),
+        # Read here.
+        "outbox_pending": unpublished["due"],
+        "outbox_oldest_s": round(oldest_s, 1),
+        "outbox_scheduled": unpublished["scheduled"],
+        "max_publish_wait_s": round(max(oldest_s, counts.get("publish_wait_us", 0) / 1e6), 1),
+        "queued": sum(n for n, _ in reading.queues.values()),
+        "sending": moving.get(DeliveryStatus.SENDING, {}).get("n", 0),
+        "retries_scheduled": moving.get(DeliveryStatus.RETRY_SCHEDULED, {}).get("n", 0),
+        "retries_total": counts.get("retries", 0),
+        "retry_herd_pct": herd_pct(reading.retries),
+        "crashed_attempts": counts.get(f"attempts:{AttemptOutcome.CRASHED}", 0),
+        "dead_letters_total": counts.get("dead_letters", 0),
+        "replayed": counts.get("dead_letters_replayed", 0),
+        "replayed_delivered": counts.get("delivered_after_replay", 0),
+        "redead_lettered": counts.get("dead_letters_again", 0),
+        "poison_dead_lettered": counts.get("dead_letters_poison", 0),
+        "discarded": status(DeliveryStatus.DISCARDED),
+        "failovers": sum(n for provider, n in sends.items() if provider.endswith("-secondary")),
+        "breakers_open": sum(1 for state in breakers.values() if state != CLOSED),
+        "faults_active": len(fault_settings),
+        "stranded": stuck["stranded"],
+        "transactional_in_flight": unfinished("transactional"),
+        "transactional_dead_lettered": dead["transactional"],
+        "last_alert_ms": _last_alert_ms(run, counts.get("last_alert"), now),
+        "alerts_past_campaign": _alerts_past_campaign(run, counts.get("last_alert"), counts.get("campaign_deliveries", 0)),
+        "campaign_in_flight": unfinished("campaign"),
+        "inapp_delivered": counts.get("delivered_inapp", 0),
+        # Service discovery's calls (lab 8), counted as the attempts are written.
+        **{name: counts.get(name, 0) for name in tally.DISCOVERY_CALLS},
+        **saga_audit.saga_facts(run),
         **sync_load.load_figures(run),
-        **{name: attempts[name] for name in ("instance_calls", "dns_bad_calls", "registry_bad_calls", "stale_calls")},
-        **_discovery_facts(run, attempts),
-    )
+    }
+    found.update(_discovery_facts(run, counts))
     return found
 
 
-def _discovery_facts(run: LabRun, attempts: dict) -> dict:
+def _discovery_facts(run: LabRun, counts: dict) -> dict:
     """The error window of each way of finding an instance, and the registry's state (labs.pipeline.discovery)."""
     found = {"dns_error_window_s": 0.0, "registry_error_window_s": 0.0, "instances_out": 0, "instances_alive_not_ready": 0,
              "registry_drops": 0, "registry_readmissions": 0, "flaps": 0}  # fmt: skip
     for how in DiscoveryMode.values:
-        if attempts[f"{how}_bad_calls"]:
-            times = (DeliveryAttempt.objects.filter(delivery__run=run, resolved_by=how, instance_unhealthy=True)
+        if counts.get(f"{how}_bad_calls"):
+            times = (DeliveryAttempt.objects.filter(run=run, resolved_by=how, instance_unhealthy=True)
                      .order_by("-finished_at").values_list("finished_at", flat=True)[:1000])  # fmt: skip
             found[f"{how}_error_window_s"] = discovery.error_window_s([t.timestamp() for t in times])
-    if not run.discovery and not attempts["instance_calls"]:
+    if not run.discovery and not counts.get("instance_calls"):
         return found
     now = time.time()
     registry = discovery.read_registry(run.pk)
@@ -229,42 +278,43 @@ def _discovery_facts(run: LabRun, attempts: dict) -> dict:
 
 
 def breaker_states(run: LabRun) -> dict[str, str]:
-    return {provider: ProviderBreaker(run.pk, provider).state().state for provider in ALL_PROVIDERS}
+    """Every provider's breaker state, in one round trip to Redis."""
+    return dict(zip(ALL_PROVIDERS, (state.state for state in ProviderBreaker.states(run.pk, ALL_PROVIDERS)), strict=True))
 
 
-def _stranded(run: LabRun, now) -> int:
-    """Waiting deliveries nothing will publish (accepted, and the publish never happened)."""
-    return unreachable(run.pk).filter(updated_at__lt=now - STRANDED_AFTER).count()
+def _alerts(run: LabRun, newest: int | None):
+    """The run's transactional deliveries, newest first, read backwards from the newest one the intake
+    counted (so the read stops at the first rows it needs, however long the run's history)."""
+    if newest is None:
+        return Delivery.objects.none()
+    return Delivery.objects.filter(run=run, pk__lte=newest, intent__priority=Priority.TRANSACTIONAL).order_by("-id")
 
 
-def _last_alert_ms(run: LabRun, now) -> int | None:
-    latest = (
-        Delivery.objects.filter(run=run, intent__priority=Priority.TRANSACTIONAL)
-        .exclude(status__in=[DeliveryStatus.SUPPRESSED, DeliveryStatus.DISCARDED])
-        .order_by("-created_at", "-id")
-        .only("created_at", "finished_at")
-        .first()
-    )
+def _last_alert_ms(run: LabRun, newest: int | None, now) -> int | None:
+    latest = _alerts(run, newest).exclude(status__in=[DeliveryStatus.SUPPRESSED, DeliveryStatus.DISCARDED]).only(
+        "created_at", "finished_at").first()  # fmt: skip
     if latest is None:
         return None
     return int(((latest.finished_at or now) - latest.created_at).total_seconds() * 1000)
 
 
-def _alerts_past_campaign(run: LabRun) -> int:
-    alerts = (
-        Delivery.objects.filter(run=run, intent__priority=Priority.TRANSACTIONAL, status=DeliveryStatus.DELIVERED)
-        .order_by("-id")
-        .only("created_at", "finished_at")[:10]
-    )
-    campaign = Delivery.objects.filter(run=run, intent__priority=Priority.MARKETING)
-    overtaking = 0
-    for alert in alerts:
-        waiting = campaign.filter(created_at__lte=alert.created_at).filter(
-            Q(finished_at__isnull=True) | Q(finished_at__gt=alert.finished_at)
-        )
-        if waiting.count() >= CAMPAIGN_WAITING:
-            overtaking += 1
-    return overtaking
+def _alerts_past_campaign(run: LabRun, newest: int | None, campaign_deliveries: int) -> int:
+    """The latest ten delivered alerts that overtook CAMPAIGN_WAITING campaign messages sent before them,
+    in one query: for each alert, the campaign deliveries created before it and still unfinished
+    (read through the unfinished ones) or finished after it (read through the finish times since).
+    None can have while the run has had fewer campaign deliveries than that."""
+    if campaign_deliveries < CAMPAIGN_WAITING:
+        return 0
+    campaign = Delivery.objects.filter(run=run, intent__priority=Priority.MARKETING, created_at__lte=OuterRef("created_at"))
+
+    def how_many(rows):
+        return Coalesce(Subquery(rows.order_by().values("run_id").annotate(n=Count("id")).values("n")[:1]), 0)
+
+    alerts = _alerts(run, newest).filter(status=DeliveryStatus.DELIVERED).only("created_at", "finished_at").annotate(
+        unfinished=how_many(campaign.filter(status__in=UNFINISHED)),
+        finished_later=how_many(campaign.filter(finished_at__gt=OuterRef("finished_at"))),
+    )[:10]
+    return sum(1 for alert in alerts if alert.unfinished + alert.finished_later >= CAMPAIGN_WAITING)
 
 
 @dataclass(frozen=True)
@@ -278,7 +328,7 @@ class ScheduledRetry:
 def retry_due_times(run: LabRun, since) -> list[ScheduledRetry]:
     """The retries scheduled since `since`: when their attempt failed, when they were due, under which ceiling."""
     rows = (
-        DeliveryAttempt.objects.filter(delivery__run=run, backoff_ms__isnull=False, finished_at__gte=since)
+        DeliveryAttempt.objects.filter(run=run, backoff_ms__isnull=False, finished_at__gte=since)
         .order_by("-id")
         .values_list("number", "finished_at", "backoff_ms", "backoff_cap_ms")[:2000]
     )
@@ -302,10 +352,6 @@ def retry_rounds(retries: list[ScheduledRetry]) -> list[list[ScheduledRetry]]:
             current.append(retry)
         rounds.append(current)
     return rounds
-
-
-def retry_herd_pct(run: LabRun, now) -> int:
-    return herd_pct(retry_due_times(run, now - HERD_WINDOW))
 
 
 def herd_pct(scheduled: list[ScheduledRetry]) -> int:

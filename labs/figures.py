@@ -225,6 +225,7 @@ FIGURES: dict[str, Figure] = {
     "stream_heartbeat_s": _setting("LAB_STREAM_HEARTBEAT"),
     "stream_retry_ms": _constant("labs.live", "RETRY_MS"),
     "live_panels_gap_ms": _script_constant("PANELS_MIN_MS"),
+    "live_panels_max_gap_ms": _script_constant("PANELS_MAX_GAP_MS"),
     "live_reconnect_min_ms": _script_constant("RECONNECT_MIN_MS"),
     "live_reconnect_base_ms": _script_constant("RECONNECT_BASE_MS"),
     "live_reconnect_cap_s": _script_constant("RECONNECT_CAP_MS", 1 / 1000),

@@ -170,6 +170,8 @@ class NotificationIntent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "idempotency_key"], name="one_intent_per_idempotency_key")
         ]
+        # The panels' latest notifications and per-second chart read only the newest of a run's intents.
+        indexes = [models.Index(fields=["run", "created_at"], name="intent_run_created")]
 
 
 class DeliveryStatus(models.TextChoices):
@@ -237,6 +239,8 @@ class Delivery(models.Model):
             models.Index(fields=["recipient", "channel", "sequence"]),
             # Only the deliveries still moving: /metrics counts them by status without reading the finished history.
             models.Index(fields=["status"], condition=Q(status__in=UNFINISHED), name="delivery_unfinished"),
+            # The panels' "delivered per second" reads the last minute's finished deliveries, not the run's history.
+            models.Index(fields=["run", "finished_at"], name="delivery_run_finished"),
         ]
 
     @property
@@ -282,6 +286,9 @@ class DiscoveryMode(models.TextChoices):
 
 class DeliveryAttempt(models.Model):
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_rows")
+    # The delivery's run, kept on the attempt so the panels read a run's last minute of attempts
+    # through one index instead of joining every delivery the run ever had.
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="attempts")
     number = models.PositiveSmallIntegerField()
     provider = models.CharField(max_length=32, blank=True)
     outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
@@ -306,6 +313,12 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["delivery_id", "number", "id"]
+        indexes = [models.Index(fields=["run", "finished_at"], name="attempt_run_finished")]
+
+    def save(self, *args, **kwargs):
+        if self.run_id is None and self.delivery_id is not None:
+            self.run_id = self.delivery.run_id
+        super().save(*args, **kwargs)
 
 
 class DeadLetter(models.Model):
@@ -331,6 +344,7 @@ class DeadLetter(models.Model):
             models.Index(fields=["run", "resolution", "error_group"]),
             # Only the open ones: /metrics counts them by group without reading the resolved history.
             models.Index(fields=["error_group"], condition=Q(resolution="open"), name="deadletter_open"),
+            models.Index(fields=["run", "created_at"], name="deadletter_run_created"),
         ]
 
 
@@ -359,7 +373,23 @@ class ProviderSend(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["provider", "idempotency_key"], name="provider_honours_idempotency_key")
         ]
-        indexes = [models.Index(fields=["run", "intent_id", "channel"])]
+        indexes = [
+            models.Index(fields=["run", "intent_id", "channel"]),
+            # A provider finds the highest in-app sequence it gave a user so far (labs.pipeline.tally).
+            models.Index(fields=["run", "recipient_number", "channel", "sequence"], name="send_user_sequence"),
+        ]
+
+
+class RunCount(models.Model):
+    """One running count of a run's history (labs.pipeline.tally): written in the transaction
+    that writes what it counts, so the panels read a few rows instead of the run's history."""
+
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="counts")
+    name = models.CharField(max_length=48)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="one_count_per_name")]
 
 
 class RelayLease(models.Model):

@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count
+from django.db.models.functions import TruncSecond
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -27,7 +28,6 @@ from labs.models import (
     Order,
     OrderStatus,
     PaymentAuthorisation,
-    ProviderSend,
     SagaMode,
     SagaState,
     SagaStepName,
@@ -36,11 +36,12 @@ from labs.models import (
     SyncOutcome,
     SyncRequest,
 )
-from labs.pipeline import deadletters, defences, deliveries, discovery, faults, metrics, saga, sync_chain, sync_load
+from labs.pipeline import defences, discovery, faults, metrics, saga, sync_chain, sync_load, tally
 from labs.pipeline.intake import URGENT_QUEUE
 from labs.pipeline.topology import ALL_PROVIDERS, INSTANCE_OF, PROVIDERS, SERVICES, instances
 
 SERIES_SECONDS = 60
+RETRY_CHART_WINDOW = timedelta(seconds=30)
 
 
 @dataclass
@@ -186,12 +187,12 @@ def _instance_box(name: str, entry: dict | None, fault: dict, calls: dict, now: 
             "beat_s": round(now - entry["beat"], 1) if entry else None}  # fmt: skip
 
 
-def discovery_view(run: LabRun, fault_settings: dict) -> DiscoveryView:
+def discovery_view(run: LabRun, fault_settings: dict, counts: dict[str, int]) -> DiscoveryView:
+    """`counts`: the run's running counts (labs.pipeline.tally), which hold each instance's calls."""
     now = time.time()
     registry = discovery.read_registry(run.pk)
-    attempts = DeliveryAttempt.objects.filter(delivery__run=run).exclude(instance="")
-    calls = {row["instance"]: (row["n"], row["failed"]) for row in attempts.values("instance").annotate(
-        n=Count("id"), failed=Count("id", filter=Q(outcome__in=metrics.FAILED_OUTCOMES)))}  # fmt: skip
+    calls = {name.removeprefix("calls:"): (n, counts.get(tally.instance_calls(name.removeprefix("calls:"), failed=True), 0))
+             for name, n in counts.items() if name.startswith("calls:")}  # fmt: skip
     active = {INSTANCE_OF[name] for name in [*calls, *fault_settings] if name in INSTANCE_OF}
     active |= {INSTANCE_OF[name] for name, entry in registry.items() if name in INSTANCE_OF
                and (not discovery.registered(entry, now) or entry["status"] != discovery.PASSING)}  # fmt: skip
@@ -200,7 +201,7 @@ def discovery_view(run: LabRun, fault_settings: dict) -> DiscoveryView:
                   "instances": [_instance_box(name, registry.get(name), fault_settings.get(name, {}), calls, now) for name in instances(provider)],
                   "cached": discovery.cached_answer(run.pk, provider) if discovery.mode_of(run) == discovery.DNS else None}
                  for provider in shown]  # fmt: skip
-    latest = list(attempts.select_related("delivery").order_by("-finished_at", "-id")[:10])
+    latest = list(DeliveryAttempt.objects.filter(run=run).exclude(instance="").select_related("delivery").order_by("-finished_at", "-id")[:10])
     return DiscoveryView(discovery.describe(run.discovery), discovery.mode_of(run), discovery.ttl_of(run), providers, latest)
 
 
@@ -229,19 +230,15 @@ def saga_invariants(f: dict) -> list[tuple[str, bool, str]]:
 
 
 def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
+    """Everything the panels show, in a fixed number of queries that does not grow with the run's
+    history (labs.checks.facts says how); the faults are the run row's, read with it."""
     now = timezone.now()
     breakers = checks.breaker_states(run)
-    fault_settings = faults.all_faults(run.pk)
-    found = checks.facts(run, breakers, fault_settings)
-    queued = deliveries.on_broker(run.pk).values("queue").annotate(n=Count("delivery_id", distinct=True), oldest=Min("published_at"))
-    by_queue = {row["queue"]: row for row in queued}
-    queues = [
-        (name, by_queue.get(name, {}).get("n", 0), _age(now, by_queue.get(name, {}).get("oldest")))
-        for name in [URGENT_QUEUE, *PROVIDERS]
-    ]
-    sends = dict(
-        ProviderSend.objects.filter(run=run).values("provider").annotate(n=Count("id")).values_list("provider", "n")
-    )
+    fault_settings = dict(run.faults or {})
+    reading = checks.Reading()
+    found = checks.facts(run, breakers, fault_settings, reading)
+    queues = [(name, reading.queues.get(name, (0, None))[0], _age(now, reading.queues.get(name, (0, None))[1]))
+              for name in [URGENT_QUEUE, *PROVIDERS]]  # fmt: skip
     state = RunState(
         run=run,
         facts=found,
@@ -249,14 +246,14 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
         faults=fault_settings,
         defences=defences.all_defences(run),
         queues=queues,
-        provider_sends=sends,
+        provider_sends={name.removeprefix("sent:"): n for name, n in reading.counts.items() if name.startswith("sent:")},
         retries=list(
             Delivery.objects.filter(run=run, status=DeliveryStatus.RETRY_SCHEDULED)
             .select_related("intent__template")
             .order_by("next_attempt_at")[:8]
         ),
         recent_notifications=recent_notifications(run),
-        dead_letter_groups=deadletters.open_groups(run),
+        dead_letter_groups=reading.dead_letter_groups,
         dead_letters=list(
             DeadLetter.objects.filter(run=run, resolution=DeadLetter.Resolution.OPEN)
             .select_related("delivery__intent__template", "delivery__recipient")
@@ -265,12 +262,13 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
         relay_alive=bool(heartbeat.alive("relay")),
         workers_alive=len(heartbeat.alive("worker")),
         series=series(run, now),
-        retry_chart=charts.retry_chart(checks.retry_due_times(run, now - timedelta(seconds=30)), now, found["retry_herd_pct"]),
-    )
+        retry_chart=charts.retry_chart([r for r in reading.retries if r.failed_at >= (now - RETRY_CHART_WINDOW).timestamp()], now,
+                                       found["retry_herd_pct"]),
+    )  # fmt: skip
     if sync_chain.chain_on(run):
         state.sync_path = sync_path(run, fault_settings)
     if run.discovery or found["instance_calls"] or (lab is not None and lab.uses_discovery):
-        state.discovery = discovery_view(run, fault_settings)
+        state.discovery = discovery_view(run, fault_settings, reading.counts)
     if lab is not None:
         state.checks = checks.evaluate(lab, found)
     if found["orders"] or (lab is not None and lab.slug == SAGA_LAB):
@@ -332,7 +330,7 @@ def recent_notifications(run: LabRun, count: int = 8) -> list[dict]:
         NotificationIntent.objects.filter(run=run)
         .select_related("template", "recipient")
         .prefetch_related("deliveries")
-        .order_by("-id")[:count]
+        .order_by("-created_at", "-id")[:count]
     )
     shown = []
     for intent in intents:
@@ -344,17 +342,21 @@ def recent_notifications(run: LabRun, count: int = 8) -> list[dict]:
 
 def series(run: LabRun, now) -> dict[str, charts.Sparkline]:
     """Per-second counts over the last minute, each the same figure as the tile or fact of that name
-    (labs.checks.FACTS): notifications accepted, deliveries delivered, failed attempts, dead letters written."""
+    (labs.checks.FACTS): notifications accepted, deliveries delivered, failed attempts, dead letters written.
+    The database counts each second (at most SERIES_SECONDS rows a series, through the run's time indexes)."""
     since = now - timedelta(seconds=SERIES_SECONDS)
-    times = {
-        "notifications accepted": NotificationIntent.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
-        "deliveries delivered": Delivery.objects.filter(run=run, status=DeliveryStatus.DELIVERED, finished_at__gte=since)
-        .values_list("finished_at", flat=True),
-        "failed attempts": DeliveryAttempt.objects.filter(delivery__run=run, finished_at__gte=since, outcome__in=metrics.FAILED_OUTCOMES)
-        .values_list("finished_at", flat=True),
-        "dead letters written": DeadLetter.objects.filter(run=run, created_at__gte=since).values_list("created_at", flat=True),
-    }
-    return {name: charts.sparkline(list(found), now, SERIES_SECONDS) for name, found in times.items()}
+    rows = {
+        "notifications accepted": (NotificationIntent.objects.filter(run=run, created_at__gte=since), "created_at"),
+        "deliveries delivered": (Delivery.objects.filter(run=run, finished_at__gte=since, status=DeliveryStatus.DELIVERED), "finished_at"),
+        "failed attempts": (DeliveryAttempt.objects.filter(run=run, finished_at__gte=since, outcome__in=metrics.FAILED_OUTCOMES),
+                            "finished_at"),
+        "dead letters written": (DeadLetter.objects.filter(run=run, created_at__gte=since), "created_at"),
+    }  # fmt: skip
+    return {name: charts.sparkline(_per_second(found, column), now, SERIES_SECONDS) for name, (found, column) in rows.items()}
+
+
+def _per_second(rows, column: str) -> list[tuple]:
+    return list(rows.annotate(second=TruncSecond(column)).order_by().values("second").annotate(n=Count("id")).values_list("second", "n"))
 
 
 def _saga_state_words(order: Order, ran: dict) -> str:

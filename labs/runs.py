@@ -15,7 +15,7 @@ from django.utils import timezone
 from config.redis_client import get_redis, key
 from labs.lab_files import Lab
 from labs.models import LabRun, Recipient, RunLab, SagaMode
-from labs.pipeline import defences, sync_chain
+from labs.pipeline import defences, sync_chain, tally
 from labs.seeding import seed
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def reset_run(run: LabRun) -> LabRun:
         run.stock.all().delete()
         run.provider_sends.all().delete()
         run.sync_requests.all().delete()
+        tally.forget(run.pk)
         run.recipients.all().delete()
         run.templates.all().delete()
         seed(run)

@@ -19,6 +19,7 @@ from labs.models import DeadLetter, Delivery, DeliveryStatus, LabRun, Notificati
 from labs.pipeline import events, faults, templating, traffic, worker
 from labs.runs import create_run
 from labs.seeding import TEMPLATES
+from tests import pipeline_steps
 from tests.harness import wait_for
 
 GOOD = {"user_id": 1, "template": "password_reset", "data": {"code": "1234"}}
@@ -392,9 +393,7 @@ def test_the_send_form_refuses_a_user_outside_the_run(learner, user_id):
 
 
 def _dead_letter(run) -> DeadLetter:
-    delivery = Delivery.objects.get(intent=traffic.send_one(run, 5, "weekly_digest").intent)
-    Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.DEAD_LETTERED, attempts=4)
-    return DeadLetter.objects.create(run=run, delivery=delivery, error_group="provider_unavailable", error="503", attempts=4)
+    return pipeline_steps.dead_letter(run)
 
 
 @pytest.mark.parametrize("action", ["labs:replay", "labs:discard"])

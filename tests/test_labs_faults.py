@@ -13,6 +13,7 @@ from labs.pipeline import audit, defences, events, faults, traffic
 from labs.pipeline.relay import broker_depths
 from labs.runs import create_run
 from tests.conftest import start_pipeline
+from tests import pipeline_steps
 from tests.harness import wait_for
 
 # Short leases and timeouts so crashes and timeouts play out in seconds, not minutes.
@@ -35,6 +36,8 @@ def run(transactional_db, django_user_model, pipeline):
         quiet_start=None, quiet_end=None, email_opt_in=True, sms_opt_in=True, push_opt_in=True
     )
     yield lab
+    counts, from_rows = pipeline_steps.counts_and_rows(lab.pk)
+    assert counts == from_rows, "the running counts the panels read differ from the rows (labs.pipeline.tally)"
     faults.clear_faults(lab.pk)
 
 

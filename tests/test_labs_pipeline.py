@@ -21,6 +21,7 @@ from labs.models import (
 from labs.pipeline import audit, defences, events, faults
 from labs.pipeline.breaker import ProviderBreaker
 from labs.runs import create_run
+from tests import pipeline_steps
 from tests.harness import wait_for
 
 
@@ -29,6 +30,8 @@ def run(transactional_db, django_user_model, worker_and_relay):
     owner = django_user_model.objects.create_user(f"learner-{uuid.uuid4().hex[:6]}", password="not-used-1234")
     lab = calm(create_run(owner, retry_base_ms=100, retry_cap_ms=2000, max_attempts=4))
     yield lab
+    counts, from_rows = pipeline_steps.counts_and_rows(lab.pk)
+    assert counts == from_rows, "the running counts the panels read differ from the rows (labs.pipeline.tally)"
     faults.clear_faults(lab.pk)
 
 

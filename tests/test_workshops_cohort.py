@@ -18,6 +18,7 @@ from labs.catalogue import CATALOGUE
 from labs.models import DeadLetter, Delivery, DeliveryStatus, Experiment, RunLab
 from labs.pipeline import faults, traffic
 from labs.pipeline.breaker import OPEN, BreakerState, ProviderBreaker
+from tests import pipeline_steps
 from tests.workshop_roles import *  # noqa: F403 - the fixtures by role
 from tests.workshop_roles import LAB, seat_learner
 from workshops import cohort
@@ -42,9 +43,7 @@ def test_a_tile_shows_step_predictions_backlog_dead_letters_breakers_faults_and_
     steps.save_prediction(run_lab, lab.step(2), "Replayed after the fix.")
     for user in (3, 4, 5):
         traffic.send_one(run, user, "password_reset")  # no relay runs: they wait in the outbox
-    letter = Delivery.objects.filter(run=run).first()
-    Delivery.objects.filter(pk=letter.pk).update(status=DeliveryStatus.DEAD_LETTERED)
-    DeadLetter.objects.create(run=run, delivery=letter, error_group="provider_unavailable", error="503", attempts=4)
+    pipeline_steps.dead_letter(run, user=3)
     get_redis().set(ProviderBreaker(run.pk, "email-primary").state_key, json.dumps(BreakerState(OPEN, time.time()).__dict__))
     faults.set_fault(run.pk, "email-primary", down=True)
 

@@ -60,8 +60,7 @@ def start(workshop: Workshop, by, target: str, settings: dict, duration_s: int, 
         broadcast = Broadcast.objects.create(workshop=workshop, started_by=by, target=target, fault=fault,
                                              started_at=now, ends_at=now + timedelta(seconds=duration_s))  # fmt: skip
         broadcast.runs.set(run_ids)
-    for run_id in run_ids:
-        faults.set_fault(run_id, target, **fault)
+    faults.set_fault_of(run_ids, target, **fault)
     notices.tell(run_ids, f"Injected by your instructor: {notices.describe(broadcast)} for {notices.duration_text(duration_s)}")
     return broadcast
 
@@ -112,9 +111,8 @@ def _lift(broadcast: Broadcast, why: str) -> None:
         .values_list("labrun_id", flat=True)
     )
     current = faults.all_faults_of(run_ids)
-    for run_id in run_ids:
-        if run_id not in still_covered and current[run_id].get(broadcast.target) == broadcast.fault:
-            faults.set_fault(run_id, broadcast.target)
+    faults.set_fault_of([run_id for run_id in run_ids if run_id not in still_covered and current[run_id].get(broadcast.target) == broadcast.fault],
+                        broadcast.target)  # fmt: skip
     notices.tell(run_ids, f"Your instructor's fault ended ({why}): {notices.describe(broadcast)}")
 
 
@@ -127,8 +125,7 @@ def emergency_stop(workshop: Workshop, by) -> EmergencyStop:
         state=ScenarioPlay.State.STOPPED, ended_at=at, note="Emergency stop")
     Broadcast.objects.filter(workshop=workshop, ended_at__isnull=True).update(ended_at=at, ending=Broadcast.Ending.STOPPED)
     run_ids = list(workshop.seats.filter(run__isnull=False).values_list("run_id", flat=True))
-    for run_id in run_ids:
-        faults.clear_faults(run_id)
+    faults.clear_faults_of(run_ids)
     took_ms = round((time.monotonic() - started) * 1000)
     stop = EmergencyStop.objects.create(workshop=workshop, stopped_by=by, at=at, runs_cleared=len(run_ids), took_ms=took_ms)
     notices.tell(run_ids, f"Emergency stop: your instructor cleared every fault at {at:%H:%M:%S} UTC")

@@ -21,8 +21,7 @@ GRID_OPEN_FOR_S = 10  # the grid polls every few seconds; past this without a po
 
 
 def tell(run_ids: list[int], text: str) -> None:
-    for run_id in run_ids:
-        events.emit(run_id, "classroom", text=text)
+    events.emit_each([(run_id, "classroom", {"text": text}) for run_id in run_ids])
 
 
 def describe(broadcast: Broadcast) -> str:

@@ -19,25 +19,30 @@ providers' own ledger, never from the pipeline's bookkeeping, so a bug that reco
                   when they were sent (recorded with each send), by the provider's clock
 """
 
-from datetime import datetime, time, timedelta
-from types import SimpleNamespace
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db import transaction
+from django.db.models import Count, DurationField, Exists, ExpressionWrapper, F, Max, OuterRef, Q, Sum
 from django.utils import timezone
 
 from labs.models import (
+    TERMINAL,
     WAITING,
+    DeadLetter,
     Delivery,
+    DeliveryAttempt,
     DeliveryStatus,
     LabRun,
     NotificationIntent,
     OutboxRow,
+    Priority,
     ProviderSend,
+    RunCount,
     Template,
     TemplateCategory,
 )
-from labs.pipeline import deliveries
-from labs.pipeline.worker import quiet_hours_end
+from labs.pipeline import deliveries, tally
+from labs.pipeline.quiet_hours import sent_inside
 
 LOST_AFTER = timedelta(minutes=5)
 ORPHAN_AFTER = timedelta(seconds=10)
@@ -79,12 +84,13 @@ def audit(run: LabRun, now=None) -> dict:
 def stalled(run: LabRun, now: datetime):
     """Deliveries a rescue should have moved long ago: their message published and never
     claimed for LOST_AFTER with no copy since, or held by a worker for that long."""
+    return Delivery.objects.filter(run=run).filter(stalled_condition(now))
+
+
+def stalled_condition(now: datetime) -> Q:
     current = OutboxRow.objects.filter(delivery=OuterRef("pk"), generation=OuterRef("generation"))
     recent = current.filter(Q(published_at__isnull=True) | Q(published_at__gte=now - LOST_AFTER))
-    return Delivery.objects.filter(run=run).filter(
-        (Q(status__in=WAITING) & Exists(current) & ~Exists(recent))
-        | Q(status=DeliveryStatus.SENDING, claimed_at__lt=now - LOST_AFTER)
-    )
+    return (Q(status__in=WAITING) & Exists(current) & ~Exists(recent)) | Q(status=DeliveryStatus.SENDING, claimed_at__lt=now - LOST_AFTER)
 
 
 def order_violations(run: LabRun) -> int:
@@ -123,7 +129,7 @@ def sends_in_quiet_hours(run_ids: list[int]) -> list[tuple[int, datetime]]:
     security = Template.objects.filter(run_id=OuterRef("run_id"), name=OuterRef("template"), category=TemplateCategory.SECURITY)
     sends = ProviderSend.objects.filter(run_id__in=run_ids).exclude(quiet_hours="").exclude(Exists(security))
     return [(run_id, sent_at) for run_id, window, zone, sent_at in sends.values_list("run_id", "quiet_hours", "time_zone", "sent_at")
-            if _inside(window, zone, sent_at)]  # fmt: skip
+            if sent_inside(window, zone, sent_at)]  # fmt: skip
 
 
 def duplicate_sends(run_ids: list[int]) -> list[tuple[int, datetime]]:
@@ -133,6 +139,47 @@ def duplicate_sends(run_ids: list[int]) -> list[tuple[int, datetime]]:
     return list(ProviderSend.objects.filter(run_id__in=run_ids).filter(Exists(earlier)).values_list("run_id", "sent_at"))
 
 
-def _inside(window: str, zone: str, at: datetime) -> bool:
-    start, end = (time.fromisoformat(part) for part in window.split("-"))
-    return quiet_hours_end(SimpleNamespace(quiet_start=start, quiet_end=end, timezone=zone or "UTC"), at) is not None
+# --- The running counts (labs.pipeline.tally) as the rows say they should be ----------------------
+
+
+def counts_from_rows(run_id: int) -> dict[str, int]:
+    """Every running count of the run, computed from its rows: what `tally.read` must equal.
+
+    Reads the run's whole history: for the tests and the backfill, never for the panels.
+    """
+    counts: dict[str, int] = {"intents": NotificationIntent.objects.filter(run_id=run_id).count()}
+    rows = Delivery.objects.filter(run_id=run_id)
+    for name, n in rows.filter(status__in=TERMINAL).values_list("status").annotate(n=Count("id")):
+        counts[tally.status(name)] = n
+    counts.update(rows.aggregate(
+        delivered_inapp=Count("id", filter=Q(status=DeliveryStatus.DELIVERED, channel="inapp")),
+        delivered_after_replay=Count("id", filter=Q(status=DeliveryStatus.DELIVERED, replays__gt=0)),
+        duplicates_suppressed=Sum("duplicates_suppressed"),
+        last_alert=Max("id", filter=Q(intent__priority=Priority.TRANSACTIONAL)),
+        campaign_deliveries=Count("id", filter=Q(intent__priority=Priority.MARKETING)),
+    ))  # fmt: skip
+    counts.update(tally.attempt_counts(DeliveryAttempt.objects.filter(run_id=run_id).values(*tally.ATTEMPT_FIELDS)))
+    counts.update(DeadLetter.objects.filter(run_id=run_id).aggregate(
+        dead_letters=Count("id"),
+        dead_letters_again=Count("id", filter=Q(was_replayed=True)),
+        dead_letters_poison=Count("id", filter=Q(error_group=tally.POISON_GROUP)),
+        dead_letters_replayed=Count("id", filter=Q(resolution=DeadLetter.Resolution.REPLAYED)),
+    ))  # fmt: skip
+    longest = OutboxRow.objects.filter(run_id=run_id, published_at__isnull=False).aggregate(
+        longest=Max(ExpressionWrapper(F("published_at") - F("available_at"), output_field=DurationField()))
+    )["longest"]
+    counts["publish_wait_us"] = tally.microseconds(longest) if longest is not None and longest.total_seconds() > 0 else None
+    for provider, n in ProviderSend.objects.filter(run_id=run_id).values_list("provider").annotate(n=Count("id")):
+        counts[tally.sent(provider)] = n
+    counts["duplicate_sends"] = len(duplicate_sends([run_id]))
+    counts["order_violations"] = len(sends_out_of_order([run_id]))
+    counts["quiet_hours_violations"] = len(sends_in_quiet_hours([run_id]))
+    return {name: value for name, value in counts.items() if value}
+
+
+def rebuild_counts(run_id: int) -> None:
+    """Set the run's running counts from its rows (the migration's backfill, while no process writes)."""
+    with transaction.atomic():
+        tally.forget(run_id)
+        RunCount.objects.bulk_create([RunCount(run_id=run_id, name=name, value=value)
+                                      for name, value in counts_from_rows(run_id).items()])  # fmt: skip

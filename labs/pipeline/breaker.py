@@ -76,6 +76,12 @@ class ProviderBreaker:
         raw = get_redis().get(self.state_key)
         return BreakerState(**json.loads(raw)) if raw else BreakerState()
 
+    @classmethod
+    def states(cls, run_id: int, providers: list[str]) -> list[BreakerState]:
+        """The states of several providers' breakers of a run, in one round trip (the panels show them all)."""
+        raws = get_redis().mget([cls(run_id, provider).state_key for provider in providers])
+        return [BreakerState(**json.loads(raw)) if raw else BreakerState() for raw in raws]
+
     def next_trial_at(self, now: float | None = None) -> float:
         """When a refused call may next be let through (the half-open trial); `now` if it may now."""
         now = time.time() if now is None else now

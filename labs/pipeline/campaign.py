@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, LabRun, Recipient, Template
-from labs.pipeline import budget, defences, deliveries, events, faults, providers, worker
+from labs.pipeline import budget, defences, deliveries, events, faults, providers, tally, worker
 from labs.pipeline.breaker import ProviderBreaker
 from labs.pipeline.topology import PROVIDERS
 from labs.rows import insert_rows
@@ -132,19 +132,21 @@ def _record(run: LabRun, results: list, started_at) -> None:
     now = timezone.now()
     succeeded = [(d, o, p) for d, o, p in results if o.status == AttemptOutcome.SUCCEEDED]
     if succeeded:
-        with transaction.atomic():
+        with transaction.atomic(), tally.counting():
             # Only deliveries this worker still holds move on, and only they get an attempt row:
             # a takeover has already recorded the others.
             done = set()
             for provider in {o.provider for _, o, _ in succeeded}:
                 done.update(d.pk for d in deliveries.finish_many([d for d, o, _ in succeeded if o.provider == provider], provider))
-            insert_rows(DeliveryAttempt, [
-                {"delivery_id": d.pk, "number": d.attempts, "provider": o.provider, "outcome": o.status,
+            attempts = [
+                {"delivery_id": d.pk, "run_id": run.pk, "number": d.attempts, "provider": o.provider, "outcome": o.status,
                  "started_at": started_at, "finished_at": now, "latency_ms": o.latency_ms,
                  "quiet_hours": p.quiet_hours, "local_time": p.local_time, "instance": o.instance, "resolved_by": o.resolved_by,
                  "instance_unhealthy": o.instance_unhealthy, "stale_answer": o.stale_answer}
                 for d, o, p in succeeded if d.pk in done
-            ])  # fmt: skip
+            ]  # fmt: skip
+            insert_rows(DeliveryAttempt, attempts)
+            tally.add(tally.of_run(run.pk, tally.attempt_counts(attempts)))
         events.emit_many(run.pk, [
             ("batch_delivered", {"channel": channel, "provider": provider, "count": len(sent), "latency_ms": sent[0][1].latency_ms,
                                  "deliveries": [d.pk for d, _, _ in sent]})

@@ -11,7 +11,7 @@ from django.db.models import Count, Min
 from django.utils import timezone
 
 from labs.models import DeadLetter, Delivery, LabRun
-from labs.pipeline import deliveries, events
+from labs.pipeline import deliveries, events, tally
 
 
 def _deliveries(ids: list[int]) -> list[Delivery]:
@@ -32,7 +32,7 @@ def open_groups(run: LabRun) -> list[dict]:
 
 def replay(run: LabRun, dead_letter_ids: list[int]) -> int:
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(), tally.counting():
         letters = list(
             DeadLetter.objects.select_for_update()
             .filter(run=run, pk__in=dead_letter_ids, resolution=DeadLetter.Resolution.OPEN)
@@ -44,6 +44,7 @@ def replay(run: LabRun, dead_letter_ids: list[int]) -> int:
             resolution=DeadLetter.Resolution.REPLAYED, resolved_at=now
         )
         deliveries.replay(_deliveries([d.delivery_id for d in letters]))
+        tally.add({(run.pk, "dead_letters_replayed"): len(letters)})
     events.emit_many(run.pk, [("replayed", {"delivery": d.delivery_id, "group": d.error_group}) for d in letters])
     return len(letters)
 
@@ -55,7 +56,7 @@ def replay_group(run: LabRun, error_group: str) -> int:
 
 def discard(run: LabRun, dead_letter_ids: list[int]) -> int:
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(), tally.counting():
         letters = DeadLetter.objects.filter(run=run, pk__in=dead_letter_ids, resolution=DeadLetter.Resolution.OPEN)
         delivery_ids = list(letters.values_list("delivery_id", flat=True))
         count = letters.update(resolution=DeadLetter.Resolution.DISCARDED, resolved_at=now)

@@ -45,6 +45,7 @@ from labs.models import (
     OutboxRow,
     Recipient,
 )
+from labs.pipeline import tally
 from labs.rows import insert_rows
 
 S = DeliveryStatus
@@ -95,14 +96,19 @@ def claim(delivery_id: int, generation: int) -> int | None:
 def claim_any(delivery_id: int) -> int | None:
     """Without the idempotency defence: any copy of the message takes the delivery, whatever
     state it is in. That is how a redelivery turns into a second send."""
-    with transaction.atomic():
+    with transaction.atomic(), tally.counting():
         rows = Delivery.objects.filter(pk=delivery_id)
         if _locks():
             rows = rows.select_for_update()
-        current = rows.values_list("generation", flat=True).first()
-        if current is None:
+        found = rows.values_list("generation", "status", "run_id", "channel", "replays").first()
+        if found is None:
             return None
+        current, status, run_id, channel, replays = found
         rows.update(status=S.SENDING, generation=current + 1, claimed_at=Now(), provider="", updated_at=Now())
+        if status in TERMINAL:  # a finished delivery taken again: it leaves its final count
+            delivered = status == S.DELIVERED
+            tally.add(tally.of_run(run_id, {tally.status(status): -1, "delivered_inapp": -int(delivered and channel == "inapp"),
+                                            "delivered_after_replay": -int(delivered and replays > 0)}))  # fmt: skip
     return current + 1
 
 
@@ -179,15 +185,25 @@ def _wake_next_turn(delivery: Delivery) -> None:
         _message(following)
 
 
+def _save_attempt(attempt: DeliveryAttempt | None) -> None:
+    """Write an attempt row and count it (inside the transition's transaction)."""
+    if attempt is None:
+        return
+    attempt.save()
+    tally.add(tally.of_run(attempt.run_id, tally.attempt_counts([attempt])))
+
+
 def finish(delivery: Delivery, status: str, attempt: DeliveryAttempt | None = None, **changes) -> bool:
     """A final outcome: delivered, bounced, suppressed (and dead-lettered, through `dead_letter`)."""
     assert status in TERMINAL
-    with transaction.atomic():
+    with transaction.atomic(), tally.counting():
         _lock_turns(delivery)
         if not _step(delivery, [S.SENDING], status=status, finished_at=Now(), next_attempt_at=None, **changes):
             return False
-        if attempt is not None:
-            attempt.save()
+        _save_attempt(attempt)
+        delivered = status == S.DELIVERED
+        tally.add(tally.of_run(delivery.run_id, {tally.status(status): 1, "delivered_inapp": int(delivered and delivery.channel == "inapp"),
+                                                 "delivered_after_replay": int(delivered and delivery.replays > 0)}))  # fmt: skip
         if delivery.channel == "inapp":
             _wake_next_turn(delivery)
     return True
@@ -205,36 +221,40 @@ def finish_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
     mine = [d for d in deliveries if d.pk in held]
     for delivery in mine:
         delivery.generation += 1
+    if mine:
+        tally.add(tally.of_run(mine[0].run_id, {tally.status(S.DELIVERED): len(mine),
+                                                "delivered_after_replay": sum(1 for d in mine if d.replays > 0)}))  # fmt: skip
     return mine
 
 
 def dead_letter(delivery: Delivery, group: str, error: str, attempt: DeliveryAttempt | None = None, **changes) -> bool:
     """Park the delivery for a person to decide: poison, out of attempts, or past its deadline."""
-    with transaction.atomic():
+    with transaction.atomic(), tally.counting():
         if not finish(delivery, S.DEAD_LETTERED, attempt, last_error=error[:300], **changes):
             return False
         DeadLetter.objects.create(run_id=delivery.run_id, delivery=delivery, error_group=group, error=error[:300],
                                   attempts=delivery.attempts - delivery.replayed_at_attempt,
                                   was_replayed=delivery.replays > 0)  # fmt: skip
+        tally.add(tally.of_run(delivery.run_id, {"dead_letters": 1, "dead_letters_again": int(delivery.replays > 0),
+                                                 "dead_letters_poison": int(group == tally.POISON_GROUP)}))  # fmt: skip
     return True
 
 
 def schedule_retry(delivery: Delivery, at: datetime, attempt: DeliveryAttempt, error: str, **changes) -> bool:
-    with transaction.atomic():
+    with transaction.atomic(), tally.counting():
         if not _step(delivery, [S.SENDING], status=S.RETRY_SCHEDULED, next_attempt_at=at, last_error=error[:300], **changes):
             return False
-        attempt.save()
+        _save_attempt(attempt)
         _message(delivery, at)
     return True
 
 
 def defer(delivery: Delivery, until: datetime, attempt: DeliveryAttempt | None = None) -> bool:
     """Put the delivery back without using an attempt (quiet hours, an open breaker), due at `until`."""
-    with transaction.atomic():
+    with transaction.atomic(), tally.counting():
         if not _step(delivery, [S.SENDING], status=S.DEFERRED, next_attempt_at=until):
             return False
-        if attempt is not None:
-            attempt.save()
+        _save_attempt(attempt)
         _message(delivery, until)
     return True
 
@@ -265,12 +285,14 @@ def replay(deliveries: list[Delivery]) -> list[Delivery]:
                  next_attempt_at=None, finished_at=None, last_error=""):  # fmt: skip
             _message(delivery)
             replayed.append(delivery)
+            tally.add(tally.of_run(delivery.run_id, {tally.status(S.DEAD_LETTERED): -1}))
     return replayed
 
 
 def discard(deliveries: list[Delivery]) -> None:
     for delivery in deliveries:
-        _step(delivery, [S.DEAD_LETTERED], status=S.DISCARDED)
+        if _step(delivery, [S.DEAD_LETTERED], status=S.DISCARDED):
+            tally.add(tally.of_run(delivery.run_id, {tally.status(S.DEAD_LETTERED): -1, tally.status(S.DISCARDED): 1}))
 
 
 # --- The relay's rescues: messages the broker lost, workers that died -------------------------
@@ -293,15 +315,15 @@ def take_over_lost(limit: int) -> list[tuple[int, int, str]]:
     taken = []
     for delivery in lost:
         number = delivery.attempts if delivery.provider else delivery.attempts + 1
-        with transaction.atomic():
+        with transaction.atomic(), tally.counting():
             if not _step(delivery, [S.SENDING], status=S.RETRY_SCHEDULED, attempts=number, next_attempt_at=Now(),
                          last_error="the worker was lost before it recorded the result"):  # fmt: skip
                 continue
-            DeliveryAttempt.objects.create(
-                delivery_id=delivery.pk, number=number, provider=delivery.provider, outcome=AttemptOutcome.CRASHED,
+            _save_attempt(DeliveryAttempt(
+                delivery_id=delivery.pk, run_id=delivery.run_id, number=number, provider=delivery.provider, outcome=AttemptOutcome.CRASHED,
                 error="the worker was lost before it recorded the result", started_at=delivery.claimed_at,
                 finished_at=timezone.now(),
-            )  # fmt: skip
+            ))  # fmt: skip
             _message(delivery)
         taken.append((delivery.run_id, delivery.pk, delivery.provider))
     return taken
@@ -338,18 +360,23 @@ def rescue_unclaimed(limit: int, published_before=None, queues: list[str] | None
 
 def on_broker(run_id: int):
     """The messages waiting on the broker: published rows of waiting deliveries at their current
-    generation (the relay writes no delivery state, so the rows are the queue's depth)."""
-    return OutboxRow.objects.filter(run_id=run_id, published_at__isnull=False, delivery__status__in=WAITING,
-                                    generation=F("delivery__generation"))  # fmt: skip
+    generation (the relay writes no delivery state, so the rows are the queue's depth). Read from
+    the run's waiting deliveries, never from every row the run ever published."""
+    waiting = Delivery.objects.filter(run_id=run_id, status__in=WAITING).values("pk")
+    return OutboxRow.objects.filter(delivery_id__in=waiting, published_at__isnull=False, generation=F("delivery__generation"),
+                                    delivery__status__in=WAITING)  # fmt: skip
+
+
+def unreachable_condition() -> Q:
+    """Of a run's deliveries, those nothing can move any more (see `unreachable`)."""
+    current = OutboxRow.objects.filter(delivery=OuterRef("pk"), generation=OuterRef("generation"))
+    earlier = Delivery.objects.filter(recipient_id=OuterRef("recipient_id"), channel="inapp",
+                                      sequence__lt=OuterRef("sequence")).exclude(status__in=TERMINAL)  # fmt: skip
+    return (Q(status__in=WAITING) & ~Exists(current)) | (Q(status=S.WAITING_TURN) & ~Exists(earlier))
 
 
 def unreachable(run_id: int):
     """Unfinished deliveries nothing can move any more: waiting with no message of their
     generation (the publish after a commit never happened), or waiting their turn with no
     earlier in-app message left to wake them."""
-    current = OutboxRow.objects.filter(delivery=OuterRef("pk"), generation=OuterRef("generation"))
-    earlier = Delivery.objects.filter(recipient_id=OuterRef("recipient_id"), channel="inapp",
-                                      sequence__lt=OuterRef("sequence")).exclude(status__in=TERMINAL)  # fmt: skip
-    return Delivery.objects.filter(run_id=run_id).filter(
-        (Q(status__in=WAITING) & ~Exists(current)) | (Q(status=S.WAITING_TURN) & ~Exists(earlier))
-    )
+    return Delivery.objects.filter(run_id=run_id).filter(unreachable_condition())

@@ -35,12 +35,17 @@ def emit(run_id: int, kind: str, **fields) -> None:
 
 def emit_many(run_id: int, events: list[tuple[str, dict]]) -> None:
     """Append events to the run's stream in one round trip."""
+    emit_each([(run_id, kind, fields) for kind, fields in events])
+
+
+def emit_each(events: list[tuple[int, str, dict]]) -> None:
+    """Append (run id, kind, fields) events to their runs' streams in one round trip."""
     if not events:
         return
     now = f"{time.time():.3f}"
     try:
         with get_redis().pipeline(transaction=False) as pipe:
-            for kind, fields in events:
+            for run_id, kind, fields in events:
                 pipe.xadd(
                     stream_key(run_id),
                     {"kind": kind, "at": now, "data": json.dumps(fields, default=str)},
@@ -49,7 +54,7 @@ def emit_many(run_id: int, events: list[tuple[str, dict]]) -> None:
                 )
             pipe.execute()
     except RedisError as exc:
-        log.warning("run %s: %d event(s) dropped, Redis is unreachable (%s)", run_id, len(events), exc)
+        log.warning("%d event(s) of run(s) %s dropped, Redis is unreachable (%s)", len(events), sorted({e[0] for e in events}), exc)
 
 
 def check_event_id(value: str) -> str:

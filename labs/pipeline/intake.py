@@ -31,7 +31,7 @@ from labs.models import (
     Template,
     TemplateCategory,
 )
-from labs.pipeline import defences, events, faults
+from labs.pipeline import defences, events, faults, tally
 from labs.rows import insert_rows
 
 URGENT_QUEUE = "urgent"
@@ -84,12 +84,12 @@ def accept(run: LabRun, requests: list[IntentRequest], field_prefix: str = "", r
         return f"{field_prefix}[{index}].{attribute}" if field_prefix else attribute
 
     try:
-        with transaction.atomic():
+        with transaction.atomic(), tally.counting():
             results = _accept(run, requests, name, release_at)
     except IntegrityError:
         # Another request with one of these keys committed first (PostgreSQL only;
         # SQLite's IMMEDIATE transactions queue instead). Its result is now visible.
-        with transaction.atomic():
+        with transaction.atomic(), tally.counting():
             results = _accept(run, requests, name, release_at)
     if not defences.enabled(run, "outbox"):
         _publish_after_commit(run, [r.intent for r in results if not r.replayed])
@@ -213,6 +213,13 @@ def _write(run: LabRun, new, release_at: list[datetime] | None = None) -> dict[i
                                "created_at": now, "updated_at": now})  # fmt: skip
             available.append(release_at[index] if release_at else now)
     delivery_ids = insert_rows(Delivery, deliveries, return_ids=True)
+    campaign_intents = {intent.pk for intent in intents if intent.priority == Priority.MARKETING}
+    tally.add({(run.pk, "intents"): len(intents),
+               (run.pk, "campaign_deliveries"): sum(1 for d in deliveries if d["intent_id"] in campaign_intents)})  # fmt: skip
+    alert_intents = {intent.pk for intent in intents if intent.priority == Priority.TRANSACTIONAL}
+    alerts = [pk for pk, d in zip(delivery_ids, deliveries, strict=True) if d["intent_id"] in alert_intents]
+    if alerts:
+        tally.raise_to({(run.pk, "last_alert"): max(alerts)})
     if defences.enabled(run, "outbox"):
         insert_rows(OutboxRow, [
             {"run_id": run.pk, "delivery_id": pk, "queue": d["queue"], "generation": 0, "available_at": at, "created_at": now}

@@ -36,10 +36,10 @@ def run_metrics(run: LabRun) -> dict:
     `provider_calls` counts every call to a provider, failed ones included; what the providers
     really sent is the auditor's `provider_sends` (their own ledger), which never counts a failure.
     """
-    attempts = DeliveryAttempt.objects.filter(delivery__run=run)
+    attempts = DeliveryAttempt.objects.filter(run=run)
     by_outcome = dict(attempts.values("outcome").annotate(n=Count("id")).values_list("outcome", "n"))
     called = provider_calls(attempts)
-    latencies = list(called.order_by("-id").values_list("latency_ms", flat=True)[:LATENCY_SAMPLE])
+    latencies = list(called.order_by("-finished_at", "-id").values_list("latency_ms", flat=True)[:LATENCY_SAMPLE])
     deliveries = Delivery.objects.filter(run=run)
     oldest_queued = on_broker(run.pk).aggregate(at=Min("published_at"))["at"]
     return {

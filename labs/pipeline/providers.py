@@ -8,12 +8,16 @@ instead of sending again. Switching the idempotency defence off shows a provider
 
 import random
 import time
+import zlib
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
 
-from labs.models import ProviderSend
-from labs.pipeline import discovery, faults
+from labs.models import ProviderSend, Template, TemplateCategory
+from labs.pipeline import discovery, faults, tally
+from labs.pipeline.quiet_hours import sent_inside
 from labs.rows import insert_rows
 
 
@@ -166,38 +170,94 @@ def send_batch(provider: str, messages: list[OutgoingMessage], timeout_ms: int, 
 
 
 def _record_sends(provider: str, messages: list[OutgoingMessage]) -> list[SendResult]:
-    """The ledger rows for a bulk send, honouring idempotency keys like `_record_send`."""
-    keys = [m.idempotency_key for m in messages]
-    seen = dict(ProviderSend.objects.filter(provider=provider, idempotency_key__in=keys).values_list("idempotency_key", "pk"))
-    new = [
-        {"run_id": m.run_id, "provider": provider, "idempotency_key": m.idempotency_key, "channel": m.channel,
-         "intent_id": m.intent_id, "recipient_number": m.recipient_number, "sequence": m.sequence, "template": m.template,
-         "quiet_hours": m.quiet_hours, "time_zone": m.time_zone}
-        for m in messages if m.idempotency_key not in seen
-    ]  # fmt: skip
-    with transaction.atomic():
-        insert_rows(ProviderSend, new, ignore_conflicts=True)
+    """The ledger rows for a bulk send (one channel), honouring idempotency keys like `_record_send`."""
+    if not messages:
+        return []
+    with transaction.atomic(), tally.counting():
+        _take_turns(messages)
+        earlier = _earlier_sends(messages)
+        seen = {key for _, sender, key, _ in earlier if sender == provider}
+        now = timezone.now()
+        new = [
+            {"run_id": m.run_id, "provider": provider, "idempotency_key": m.idempotency_key, "channel": m.channel,
+             "intent_id": m.intent_id, "recipient_number": m.recipient_number, "sequence": m.sequence, "template": m.template,
+             "quiet_hours": m.quiet_hours, "time_zone": m.time_zone, "sent_at": now}
+            for m in {m.idempotency_key: m for m in messages if m.idempotency_key not in seen}.values()
+        ]  # fmt: skip
+        _count(provider, new, {intent for *_, intent in earlier})
+        insert_rows(ProviderSend, new)
     return [SendResult(f"{provider}-{m.idempotency_key}", already_sent=m.idempotency_key in seen) for m in messages]
 
 
 def _record_send(provider: str, message: OutgoingMessage) -> SendResult:
     # The ledger is the provider's, not the pipeline's: it commits on its own,
     # whatever happens to the worker's bookkeeping afterwards.
-    try:
-        with transaction.atomic():
-            sent = ProviderSend.objects.create(
-                run_id=message.run_id,
-                provider=provider,
-                idempotency_key=message.idempotency_key,
-                channel=message.channel,
-                intent_id=message.intent_id,
-                recipient_number=message.recipient_number,
-                sequence=message.sequence,
-                template=message.template,
-                quiet_hours=message.quiet_hours,
-                time_zone=message.time_zone,
-            )
-        return SendResult(f"{provider}-{sent.pk}", already_sent=False)
-    except IntegrityError:
-        first = ProviderSend.objects.get(provider=provider, idempotency_key=message.idempotency_key)
-        return SendResult(f"{provider}-{first.pk}", already_sent=True)
+    with transaction.atomic(), tally.counting():
+        _take_turns([message])
+        earlier = _earlier_sends([message])
+        first = next((pk for pk, sender, key, _ in earlier if (sender, key) == (provider, message.idempotency_key)), None)
+        if first is not None:
+            return SendResult(f"{provider}-{first}", already_sent=True)
+        row = {"run_id": message.run_id, "provider": provider, "idempotency_key": message.idempotency_key, "channel": message.channel,
+               "intent_id": message.intent_id, "recipient_number": message.recipient_number, "sequence": message.sequence,
+               "template": message.template, "quiet_hours": message.quiet_hours, "time_zone": message.time_zone, "sent_at": timezone.now()}  # fmt: skip
+        _count(provider, [row], {message.intent_id} if earlier else set())
+        [pk] = insert_rows(ProviderSend, [row], return_ids=True)
+    return SendResult(f"{provider}-{pk}", already_sent=False)
+
+
+def _earlier_sends(messages: list[OutgoingMessage]) -> list[tuple[int, str, str, int]]:
+    """The ledger rows of these messages' deliveries (one run, one channel), by any provider, as
+    (id, provider, key, intent id). An idempotency key names one delivery, so these hold every row
+    a key of theirs could match."""
+    first = messages[0]
+    rows = ProviderSend.objects.filter(run_id=first.run_id, channel=first.channel, intent_id__in={m.intent_id for m in messages})
+    return list(rows.values_list("pk", "provider", "idempotency_key", "intent_id"))
+
+
+# --- The provider's own counts (labs.pipeline.tally): what its dashboard would show ----------------
+
+
+def _take_turns(messages: list[OutgoingMessage]) -> None:
+    """Sends of one delivery (and in-app sends to one user) are written one at a time, so each
+    finds the ones before it committed: a second send of a delivery counts as a duplicate, an
+    in-app message below its user's highest sequence so far as out of order. On PostgreSQL a
+    transaction lock per delivery or user, taken in one order; SQLite's IMMEDIATE transactions
+    already write one at a time."""
+    if connection.vendor != "postgresql":
+        return
+    turns = sorted({_turn(m) for m in messages})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(turn) FROM unnest(%s::bigint[]) AS turn", [turns])
+
+
+def _turn(message: OutgoingMessage) -> int:
+    """A 64-bit lock key: the run, and the user for in-app messages or else the delivery."""
+    what = f"user-{message.recipient_number}" if message.channel == "inapp" else f"{message.intent_id}-{message.channel}"
+    return (message.run_id % 2**31) << 32 | zlib.crc32(what.encode())
+
+
+def _count(provider: str, rows: list[dict], earlier: set[int]) -> None:
+    """Count new ledger rows (before they are inserted, under `_take_turns`): sends, duplicates of an
+    earlier send of the same delivery (`earlier`: the intents of this channel already sent), in-app
+    sends out of per-user order, sends in quiet hours. The auditor counts the same from the rows."""
+    if not rows:
+        return
+    run_id = rows[0]["run_id"]
+    duplicates = 0
+    for row in rows:
+        duplicates += row["intent_id"] in earlier
+        earlier.add(row["intent_id"])
+    out_of_order = 0
+    for row in rows:
+        if row["channel"] == "inapp" and row["sequence"] is not None:
+            highest = ProviderSend.objects.filter(run_id=run_id, recipient_number=row["recipient_number"], channel="inapp",
+                                                  sequence__isnull=False).aggregate(top=Max("sequence"))["top"]  # fmt: skip
+            out_of_order += highest is not None and row["sequence"] < highest
+    inside = [row for row in rows if sent_inside(row["quiet_hours"], row["time_zone"], row["sent_at"])]
+    if inside:
+        security = set(Template.objects.filter(run_id=run_id, name__in={r["template"] for r in inside}, category=TemplateCategory.SECURITY)
+                       .values_list("name", flat=True))  # fmt: skip
+        inside = [row for row in inside if row["template"] not in security]
+    tally.add(tally.of_run(run_id, {tally.sent(provider): len(rows), "duplicate_sends": duplicates,
+                                    "order_violations": out_of_order, "quiet_hours_violations": len(inside)}))  # fmt: skip

@@ -22,7 +22,8 @@ import logging
 import os
 import random
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -33,7 +34,7 @@ from django.utils import timezone
 from config.celery import app
 from config.redis_client import get_redis
 from labs.models import OutboxRow, RelayLease, SagaMessage
-from labs.pipeline import deliveries, events, faults
+from labs.pipeline import deliveries, events, faults, tally
 from labs.pipeline.intake import URGENT_QUEUE
 
 log = logging.getLogger("faultline.relay")
@@ -142,7 +143,7 @@ def _publish(rows: list[tuple]) -> int:
             events.emit(run_id, "relay_crashed", published=len(rows), marked=0)
             log.warning("relay: injected crash after publishing %d rows, before marking them", len(rows))
             os._exit(1)
-    OutboxRow.objects.filter(pk__in=[r[0] for r in rows]).update(published_at=Now())
+    mark_published([r[0] for r in rows])
     # One event per message sent: a campaign batch is one line in the feed, not a hundred.
     by_run: dict[int, list] = {}
     run_of = {r[2]: r[1] for r in rows}
@@ -185,6 +186,34 @@ def _publish_saga(rows: list[tuple[int, int]]) -> int:
                 app.send_task(SAGA_MESSAGE_TASK, args=[message_id], queue=settings.LAB_SAGA_QUEUE, producer=producer, retry=False)
     SagaMessage.objects.filter(pk__in=[message_id for message_id, _ in rows]).update(published_at=Now())
     return len(rows)
+
+
+def mark_published(ids: list[int]) -> None:
+    """Mark the rows published (the database's clock), and raise each run's longest wait for the relay
+    to this batch's longest (a running count the panels read: computing it from the rows would read
+    every row the run ever published). One UPDATE … RETURNING and one upsert that keeps the highest.
+    (Remembering the highest in this process to skip the upsert went wrong: a reset run starts its
+    counts again from nothing, and the memory did not.)"""
+    table, quote = OutboxRow._meta.db_table, connection.ops.quote_name
+    with transaction.atomic(), tally.counting(), connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {quote(table)} SET published_at = {_NOW_SQL[connection.vendor]} WHERE id IN "
+                       f"({', '.join(['%s'] * len(ids))}) RETURNING run_id, published_at, available_at", ids)
+        longest: dict[int, int] = {}
+        for run_id, published_at, available_at in cursor.fetchall():
+            waited = tally.microseconds(_aware(published_at) - _aware(available_at))
+            longest[run_id] = max(waited, longest.get(run_id, waited))
+        # (SQLite's clock here counts milliseconds: a row published at once can show a wait of 0 or just below.)
+        tally.raise_to({(run_id, "publish_wait_us"): waited for run_id, waited in longest.items() if waited > 0})
+
+
+_NOW_SQL = {"postgresql": "STATEMENT_TIMESTAMP()", "sqlite": "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"}
+
+
+def _aware(value):
+    """A timestamp as the driver returns it (SQLite: text without a zone, in UTC) as an aware datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
 
 
 RESCUE_BATCHES = 10  # a Redis restart can strand thousands of messages: republish them ten batches at a time

@@ -29,16 +29,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from datetime import time as time_of_day
 from datetime import timezone as dt_timezone
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, LabRun, Priority, TemplateCategory
-from labs.pipeline import budget, defences, deliveries, discovery, events, faults, providers, templating
+from labs.pipeline import budget, defences, deliveries, discovery, events, faults, providers, tally, templating
 from labs.pipeline.backoff import backoff_ceiling_ms, full_jitter_ms
 from labs.pipeline.breaker import ProviderBreaker
+from labs.pipeline.quiet_hours import quiet_hours_end, quiet_window
 from labs.pipeline.topology import PROVIDERS
 
 log = logging.getLogger(__name__)
@@ -141,41 +142,24 @@ def crash(delivery_id: int) -> None:
 
 
 def note_duplicate(delivery_id: int) -> None:
-    Delivery.objects.filter(pk=delivery_id).update(duplicates_suppressed=F("duplicates_suppressed") + 1)
     run_id = Delivery.objects.filter(pk=delivery_id).values_list("run_id", flat=True).first()
-    if run_id is not None:
-        events.emit(run_id, "duplicate_suppressed", delivery=delivery_id)
+    if run_id is None:
+        return
+    with transaction.atomic():
+        if Delivery.objects.filter(pk=delivery_id).update(duplicates_suppressed=F("duplicates_suppressed") + 1):
+            tally.add({(run_id, "duplicates_suppressed"): 1})
+    events.emit(run_id, "duplicate_suppressed", delivery=delivery_id)
 
 
 def note_provider_duplicates(run_id: int, provider: str, delivery_ids: list[int]) -> None:
     """The provider recognised these idempotency keys and did not send again (the first answer was lost)."""
-    Delivery.objects.filter(pk__in=delivery_ids).update(duplicates_suppressed=F("duplicates_suppressed") + 1)
+    if not delivery_ids:
+        return
+    with transaction.atomic():
+        noted = Delivery.objects.filter(pk__in=delivery_ids).update(duplicates_suppressed=F("duplicates_suppressed") + 1)
+        tally.add({(run_id, "duplicates_suppressed"): noted})
     events.emit_many(run_id, [("duplicate_suppressed", {"delivery": pk, "provider": provider, "by": "provider idempotency key"})
                               for pk in delivery_ids])  # fmt: skip
-
-
-def quiet_hours_end(recipient, now: datetime) -> datetime | None:
-    """When the recipient's quiet hours end, if `now` falls inside them; else None."""
-    if recipient.quiet_start is None or recipient.quiet_end is None:
-        return None
-    local = now.astimezone(ZoneInfo(recipient.timezone))
-    start, end, clock = recipient.quiet_start, recipient.quiet_end, local.time()
-    inside = (start <= clock < end) if start < end else (clock >= start or clock < end)
-    if not inside:
-        return None
-    end_at = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
-    if end_at <= local:
-        end_at += timedelta(days=1)
-    return end_at.astimezone(ZoneInfo("UTC"))
-
-
-def quiet_window(recipient, now: datetime) -> tuple[str, time_of_day]:
-    """The quiet hours in force ("22:00-07:00", or "" for none) and the user's local time at `now`:
-    recorded on each attempt and handed to the provider, so the auditor judges the send by them."""
-    local = now.astimezone(ZoneInfo(recipient.timezone)).time().replace(microsecond=0)
-    if recipient.quiet_start is None or recipient.quiet_end is None:
-        return "", local
-    return f"{recipient.quiet_start:%H:%M}-{recipient.quiet_end:%H:%M}", local
 
 
 def render(delivery: Delivery) -> tuple[str, str]:
@@ -280,7 +264,7 @@ def refuse(delivery: Delivery, provider: str, now: datetime) -> None:
     waits for the breaker's next trial, or, past the message's deadline, is dead-lettered."""
     run = delivery.run
     error = f"{provider}'s circuit breaker is open"
-    row = DeliveryAttempt(delivery=delivery, number=delivery.attempts + 1, provider=provider, outcome=AttemptOutcome.BREAKER_OPEN,
+    row = DeliveryAttempt(delivery=delivery, run_id=delivery.run_id, number=delivery.attempts + 1, provider=provider, outcome=AttemptOutcome.BREAKER_OPEN,
                           error=error, started_at=now, finished_at=now)  # fmt: skip
     due = deliveries.deadline(delivery)
     if now >= due and defences.enabled(run, "dead_letter_queue"):
@@ -334,6 +318,7 @@ def _announce_breaker(run_id: int, provider: str, changed) -> None:
 def _attempt_row(delivery: Delivery, outcome: Outcome, started_at: datetime, now: datetime, prepared: Prepared | None = None) -> DeliveryAttempt:
     return DeliveryAttempt(
         delivery=delivery,
+        run_id=delivery.run_id,
         number=delivery.attempts,
         provider=outcome.provider,
         outcome=outcome.status,

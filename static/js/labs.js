@@ -3,7 +3,8 @@
  * 1. An EventSource on the run's event stream, served by the live process. Each frame
  *    carries the new events' rows, which go to the top of the feed at once.
  * 2. Events ask gunicorn for a fresh copy of the heavy panels, at most once a second (less
- *    often when the server is slow); while something moves (data-busy) they refresh anyway.
+ *    often when the server is slow, but never more than 2 s apart); while something moves
+ *    (data-busy) they refresh anyway, and an action's answer asks for them at once.
  * 3. A hidden page closes its stream. A dropped stream reopens after a growing, jittered
  *    delay and resumes after the last event id seen, so nothing is missed. If the live
  *    process cannot be reached, the page asks the page server instead, which answers once
@@ -17,6 +18,8 @@
   if (!page) return;
 
   var PANELS_MIN_MS = 1000;
+  var PANELS_MAX_GAP_MS = 2000; // however slow the last drawing was, the panels are never older than this
+  var PANELS_SLOWDOWN = 20; // the gap is this many times the last drawing time, between the two above
   var BUSY_TICK_MS = 3000;
   var FEED_ROWS = 150;
   var ANNOUNCE_EVERY_MS = 5000;
@@ -149,8 +152,10 @@
   }
 
   // --- The heavy panels: one request at a time, at most one a second, and fewer when the
-  // server is slow to draw them (the gap is 20 times the last drawing time), so a busy
-  // server keeps its time for the pages themselves. ---
+  // server is slow to draw them (the gap is PANELS_SLOWDOWN times the last drawing time), so
+  // a busy server keeps its time for the pages themselves; but never more than
+  // PANELS_MAX_GAP_MS apart: one slow drawing while an action ran once held a page's panels
+  // for 6 s, long enough to miss a whole campaign. ---
   var panelsBusy = false;
   var panelsWanted = false;
   var panelsTimer = null;
@@ -178,7 +183,7 @@
       .then(function () {
         panelsBusy = false;
         live.panels += 1;
-        panelsGap = Math.min(10000, Math.max(PANELS_MIN_MS, 20 * (Date.now() - asked)));
+        panelsGap = Math.min(PANELS_MAX_GAP_MS, Math.max(PANELS_MIN_MS, PANELS_SLOWDOWN * (Date.now() - asked)));
         if (panelsWanted) requestPanels();
       });
   }
@@ -208,8 +213,12 @@
     });
   }
 
-  // A control answered with HX-Trigger "lab:changed": look now rather than at the next tick.
+  // A control answered with HX-Trigger "lab:changed": look now rather than at the next tick
+  // (the action's own time says nothing about how slow the panels are: start from the shortest gap).
   document.body.addEventListener("lab:changed", function () {
+    panelsGap = PANELS_MIN_MS;
+    clearTimeout(panelsTimer);
+    panelsTimer = null;
     requestPanels();
   });
 
