@@ -43,7 +43,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from labs.pipeline import faults
@@ -504,6 +504,9 @@ class ChaosResult:
     phases: list[PhaseRecord]
     stats: dict
     seconds: dict  # wall time: the window, the settle, the whole run
+    # The running counts the panels read (labs.pipeline.tally) that differ from what the rows say:
+    # {name: (counted, from the rows)}. Written in the transactions the kills interrupt, so they must agree.
+    counts_off: dict = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """What broke an invariant: anything lost, sent twice or unfinished, by either count."""
@@ -515,7 +518,8 @@ class ChaosResult:
                 "intents_missing", "intents_without_delivery", "unfinished", "duplicated",
                 "delivered_without_send", "suppressed_but_sent", "sends_nobody_asked_for")},
         }  # fmt: skip
-        return [f"{name} = {value}" for name, value in checks.items() if value]
+        return [f"{name} = {value}" for name, value in checks.items() if value] + \
+            [f"running count {name} = {counted}, the rows say {rows}" for name, (counted, rows) in self.counts_off.items()]
 
     def report(self) -> str:
         lines = ["audit (labs.pipeline.audit):"]
@@ -592,7 +596,14 @@ def run_chaos(run, env: dict, logs: Path, intents: int, chaos_seconds: float, se
                  "relay_crashes": chaos.log_lines("chaos-relay", RELAY_CRASHED),
                  "worker_crashes_injected": chaos.log_lines("chaos-worker", "injected worker crash")}  # fmt: skip
         seconds = {"window": round(window, 1), "settle": round(total - window, 1), "total": round(total, 1)}
-        return ChaosResult(audit(run), count_independently(run, sent), phases.records, stats, seconds)
+        return ChaosResult(audit(run), count_independently(run, sent), phases.records, stats, seconds, counts_off(run.pk))
+
+
+def counts_off(run_id: int) -> dict[str, tuple]:
+    from labs.pipeline import audit as auditor, tally
+
+    counted, rows = tally.read(run_id), auditor.counts_from_rows(run_id)
+    return {name: (counted.get(name), rows.get(name)) for name in sorted(set(counted) | set(rows)) if counted.get(name) != rows.get(name)}
 
 
 def _cleared(run_id: int) -> bool:
