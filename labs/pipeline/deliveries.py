@@ -34,6 +34,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from config.celery import node_name
 from labs.models import (
     TERMINAL,
     WAITING,
@@ -87,7 +88,7 @@ def claim(delivery_id: int, generation: int) -> int | None:
     """Take a waiting delivery with the message of `generation`; the generation now held, or None
     when the delivery has moved on (this message is a late copy)."""
     taken = Delivery.objects.filter(pk=delivery_id, generation=generation, status__in=WAITING).update(
-        status=S.SENDING, generation=generation + 1, claimed_at=Now(), provider="", updated_at=Now()
+        status=S.SENDING, generation=generation + 1, claimed_at=Now(), claimed_by=node_name(), provider="", updated_at=Now()
     )
     return generation + 1 if taken else None
 
@@ -102,7 +103,7 @@ def claim_any(delivery_id: int) -> int | None:
         current = rows.values_list("generation", flat=True).first()
         if current is None:
             return None
-        rows.update(status=S.SENDING, generation=current + 1, claimed_at=Now(), provider="", updated_at=Now())
+        rows.update(status=S.SENDING, generation=current + 1, claimed_at=Now(), claimed_by=node_name(), provider="", updated_at=Now())
     return current + 1
 
 
@@ -116,7 +117,7 @@ def claim_many(delivery_ids: list[int], generation: int) -> set[int]:
             waiting = waiting.select_for_update().order_by("pk")
         taken = list(waiting.values_list("pk", flat=True))
         Delivery.objects.filter(pk__in=taken).update(
-            status=S.SENDING, generation=generation + 1, claimed_at=Now(), provider="", updated_at=Now()
+            status=S.SENDING, generation=generation + 1, claimed_at=Now(), claimed_by=node_name(), provider="", updated_at=Now()
         )
     return set(taken)
 
@@ -288,7 +289,7 @@ def take_over_lost(limit: int) -> list[tuple[int, int, str]]:
     lease = Now() - timedelta(seconds=settings.LAB_SENDING_LEASE)
     lost = list(
         Delivery.objects.filter(status=S.SENDING, claimed_at__lt=lease)
-        .only("pk", "run_id", "queue", "generation", "provider", "attempts", "claimed_at")[:limit]
+        .only("pk", "run_id", "queue", "generation", "provider", "attempts", "claimed_at", "claimed_by")[:limit]
     )
     taken = []
     for delivery in lost:
@@ -300,7 +301,7 @@ def take_over_lost(limit: int) -> list[tuple[int, int, str]]:
             DeliveryAttempt.objects.create(
                 delivery_id=delivery.pk, number=number, provider=delivery.provider, outcome=AttemptOutcome.CRASHED,
                 error="the worker was lost before it recorded the result", started_at=delivery.claimed_at,
-                finished_at=timezone.now(),
+                finished_at=timezone.now(), worker=delivery.claimed_by,
             )  # fmt: skip
             _message(delivery)
         taken.append((delivery.run_id, delivery.pk, delivery.provider))
