@@ -3,6 +3,7 @@
 import gc
 import logging
 import os
+import socket
 
 from celery import Celery, bootsteps, signals
 
@@ -13,6 +14,18 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 log = logging.getLogger(__name__)
+
+NODE_NAME_LENGTH = 120  # labs.models: Delivery.claimed_by and DeliveryAttempt.worker
+
+
+def node_name() -> str:
+    """Which worker is doing this work: the Celery node running the current task (`celery@host`,
+    or what `--hostname` named it), so that with workers on several machines every claim and
+    attempt says where it ran. Outside a task (the relay, a shell, a test) `host:pid`."""
+    from celery import current_task
+
+    name = current_task.request.hostname if current_task else None
+    return (name or f"{socket.gethostname()}:{os.getpid()}")[:NODE_NAME_LENGTH]
 
 
 class Heartbeat(bootsteps.StartStopStep):

@@ -12,12 +12,10 @@ The details are for staff and for the machine itself; anyone else gets the statu
 never an exception's text nor a host name.
 """
 
-import time
-
 from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
-from config.heartbeat import alive, started
+from config.heartbeat import alive, redis_time, started
 from config.redis_client import get_redis
 
 ESSENTIAL = ("database", "redis", "worker", "urgent", "relay")
@@ -46,7 +44,7 @@ def heartbeats(process: str) -> dict:
     """The instances of `process` alive now, their uptimes and whether one started lately. Raises RedisError."""
     instances = alive(process)
     starts = started(process)
-    now = time.time()
+    now = redis_time()
     up = {instance: round(now - starts[instance]) for instance in instances if instance in starts}
     return {"instances": instances, "up_s": up,
             "restarted_lately": any(seconds < RESTARTED_LATELY_S for seconds in up.values())}  # fmt: skip

@@ -6,12 +6,15 @@ instance counts as alive while its beat is younger than HEARTBEAT_TTL, so a kill
 process shows as down within that time and a clean stop removes itself at once.
 Several workers on several machines each keep their own member. A second hash keeps
 when each instance first beat, so /healthz can say that a process restarted lately.
+
+Every time here is Redis's clock (its TIME command), never the machine's: a worker on a
+host whose clock is a minute behind still counts as alive, and one a minute ahead does
+not outlive its death.
 """
 
 import os
 import socket
 import sys
-import time
 
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -26,8 +29,14 @@ def instance_name() -> str:
 STARTS_KEPT_FOR_S = 24 * 3600
 
 
+def redis_time() -> float:
+    """Now by Redis's clock: the one clock every machine's processes share for heartbeats."""
+    seconds, microseconds = get_redis().time()
+    return seconds + microseconds / 1_000_000
+
+
 def beat(process: str, instance: str | None = None) -> None:
-    now = time.time()
+    now = redis_time()
     name, member = key("heartbeat", process), instance or instance_name()
     with get_redis().pipeline() as pipe:
         pipe.zadd(name, {member: now})
@@ -53,7 +62,7 @@ def started(process: str) -> dict[str, float]:
 
 def alive(process: str) -> dict[str, float]:
     """Instances of `process` that beat within HEARTBEAT_TTL: {"host:pid": seconds since their last beat}."""
-    now = time.time()
+    now = redis_time()
     members = get_redis().zrangebyscore(key("heartbeat", process), now - settings.HEARTBEAT_TTL, "+inf", withscores=True)
     return {member.decode(): round(now - at, 2) for member, at in members}
 

@@ -221,8 +221,19 @@ LAB_RELAY_BATCH = env_int("LAB_RELAY_BATCH", 500, minimum=1)
 LAB_LIVE_URL = env_str("LAB_LIVE_URL") or ("/" if _HTTPS else None)
 # Where lab 9's simulated services answer (labs/services.py, in the live process): the API's
 # synchronous path calls them there, and so does the template service when it asks the
-# preferences service. By default the live process on this machine, on LIVE_PORT.
-LAB_SERVICES_URL = env_url("LAB_SERVICES_URL", f"http://127.0.0.1:{env_int('LIVE_PORT', 8001, minimum=1)}", schemes={"http", "https"})
+# preferences service. By default the live process on this machine, on LIVE_PORT, at the address
+# the Procfile binds it to (HOST): a host that listens on its network address alone does not
+# answer on 127.0.0.1.
+def _live_address(host: str) -> str:
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{wildcard}]" if ":" in wildcard else wildcard
+
+
+LAB_SERVICES_URL = env_url(
+    "LAB_SERVICES_URL",
+    f"http://{_live_address(env_str('HOST', '127.0.0.1'))}:{env_int('LIVE_PORT', 8001, minimum=1)}",
+    schemes={"http", "https"},
+)
 # Seconds between a live stream's keep-alives; at each it also checks that the session still
 # owns the run, so logging out ends the stream within this long.
 LAB_STREAM_HEARTBEAT = env_int("LAB_STREAM_HEARTBEAT", 15, minimum=1)

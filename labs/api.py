@@ -333,7 +333,7 @@ def _attempt_json(a: DeliveryAttempt) -> dict:
     return {
         "number": a.number, "provider": a.provider, "outcome": a.outcome, "error": a.error,
         "started_at": a.started_at, "finished_at": a.finished_at, "latency_ms": a.latency_ms,
-        "backoff_ms": a.backoff_ms, "backoff_cap_ms": a.backoff_cap_ms,
+        "backoff_ms": a.backoff_ms, "backoff_cap_ms": a.backoff_cap_ms, "worker": a.worker,
     }  # fmt: skip
 
 

@@ -222,6 +222,9 @@ class Delivery(models.Model):
     replayed_at_attempt = models.PositiveSmallIntegerField(default=0)  # `attempts` when last replayed: the budget starts here
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # The worker that holds it (or last held it): Celery's node name, `celery@host`. When the relay
+    # takes over a delivery whose lease ran out, the `crashed` attempt names this worker.
+    claimed_by = models.CharField(max_length=120, blank=True)
     provider = models.CharField(max_length=32, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
     sequence = models.PositiveIntegerField(null=True, blank=True)  # in-app order per user
@@ -310,6 +313,9 @@ class DeliveryAttempt(models.Model):
     resolved_by = models.CharField(max_length=8, choices=DiscoveryMode.choices, blank=True)
     instance_unhealthy = models.BooleanField(default=False)
     stale_answer = models.BooleanField(default=False)
+    # The worker that made the attempt (Celery's node name, `celery@host`); for a `crashed` attempt,
+    # the worker that was lost. With workers on several machines, this says which one did what.
+    worker = models.CharField(max_length=120, blank=True)
 
     class Meta:
         ordering = ["delivery_id", "number", "id"]

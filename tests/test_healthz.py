@@ -1,3 +1,4 @@
+import time
 import uuid
 
 import pytest
@@ -61,6 +62,22 @@ def test_an_urgent_only_worker_is_reported_apart_from_the_lanes(client, start_wo
     assert checks["worker"]["ok"] is False and "worker" in checks["worker"]["error"]
     assert checks["urgent"]["restarted_lately"] is True  # it started seconds ago
     assert client.get("/healthz").status_code == 503  # nothing takes the other lanes
+
+
+def test_a_worker_on_a_machine_whose_clock_runs_behind_still_counts_as_alive(client, db, monkeypatch):
+    """Workers run on several machines (README, "More workers"): their beats are judged by Redis's clock."""
+    from config import heartbeat
+
+    real_time = time.time
+    with monkeypatch.context() as on_the_other_machine:
+        on_the_other_machine.setattr(time, "time", lambda: real_time() - 60)
+        heartbeat.beat("worker", "slow-clock-host:4242")
+    try:
+        worker = client.get("/healthz").json()["checks"]["worker"]
+        assert worker["ok"] is True and list(worker["instances"]) == ["slow-clock-host:4242"]
+        assert worker["up_s"]["slow-clock-host:4242"] < 5  # it started just now, whatever its own clock said
+    finally:
+        heartbeat.clear("worker", "slow-clock-host:4242")
 
 
 def test_the_public_sees_the_verdict_only_and_staff_see_the_details(client, django_user_model, db):

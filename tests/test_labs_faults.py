@@ -1,6 +1,7 @@
 """Each fault against a real worker, relay and Redis: with the defence on the invariant
 holds (nothing lost, nothing sent twice); with the matching defence off it visibly breaks."""
 
+import re
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -93,7 +94,10 @@ def test_a_worker_crash_after_the_provider_call_sends_twice_only_without_idempot
     assert result["lost"] == 0 and result["delivered"] == 15
     if idempotency:
         assert result["duplicate_sends"] == 0, result
-        assert DeliveryAttempt.objects.filter(delivery__run=run, outcome="crashed").exists()
+        crashed = DeliveryAttempt.objects.filter(delivery__run=run, outcome="crashed")
+        assert crashed.exists()
+        # Each takeover names the worker that died holding the delivery (the test worker's `test-…@host`).
+        assert all(re.fullmatch(r"test-[0-9a-f]{8}@.+", worker) for worker in crashed.values_list("worker", flat=True))
     else:
         assert result["duplicate_sends"] > 0, result
 

@@ -1,6 +1,7 @@
 """The notification pipeline end to end: the API in this process, a real relay and a real
 Celery worker as processes, a real Redis and the test database. No eager mode, no mocks."""
 
+import re
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -87,6 +88,8 @@ def test_an_intent_travels_from_the_api_through_outbox_relay_and_worker_to_the_p
     detail = api.get(f"/api/notifications/{intent_id}").json()
     assert detail["status"] == "delivered"
     assert [a["outcome"] for a in detail["deliveries"][0]["attempt_history"]] == ["succeeded"]
+    # The attempt names the Celery node that made it (the test worker's `--hostname test-…@host`).
+    assert re.fullmatch(r"test-[0-9a-f]{8}@.+", detail["deliveries"][0]["attempt_history"][0]["worker"])
     kinds = [e["kind"] for e in events.recent(run.pk)]
     assert kinds.index("accepted") < kinds.index("published") < kinds.index("attempt_succeeded")
 

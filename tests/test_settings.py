@@ -81,3 +81,19 @@ def test_a_short_metrics_token_stops_start_up_naming_it_without_echoing_it():
 
     assert result.returncode != 0
     assert "METRICS_TOKEN is too short" in result.stderr and "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "services_url"),
+    [("10.20.30.40", "http://10.20.30.40:9001"), ("0.0.0.0", "http://127.0.0.1:9001"), ("", "http://127.0.0.1:9001"),
+     ("::", "http://[::1]:9001"), ("fd00::5", "http://[fd00::5]:9001")],
+)
+def test_lab_services_are_called_where_the_live_process_listens(host, services_url):
+    """A host that runs web and live on its network address alone (README, "More workers") reaches lab 9's services."""
+    printed = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.LAB_SERVICES_URL)"],
+        cwd=BASE_DIR, env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "1", "HOST": host,
+                           "LIVE_PORT": "9001", "LAB_SERVICES_URL": ""},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert printed.stdout.strip() == services_url, printed.stderr

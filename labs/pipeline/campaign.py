@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config.celery import node_name
 from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, LabRun, Recipient, Template
 from labs.pipeline import budget, defences, deliveries, events, faults, providers, tally, worker
 from labs.pipeline.breaker import ProviderBreaker
@@ -129,7 +130,7 @@ def _send(run: LabRun, channel: str, ready: list[tuple[Delivery, worker.Prepared
 
 
 def _record(run: LabRun, results: list, started_at) -> None:
-    now = timezone.now()
+    now, worker_name = timezone.now(), node_name()
     succeeded = [(d, o, p) for d, o, p in results if o.status == AttemptOutcome.SUCCEEDED]
     if succeeded:
         with transaction.atomic(), tally.counting():
@@ -142,7 +143,7 @@ def _record(run: LabRun, results: list, started_at) -> None:
                 {"delivery_id": d.pk, "run_id": run.pk, "number": d.attempts, "provider": o.provider, "outcome": o.status,
                  "started_at": started_at, "finished_at": now, "latency_ms": o.latency_ms,
                  "quiet_hours": p.quiet_hours, "local_time": p.local_time, "instance": o.instance, "resolved_by": o.resolved_by,
-                 "instance_unhealthy": o.instance_unhealthy, "stale_answer": o.stale_answer}
+                 "instance_unhealthy": o.instance_unhealthy, "stale_answer": o.stale_answer, "worker": worker_name}
                 for d, o, p in succeeded if d.pk in done
             ]  # fmt: skip
             insert_rows(DeliveryAttempt, attempts)

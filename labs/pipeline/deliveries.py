@@ -34,6 +34,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from config.celery import node_name
 from labs.models import (
     TERMINAL,
     WAITING,
@@ -88,7 +89,7 @@ def claim(delivery_id: int, generation: int) -> int | None:
     """Take a waiting delivery with the message of `generation`; the generation now held, or None
     when the delivery has moved on (this message is a late copy)."""
     taken = Delivery.objects.filter(pk=delivery_id, generation=generation, status__in=WAITING).update(
-        status=S.SENDING, generation=generation + 1, claimed_at=Now(), provider="", updated_at=Now()
+        status=S.SENDING, generation=generation + 1, claimed_at=Now(), claimed_by=node_name(), provider="", updated_at=Now()
     )
     return generation + 1 if taken else None
 
@@ -104,7 +105,7 @@ def claim_any(delivery_id: int) -> int | None:
         if found is None:
             return None
         current, status, run_id, channel, replays = found
-        rows.update(status=S.SENDING, generation=current + 1, claimed_at=Now(), provider="", updated_at=Now())
+        rows.update(status=S.SENDING, generation=current + 1, claimed_at=Now(), claimed_by=node_name(), provider="", updated_at=Now())
         if status in TERMINAL:  # a finished delivery taken again: it leaves its final count
             delivered = status == S.DELIVERED
             tally.add(tally.of_run(run_id, {tally.status(status): -1, "delivered_inapp": -int(delivered and channel == "inapp"),
@@ -122,7 +123,7 @@ def claim_many(delivery_ids: list[int], generation: int) -> set[int]:
             waiting = waiting.select_for_update().order_by("pk")
         taken = list(waiting.values_list("pk", flat=True))
         Delivery.objects.filter(pk__in=taken).update(
-            status=S.SENDING, generation=generation + 1, claimed_at=Now(), provider="", updated_at=Now()
+            status=S.SENDING, generation=generation + 1, claimed_at=Now(), claimed_by=node_name(), provider="", updated_at=Now()
         )
     return set(taken)
 
@@ -310,7 +311,7 @@ def take_over_lost(limit: int) -> list[tuple[int, int, str]]:
     lease = Now() - timedelta(seconds=settings.LAB_SENDING_LEASE)
     lost = list(
         Delivery.objects.filter(status=S.SENDING, claimed_at__lt=lease)
-        .only("pk", "run_id", "queue", "generation", "provider", "attempts", "claimed_at")[:limit]
+        .only("pk", "run_id", "queue", "generation", "provider", "attempts", "claimed_at", "claimed_by")[:limit]
     )
     taken = []
     for delivery in lost:
@@ -322,7 +323,7 @@ def take_over_lost(limit: int) -> list[tuple[int, int, str]]:
             _save_attempt(DeliveryAttempt(
                 delivery_id=delivery.pk, run_id=delivery.run_id, number=number, provider=delivery.provider, outcome=AttemptOutcome.CRASHED,
                 error="the worker was lost before it recorded the result", started_at=delivery.claimed_at,
-                finished_at=timezone.now(),
+                finished_at=timezone.now(), worker=delivery.claimed_by,
             ))  # fmt: skip
             _message(delivery)
         taken.append((delivery.run_id, delivery.pk, delivery.provider))

@@ -35,6 +35,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.celery import node_name
 from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, LabRun, Priority, TemplateCategory
 from labs.pipeline import budget, defences, deliveries, discovery, events, faults, providers, tally, templating
 from labs.pipeline.backoff import backoff_ceiling_ms, full_jitter_ms
@@ -265,7 +266,7 @@ def refuse(delivery: Delivery, provider: str, now: datetime) -> None:
     run = delivery.run
     error = f"{provider}'s circuit breaker is open"
     row = DeliveryAttempt(delivery=delivery, run_id=delivery.run_id, number=delivery.attempts + 1, provider=provider, outcome=AttemptOutcome.BREAKER_OPEN,
-                          error=error, started_at=now, finished_at=now)  # fmt: skip
+                          error=error, started_at=now, finished_at=now, worker=node_name())  # fmt: skip
     due = deliveries.deadline(delivery)
     if now >= due and defences.enabled(run, "dead_letter_queue"):
         _dead_letter(delivery, "breaker_open", f"{error} still, {settings.LAB_MESSAGE_DEADLINE} s after the message was accepted", attempt=row)
@@ -332,6 +333,7 @@ def _attempt_row(delivery: Delivery, outcome: Outcome, started_at: datetime, now
         resolved_by=outcome.resolved_by,
         instance_unhealthy=outcome.instance_unhealthy,
         stale_answer=outcome.stale_answer,
+        worker=node_name(),
     )
 
 
