@@ -28,7 +28,11 @@ from playwright.sync_api import expect
 from config.run import procfile_processes
 from labs import runs
 from labs.models import LabRun
+from labs.pipeline import faults
 from tests.harness import BASE_DIR, ServiceProcess, free_port, wait_for
+from tests.workshop_roles import LAB, PASSWORD, make_instructor
+from workshops import joining
+from workshops.models import Workshop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -217,3 +221,31 @@ def test_a_learner_signs_up_runs_a_lab_and_watches_it_live_through_the_proxy(pro
         context.close()
         for run in LabRun.objects.filter(owner__username=username):
             runs.delete_run(run)
+
+
+@pytest.mark.browser
+def test_an_instructors_emergency_stop_takes_the_live_process_lane_through_the_proxy(proxy, site, browser, django_user_model):
+    """The grid posts its stop to /live/ behind a proxy: the live process answers it, so it does not queue
+    behind the page server's workers (labs/live_urls.py); the learner's fault is cleared all the same."""
+    teacher = make_instructor(django_user_model, f"teacher-{uuid.uuid4().hex[:6]}")
+    workshop = Workshop.objects.create(owner=teacher, title="Game day behind a proxy", lab=LAB, capacity=5)
+    seat = joining.join(workshop, django_user_model.objects.create_user(f"learner-{uuid.uuid4().hex[:6]}", password=PASSWORD))
+    faults.set_fault(seat.run_id, "email-primary", down=True)
+    context = browser.new_context(base_url=proxy.url, ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto("/accounts/login/")
+        page.get_by_label("Username").fill(teacher.username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.goto(f"/workshops/{workshop.pk}/")
+        with page.expect_response(lambda response: response.request.method == "POST") as answered:
+            page.get_by_role("button", name="Stop every fault").click()
+        assert (answered.value.url, answered.value.status) == (f"{proxy.url}/live/workshops/{workshop.pk}/stop", 200)
+        expect(page.get_by_test_id("stops")).to_contain_text("1 run(s)")
+        assert faults.all_faults(seat.run_id) == {}
+        assert f"/workshops/{workshop.pk}/stop" not in site.processes["web"].output(), "the page server never saw the stop"
+    finally:
+        context.close()
+        runs.delete_run(seat.run)

@@ -18,7 +18,7 @@ from labs.catalogue import CATALOGUE
 from labs.models import Experiment, LabRun, RunLab
 from labs.pipeline import events, faults
 from tests.workshop_roles import *  # noqa: F403 - the fixtures by role
-from tests.workshop_roles import LAB, PASSWORD, signed_in
+from tests.workshop_roles import LAB, PASSWORD, seat_learner, signed_in
 from workshops import broadcasts, codes, joining
 from workshops.models import Announcement, Broadcast, EmergencyStop, Seat, Workshop
 
@@ -357,3 +357,22 @@ def test_a_learner_sees_while_their_instructor_has_the_grid_open(workshop, instr
     assert 'data-testid="watched"' not in bar(learner)
     instructor.get(reverse("workshops:grid", args=[workshop.pk]), HTTP_HX_REQUEST="true")  # the grid's poll
     assert 'data-testid="watched"' in bar(learner) and "(open now)" in bar(learner)
+
+
+@pytest.mark.parametrize("live_url, lane", [(None, "/workshops/"), ("/", "/live/workshops/")])
+def test_the_grid_posts_its_stop_and_broadcasts_to_the_live_process_only_when_it_shares_the_origin(
+        instructor, workshop, django_user_model, settings, live_url, lane):
+    """Behind a proxy (LAB_LIVE_URL "/") the stop and the broadcasts take the live process's lane; in
+    `make run`'s layout the live process is another origin, so the page server takes them. Either way works."""
+    settings.LAB_LIVE_URL = live_url
+    learner = seat_learner(django_user_model, workshop, "ada")
+    page = instructor.get(reverse("workshops:grid", args=[workshop.pk])).content.decode()
+    stop_url = f"{lane}{workshop.pk}/stop"
+    assert f'hx-post="{stop_url}"' in page and f'hx-post="{lane}{workshop.pk}/broadcasts"' in page
+    faults.set_fault(learner.seat.run_id, "email-primary", down=True)
+
+    answer = htmx(instructor, stop_url)
+
+    assert answer.status_code == 200 and "every fault cleared in 1 run(s)" in answer.content.decode()
+    assert faults.all_faults(learner.seat.run_id) == {}
+    assert htmx(signed_in(django_user_model.objects.create_user("mallory", password=PASSWORD)), stop_url).status_code == 404

@@ -36,6 +36,7 @@ from accounts.forms import LoginForm, SignUpForm
 from accounts.roles import is_instructor
 from labs.catalogue import CATALOGUE
 from labs import runs
+from labs.live import live_base
 from labs.views import lab_lessons, run_context
 from workshops import access, broadcasts, codes, cohort, joining, lifecycle, notices, roster
 from workshops.forms import AnnouncementForm, BroadcastForm, CoInstructorForm, JoinCodeForm, RosterForm, WorkshopForm
@@ -206,9 +207,18 @@ def _cohort_context(request: HttpRequest, workshop: Workshop) -> dict:
     }
 
 
+def instructor_lane(request: HttpRequest, workshop: Workshop) -> dict[str, str]:
+    """Where the grid posts its emergency stop and broadcasts: the live process when it shares the
+    page's origin (behind a reverse proxy), which answers them without queueing behind the lab pages'
+    panel refreshes (labs/live_urls.py); else the page server."""
+    namespace, prefix = ("live", "workshop_") if live_base(request) == "" else ("workshops", "")
+    return {action: reverse(f"{namespace}:{prefix}{action}", args=[workshop.pk]) for action in ("stop", "broadcast")}
+
+
 def _controls_context(request: HttpRequest, workshop: Workshop, **forms) -> dict:
     return {
         "workshop": workshop,
+        "lane": instructor_lane(request, workshop),
         "lab": CATALOGUE.get(workshop.lab),
         "join_url": _join_url(request, workshop),
         "qr": codes.qr_svg(_join_url(request, workshop)),
