@@ -29,6 +29,7 @@ from urllib.parse import urlencode, urlsplit
 PANELS_MIN_S = 1.0  # labs.js PANELS_MIN_MS
 PANELS_MAX_GAP_S = 2.0  # labs.js PANELS_MAX_GAP_MS
 CLASSROOM_POLL_S = 15  # the classroom bar's "every 15s"
+DELIVERED = re.compile(r'data-testid="strip-delivered">(\d+)<')  # the panels' delivered count (templates/labs/pipeline_diagram.html)
 
 
 class Session:
@@ -95,6 +96,7 @@ class HeadlessPage:
         bar = re.search(r'id="classroom-bar"[^>]*hx-get="([^"]+)"', page, re.S)
         self.classroom_url = html.unescape(bar[1]) if bar else None
         self.lags: list[float] = []  # seconds from emission to arrival, one per event
+        self.delivered: list[tuple[int, float]] = []  # (the panels' delivered count, when that answer arrived)
         self.classroom: list[tuple[float, str]] = []  # (arrival, text) of every classroom event
         self.frames = 0
         self.panel_requests = 0
@@ -133,7 +135,9 @@ class HeadlessPage:
 
     def _read_stream(self) -> None:
         path = f"{self.stream_url.path}?{self.stream_url.query}&after={self.last_id}"
-        self._connection = connection = http.client.HTTPConnection(self.stream_url.hostname, self.stream_url.port, timeout=30)
+        # A path alone ("/live/…", behind a proxy) is on the page's own origin.
+        host, port = (self.stream_url.hostname, self.stream_url.port) if self.stream_url.hostname else ("127.0.0.1", self.session.port)
+        self._connection = connection = http.client.HTTPConnection(host, port, timeout=30)
         cookie = "; ".join(f"{k}={v}" for k, v in self.session.cookies.items())
         connection.request("GET", path, headers={"Accept": "text/event-stream", "Cookie": cookie})
         response = connection.getresponse()
@@ -193,7 +197,10 @@ class HeadlessPage:
 
     def _draw_panels(self) -> None:
         asked = time.monotonic()
-        self._quietly(self.panels_url)
+        answer = self._quietly(self.panels_url)
+        shown = DELIVERED.search(answer)
+        if shown:
+            self.delivered.append((int(shown[1]), time.time()))
         with self._lock:
             self._panels_busy = False
             self.panel_requests += 1
@@ -206,8 +213,8 @@ class HeadlessPage:
         while self.classroom_url and not self._stopped.wait(CLASSROOM_POLL_S):
             self._quietly(self.classroom_url)
 
-    def _quietly(self, path: str) -> None:
+    def _quietly(self, path: str) -> str:
         try:
-            self.session.request("GET", path)
+            return self.session.request("GET", path)[1]
         except (OSError, http.client.HTTPException):
-            pass  # the page shrugs off a failed refresh too
+            return ""  # the page shrugs off a failed refresh too

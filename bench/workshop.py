@@ -31,6 +31,8 @@ Steps:
 """
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +57,7 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", 45))  # each of the steady and t
 INTENTS_PER_S = int(os.environ.get("BENCH_INTENTS_PER_S", 2))
 HEAVY_EVERY = float(os.environ.get("BENCH_HEAVY_EVERY", 5))
 TRAFFIC = os.environ.get("BENCH_TRAFFIC", "server")
+PROXY = os.environ.get("BENCH_PROXY", "caddy")  # "none": the browsers talk to the processes' own ports
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 LAB = "dead-letters-poison"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -68,7 +71,12 @@ window.benchClassroom = [];
 document.addEventListener("DOMContentLoaded", function () {
   document.body.addEventListener("lab-classroom", function () { window.benchClassroom.push(["event", Date.now() / 1000]); });
   var shown = {};
+  window.benchDelivered = [];  // [count, when]: each change of the panels' delivered count, as drawn
   new MutationObserver(function () {
+    var delivered = document.querySelector("[data-testid=strip-delivered]");
+    var count = delivered ? parseInt(delivered.textContent, 10) : NaN;
+    var last = window.benchDelivered[window.benchDelivered.length - 1];
+    if (!isNaN(count) && (!last || last[0] !== count)) window.benchDelivered.push([count, Date.now() / 1000]);
     ["instructor-fault", "instructor-stop"].forEach(function (id) {
       var now = !!document.querySelector("[data-testid=" + id + "]");
       if (now !== !!shown[id]) { shown[id] = now; window.benchClassroom.push([id + (now ? "" : " gone"), Date.now() / 1000]); }
@@ -120,12 +128,18 @@ def main() -> None:
 
         django.setup()
         port = port_pair()
+        use_proxy = PROXY == "caddy" and shutil.which("caddy") is not None
+        if use_proxy:  # as a bootcamp's server runs: one origin, /live/ to the live process (README, "Behind a reverse proxy")
+            env.update(LAB_LIVE_URL="/", CLIENT_ADDRESS_HEADER="X-Real-IP")
         processes.update(_start_processes(env, workdir, port))
+        if use_proxy:
+            processes["caddy"], port = _start_caddy(workdir, port)
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: http_status(base + "/healthz") == 200, 60, "every process to be up (/healthz)", interval=0.3)
         chromium_pages = min(BROWSER_PAGES, LEARNERS)
         say(f"workshop bench: {LEARNERS} learners ({chromium_pages} lab pages in Chromium, {LEARNERS - chromium_pages} headless), "
-              f"{database_note}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")  # fmt: skip
+              f"{database_note}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start; "
+              + ("behind Caddy (deploy/caddy/Caddyfile over plain HTTP)" if use_proxy else "no proxy (BENCH_PROXY=none, or caddy not installed)"))  # fmt: skip
         class_ = _workshop(port)
         say(f"setup: {LEARNERS} learners seated, each with a seeded run, in {class_['seated_s']:.0f} s")
         from playwright.sync_api import sync_playwright
@@ -195,6 +209,20 @@ def _start_processes(env: dict, workdir: Path, port: int) -> dict[str, ServicePr
         "relay": ["manage.py", "relay"],
     }  # fmt: skip
     return {name: ServiceProcess(name, python_argv(*argv), env, workdir).start() for name, argv in commands.items()}
+
+
+def _start_caddy(workdir: Path, port: int) -> tuple[ServiceProcess, int]:
+    """The shipped Caddyfile in front of the web (port) and live (port + 1) processes, over plain HTTP on a
+    port of its own (no certificates to make here); returns Caddy and its port."""
+    proxy_port = port_pair()
+    shipped = (BASE_DIR / "deploy" / "caddy" / "Caddyfile").read_text()
+    caddyfile = workdir / "Caddyfile"
+    caddyfile.write_text(shipped.replace("\n{\n", "\n{\n\tadmin off\n", 1))  # no admin endpoint on a shared machine
+    env = {"PATH": os.environ["PATH"], "HOME": str(workdir), "XDG_DATA_HOME": str(workdir / "caddy-data"),
+           "XDG_CONFIG_HOME": str(workdir / "caddy-config"), "FAULTLINE_DOMAIN": f"http://127.0.0.1:{proxy_port}",
+           "FAULTLINE_WEB": f"127.0.0.1:{port}", "FAULTLINE_LIVE": f"127.0.0.1:{port + 1}"}  # fmt: skip
+    argv = ["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
+    return ServiceProcess("caddy", argv, env, workdir).start(), proxy_port
 
 
 def _workshop(port: int) -> dict:
@@ -284,6 +312,7 @@ def _session(browser, base: str, port: int, class_: dict, processes: dict, chrom
     window = time.time()
     figures["steady"] = _phase(in_chromium, headless, SECONDS, skip=heavy_learner)
     figures["steady"]["intents"] = _intents_per_run_s(others, window, time.time())
+    figures["steady"]["panels"] = _panel_lags(in_chromium, headless, window, time.time(), skip=heavy_learner)
     toggles.phase = "heavy"
     say(f"heavy phase ({SECONDS:.0f} s): {heavy_learner['name']}'s run has email-primary down and gets campaigns…")
     heavy_session = Session(port, {"sessionid": heavy_learner["session"]})
@@ -292,6 +321,7 @@ def _session(browser, base: str, port: int, class_: dict, processes: dict, chrom
     window = time.time()
     figures["heavy"] = _phase(in_chromium, headless, SECONDS, skip=heavy_learner)
     figures["heavy"]["intents"] = _intents_per_run_s(others, window, time.time())
+    figures["heavy"]["panels"] = _panel_lags(in_chromium, headless, window, time.time(), skip=heavy_learner)
     heavy.stop()
     toggles.stop()
     figures["heavy"]["campaigns"] = heavy.campaigns
@@ -322,6 +352,36 @@ def _phase(in_chromium: list, headless: list, seconds: float, skip: dict) -> dic
     for learner, page in headless:
         found["heavy run" if learner is skip else "headless"].extend(int(lag * 1000) for lag in page.lags)
     return {kind: _spread(lags) for kind, lags in found.items()} | {"others": _spread(found["chromium"] + found["headless"])}
+
+
+PANELS_SETTLE_S = 3  # a delivery this close to a phase's end may not be drawn yet: it is not counted
+
+
+def _panel_lags(in_chromium: list, headless: list, start: float, end: float, skip: dict) -> dict:
+    """Panel freshness: for each delivery delivered in [start, end - PANELS_SETTLE_S], the time from its
+    commit (finished_at, the database's clock on this machine) to the first moment its page's panels
+    showed a delivered count that includes it (ms), in Chromium (as drawn, a MutationObserver) and in
+    the headless pages (as the panels' HTML arrived). The n-th delivery of a run is in the count once
+    the count reaches n."""
+    from labs.models import Delivery, DeliveryStatus
+
+    found: dict[str, list[int]] = {"chromium": [], "headless": []}
+    missed = 0
+    pages = [("chromium", learner, page.evaluate("window.benchDelivered")) for learner, page in in_chromium] + \
+        [("headless", learner, list(page.delivered)) for learner, page in headless]  # fmt: skip
+    for kind, learner, shown in pages:
+        if learner is skip:
+            continue
+        finished = Delivery.objects.filter(run_id=learner["run_id"], status=DeliveryStatus.DELIVERED).order_by("finished_at", "id")
+        for ordinal, at in enumerate((t.timestamp() for t in finished.values_list("finished_at", flat=True)), 1):
+            if not start <= at <= end - PANELS_SETTLE_S:
+                continue
+            drawn = next((when for count, when in shown if count >= ordinal and when >= at - 0.001), None)
+            if drawn is None:
+                missed += 1
+            else:
+                found[kind].append(int((drawn - at) * 1000))
+    return {kind: _spread(lags) for kind, lags in found.items()} | {"missed": missed}
 
 
 def _spread(values: list[int]) -> dict:
@@ -374,12 +434,13 @@ def _broadcast_and_stop(class_: dict, in_chromium: list, headless: list) -> dict
             faults.clear_faults(run_id)
     time.sleep(GRID_SETTLE_S)
     instructor, workshop = class_["instructor"], class_["workshop"]
-    instructor.get(f"/workshops/{workshop.pk}/", htmx=False)  # its CSRF token
+    grid = instructor.get(f"/workshops/{workshop.pk}/", htmx=False)  # its CSRF token, and where its forms post
+    lane = {action: re.search(rf'hx-post="([^"]*/{workshop.pk}/{action})"', grid)[1] for action in ("broadcasts", "stop")}
     found = {}
     # 1. The broadcast.
     asked = time.time()
     watching = _watch_faults(run_ids, lambda settings: settings.get("email-primary") == {"down": True})
-    response = _timed_post(instructor, f"/workshops/{workshop.pk}/broadcasts",
+    response = _timed_post(instructor, lane["broadcasts"],
                            {"target": "email-primary", "provider-down": "on", "duration_s": "60", "to": "everyone"})  # fmt: skip
     in_force = watching.result()
     found["broadcast"] = {"answered": response - asked, "in_force": in_force - asked,
@@ -388,7 +449,7 @@ def _broadcast_and_stop(class_: dict, in_chromium: list, headless: list) -> dict
     # 2. The emergency stop.
     asked = time.time()
     watching = _watch_faults(run_ids, lambda settings: settings == {})
-    response = _timed_post(instructor, f"/workshops/{workshop.pk}/stop", {})
+    response = _timed_post(instructor, lane["stop"], {})
     cleared = watching.result()
     from workshops.models import EmergencyStop
 
@@ -464,6 +525,13 @@ def _report(f: dict) -> None:
         s = steady[kind]
         rows.append((f"(a) event → learner page p95, {label} pages", f"{_ms(s['p95'])} (p50 {_ms(s['p50'])}, max {_ms(s['max'])}; "
                      f"{s['n']:,} events on {f[kind]} pages)", ""))  # fmt: skip
+    for phase in ("steady", "heavy"):
+        panels = f[phase]["panels"]
+        for kind, label in (("chromium", "Chromium, as drawn"), ("headless", "headless, as fetched")):
+            p = panels[kind]
+            rows.append((f"(a') delivery → panels' count p95, {phase}, {label}", f"{_ms(p['p95'])} (p50 {_ms(p['p50'])}, max {_ms(p['max'])}; "
+                         f"{p['n']:,} deliveries)" + (f"; {panels['missed']} never shown" if kind == "headless" and panels["missed"] else ""),
+                         "≤ 1 s" if kind == "chromium" else ""))  # fmt: skip
     g = grid["steady"]
     rows.append(("(b) change → grid tile p95", f"{_ms(g['p95'])} (p50 {_ms(g['p50'])}; {g['n']} learner faults set or cleared"
                  + (f", {grid['missed']} never shown" if grid["missed"] else "") + "; the grid polls every 2 s)", ""))  # fmt: skip

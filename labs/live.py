@@ -178,6 +178,31 @@ def event_rows(run_id: int, found: list[dict]) -> list[dict]:
     return rows
 
 
+# How events move the figures of the lab page's strip, so the page moves them as the events arrive rather
+# than at the panels' next refresh: the strip's figure, and the event's field holding how many (None: one).
+# Each is the event the state machine's writer emits after committing that change (labs/pipeline).
+STRIP_MOVES: dict[str, tuple[str, str | None, int]] = {
+    "accepted": ("accepted", None, 1),
+    "accepted_batch": ("accepted", "count", 1),
+    "attempt_succeeded": ("delivered", None, 1),
+    "batch_delivered": ("delivered", "count", 1),
+    "dead_lettered": ("dead-letters", None, 1),
+    "replayed": ("dead-letters", None, -1),
+    "discarded": ("dead-letters", None, -1),
+}
+
+
+def strip_moves(found: list[dict]) -> list[list]:
+    """What these events add to the strip's figures, event by event: [[event id, figure, amount], …]."""
+    moves = []
+    for event in found:
+        move = STRIP_MOVES.get(event["kind"])
+        if move is not None:
+            figure, count_field, sign = move
+            moves.append([event["id"], figure, sign * (int(event.get(count_field, 0)) if count_field else 1)])
+    return moves
+
+
 def feed_payload(run_id: int, after: str) -> dict | None:
     """What the page's poll gets: new events with their rendered rows, or None when nothing happened."""
     found = events.recent(run_id, after=after, count=1000)
@@ -194,6 +219,7 @@ def feed_payload(run_id: int, after: str) -> dict | None:
         "at": [e["at"] for e in shown],
         "kinds": sorted({e["kind"] for e in found}),
         "announce": announce,
+        "moves": strip_moves(found),
     }
 
 

@@ -36,7 +36,7 @@ from labs.models import (
     SyncOutcome,
     SyncRequest,
 )
-from labs.pipeline import defences, discovery, faults, metrics, saga, sync_chain, sync_load, tally
+from labs.pipeline import defences, discovery, events, faults, metrics, saga, sync_chain, sync_load, tally
 from labs.pipeline.intake import URGENT_QUEUE
 from labs.pipeline.topology import ALL_PROVIDERS, INSTANCE_OF, PROVIDERS, SERVICES, instances
 
@@ -67,6 +67,8 @@ class RunState:
     sagas: dict | None = None  # the order saga's panel (lab 7), when the run has orders or is the saga lab
     sync_path: "SyncPath | None" = None  # lab 9's synchronous path, in runs that have one
     discovery: "DiscoveryView | None" = None
+    # The run's newest event when these figures were read: the page adds what later events moved to the strip.
+    events_through: str = "0-0"
 
     @property
     def main_stages(self) -> list[dict]:
@@ -233,6 +235,7 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
     """Everything the panels show, in a fixed number of queries that does not grow with the run's
     history (labs.checks.facts says how); the faults are the run row's, read with it."""
     now = timezone.now()
+    events_through = events.last_id(run.pk)  # read before the figures (static/js/labs.js, "The strip")
     breakers = checks.breaker_states(run)
     fault_settings = dict(run.faults or {})
     reading = checks.Reading()
@@ -264,6 +267,7 @@ def run_state(run: LabRun, lab: Lab | None = None) -> RunState:
         series=series(run, now),
         retry_chart=charts.retry_chart([r for r in reading.retries if r.failed_at >= (now - RETRY_CHART_WINDOW).timestamp()], now,
                                        found["retry_herd_pct"]),
+        events_through=events_through,
     )  # fmt: skip
     if sync_chain.chain_on(run):
         state.sync_path = sync_path(run, fault_settings)

@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 
 from labs import runs
 from labs.models import LabRun
-from labs.pipeline import faults
+from labs.pipeline import audit, faults, traffic
 from tests.conftest import ARTIFACTS, worker_argv
 from tests.harness import ServiceProcess, free_port, python_argv, start_live_process, wait_for
 
@@ -137,6 +137,33 @@ def wait_until(page: Page, condition, what: str, timeout_ms: int = SLOW) -> None
 
 def expect_check_green(page: Page, check_id: str) -> None:
     expect(page.get_by_test_id(f"check-{check_id}")).to_have_attribute("data-passed", "true", timeout=SLOW)
+
+
+# --- The strip between two panels answers -----------------------------------------------------------
+
+
+def test_the_strip_counts_what_the_events_say_while_the_panels_answer_is_held_and_not_twice_after(page, learner):
+    """The strip's figures move with the stream (static/js/labs.js, "The strip"): with the page server's panels
+    answer held back, a learner still watches accepted and delivered rise; when the answer comes, the strip shows
+    the database's figures, not those plus what the events had added."""
+    start_lab(page, "outbox-and-relay")
+    run = LabRun.objects.get(owner=learner)
+    held = []
+    page.route(re.compile(r"/labs/runs/\d+/panels"), lambda route: held.append(route))  # asked for, never answered: the panels stand still
+    for user in (3, 4, 5):
+        traffic.send_one(run, user, "password_reset", channels=["email"])
+
+    wait_for(lambda: audit.audit(run)["delivered"] == 3, 60, "three deliveries")
+    expect(page.get_by_test_id("strip-delivered")).to_have_text("3", timeout=SLOW)
+    expect(page.get_by_test_id("strip-accepted")).to_have_text("3")
+    assert held and page.evaluate("window.faultlineLive.panels") == 0, "no panels answer drew these figures"
+
+    page.unroute(re.compile(r"/labs/runs/\d+/panels"))  # lets the held request go on to the page server
+    wait_until(page, lambda p: p.evaluate("window.faultlineLive.panels") >= 1, "the panels answer")
+    traffic.send_one(run, 6, "password_reset", channels=["email"])  # one more event, after the answer's figures
+    wait_until(page, lambda p: p.evaluate("window.faultlineLive.panels") >= 2, "a panels answer after the fourth")
+    expect(page.get_by_test_id("strip-delivered")).to_have_text("4", timeout=SLOW)
+    expect(page.get_by_test_id("strip-accepted")).to_have_text("4")
 
 
 # --- Lab 3: the scenario of the issue ------------------------------------------------------------

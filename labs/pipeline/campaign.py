@@ -148,10 +148,11 @@ def _record(run: LabRun, results: list, started_at) -> None:
             ]  # fmt: skip
             insert_rows(DeliveryAttempt, attempts)
             tally.add(tally.of_run(run.pk, tally.attempt_counts(attempts)))
+        # The deliveries this batch moved to delivered (a lab page's strip counts them from this event).
         events.emit_many(run.pk, [
             ("batch_delivered", {"channel": channel, "provider": provider, "count": len(sent), "latency_ms": sent[0][1].latency_ms,
                                  "deliveries": [d.pk for d, _, _ in sent]})
-            for (channel, provider), sent in _grouped(succeeded).items()
+            for (channel, provider), sent in _grouped([s for s in succeeded if s[0].pk in done]).items()
         ])  # fmt: skip
     for delivery, outcome, prepared in results:
         if outcome.status != AttemptOutcome.SUCCEEDED:

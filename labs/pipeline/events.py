@@ -69,6 +69,15 @@ def check_event_id(value: str) -> str:
     return value
 
 
+def last_id(run_id: int) -> str:
+    """The id of the run's newest event ("0-0" when there is none, or Redis cannot be reached)."""
+    try:
+        newest = get_redis().xrevrange(stream_key(run_id), count=1)
+    except RedisError:
+        return "0-0"
+    return newest[0][0].decode() if newest else "0-0"
+
+
 def recent(run_id: int, after: str = "-", count: int = 200) -> list[dict]:
     """Events after the id `after` ("-" for the oldest kept), oldest first."""
     start = "-" if after == "-" else f"({after}"

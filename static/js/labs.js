@@ -5,6 +5,9 @@
  * 2. Events ask gunicorn for a fresh copy of the heavy panels, at most once a second (less
  *    often when the server is slow, but never more than 2 s apart); while something moves
  *    (data-busy) they refresh anyway, and an action's answer asks for them at once.
+ * 2b. The strip's figures (accepted, delivered, dead letters) move with each frame: the frame says
+ *    what its events added, so they are as fresh as the feed; each panels answer resets them
+ *    to the database's figures plus what frames after that answer added ("The strip" below).
  * 3. A hidden page closes its stream. A dropped stream reopens after a growing, jittered
  *    delay and resumes after the last event id seen, so nothing is missed. If the live
  *    process cannot be reached, the page asks the page server instead, which answers once
@@ -125,6 +128,7 @@
     var lag = Math.max(0, Math.round((arrived - payload.at[payload.at.length - 1]) * 1000));
     setStatus("live", (onFallback ? "Live (every second)" : "Live") + " · last event " + lag + " ms ago" +
       (payload.skipped ? " · " + payload.skipped + " not shown" : ""));
+    moveStrip(payload.moves);
     announce(payload.announce);
     // Parts of the page drawn by other apps (a workshop's classroom bar) redraw on "lab-<kind>" events.
     payload.kinds.forEach(function (kind) {
@@ -135,6 +139,52 @@
     requestPanels();
     if (payload.kinds.indexOf("fault_changed") >= 0 || payload.kinds.indexOf("defences_changed") >= 0) refreshFaultPanel();
   }
+
+  // --- The strip: its figures move with every frame, not only with the panels. A panels answer
+  // carries the figures the database held and the newest event id read just before them
+  // (data-events-through); what the frames after that id moved is added back on top. An event
+  // committed between that id and the figures is counted twice until the next answer (at
+  // most PANELS_MAX_GAP_MS later), which puts the strip right again. ---
+  var moves = []; // [event id, figure, amount] of events since the strip's figures were read, oldest first
+
+  function idAfter(a, b) {
+    var x = a.split("-").map(Number), y = b.split("-").map(Number);
+    return x[0] > y[0] || (x[0] === y[0] && x[1] > y[1]);
+  }
+
+  function stripThrough() {
+    var strip = document.getElementById("pipeline-strip");
+    return (strip && strip.dataset.eventsThrough) || "0-0";
+  }
+
+  function addToStrip(move) {
+    var box = document.querySelector("[data-testid=strip-" + move[1] + "]");
+    var now = box ? parseInt(box.textContent, 10) : NaN;
+    if (!isNaN(now)) box.textContent = String(Math.max(0, now + move[2]));
+  }
+
+  function moveStrip(latest) {
+    var through = stripThrough();
+    (latest || []).forEach(function (move) {
+      if (!idAfter(move[0], through)) return; // already in the figures the strip was drawn with
+      moves.push(move);
+      addToStrip(move);
+    });
+    if (moves.length > 2000) moves.splice(0, moves.length - 2000);
+  }
+
+  function stripRedrawn() {
+    var strip = document.getElementById("pipeline-strip");
+    if (!strip || strip.dataset.movesAdded) return; // once per drawing, however many swap events say so
+    strip.dataset.movesAdded = "yes";
+    var through = stripThrough();
+    moves = moves.filter(function (move) { return idAfter(move[0], through); });
+    moves.forEach(addToStrip);
+  }
+
+  document.body.addEventListener("htmx:oobAfterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "pipeline-strip") stripRedrawn();
+  });
 
   // --- Screen readers hear the events a learner acts on, summarised, not every row ---
   var lastAnnounced = 0;
