@@ -85,9 +85,12 @@ def test_a_declined_payment_is_compensated_and_without_the_defences_orders_are_c
     press(page, 7, "Switch compensation retries off and fail the next 2 compensations")
     press(page, 7, "Place 2 more orders")
     expect_check_green(page, "compensation-abandoned")
-    stuck = saga_row(page, "A-0024")
-    expect(stuck.get_by_test_id("saga-state")).to_have_text("Stuck: a compensation gave up", timeout=SLOW)
-    expect(stuck.locator("[data-step=release]")).to_have_attribute("data-status", "gave_up", timeout=SLOW)
+    # Two orders, two failing compensations: which order's compensations run into them is up to the workers
+    # (one order's two, or one each), so one order or both are stuck.
+    stuck = page.get_by_test_id("saga-panel").locator("tr[data-testid^=saga-A-]", has=page.get_by_text("Stuck: a compensation gave up"))
+    expect(stuck.first).to_be_visible(timeout=SLOW)
+    assert {stuck.nth(i).get_attribute("data-testid") for i in range(stuck.count())} <= {"saga-A-0023", "saga-A-0024"}
+    expect(stuck.first.locator("[data-status=gave_up]").first).to_be_visible()
     expect(invariant(page, "Every order confirmed or fully compensated")).to_contain_text("✘", timeout=SLOW)
     expect(page.locator("#event-feed")).to_contain_text("gave up", timeout=SLOW)
     screenshot("lab-order-saga-compensation-abandoned")
@@ -102,6 +105,8 @@ def test_choreographed_orders_compensate_without_an_orchestrator(page, learner, 
     press(page, 5, "Switch to choreography")
     expect(page.get_by_test_id("saga-mode")).to_have_text("choreographed", timeout=SLOW)
     press(page, 5, "Place 5 orders")
+    # Their payments are authorised before every card declines (on a loaded machine a press can come first).
+    expect(saga_row(page, "A-0005")).to_have_attribute("data-status", "confirmed", timeout=SLOW)
     press(page, 5, "Make every card decline")
     press(page, 5, "Place 3 orders")
     row = saga_row(page, "A-0008")
