@@ -76,6 +76,21 @@ class Heartbeat(bootsteps.StartStopStep):
 app.steps["consumer"].add(Heartbeat)
 
 
+@signals.worker_init.connect
+def yield_to_the_pages(sender=None, **kwargs) -> None:
+    """A worker of the bulk lanes runs at a lower CPU priority (WORKER_NICENESS, 10 by default; 0 keeps it):
+    on a small server a cohort's campaigns then wait for the CPU behind the pages and the live streams
+    people are watching, instead of the other way round. The urgent lane's own worker keeps its priority,
+    so a security alert does not wait behind anyone. Its pool processes inherit it."""
+    from django.conf import settings
+
+    consumes = set(sender.app.amqp.queues.consume_from or ()) if sender is not None else set()
+    if consumes == {"urgent"} or not settings.WORKER_NICENESS:
+        return
+    os.nice(settings.WORKER_NICENESS)
+    log.info("worker: CPU niceness %d (WORKER_NICENESS): the pages and live streams come first", os.nice(0))
+
+
 @signals.worker_before_create_process.connect
 def freeze_before_fork(**kwargs) -> None:
     """Keep what the worker loaded shared with its pool processes: the collector never scans frozen

@@ -161,6 +161,8 @@ CACHES = redis_cache(REDIS_URL, REDIS_KEY_PREFIX)
 # message comes back within a lab, and task time limits sit below it so no healthy
 # task is redelivered while it still runs.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 60, minimum=10)
+# The bulk lanes' worker yields the CPU to pages and live streams (config/celery.py); 0 keeps its priority.
+WORKER_NICENESS = env_int("WORKER_NICENESS", 10, minimum=0)
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,

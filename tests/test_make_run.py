@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,9 @@ def test_make_run_serves_the_site_with_all_parts_up_and_ctrl_c_stops_every_proce
 
         pids = {int(pid) for pid in re.findall(r"pid=(\d+)", "".join(lines))}
         assert len(pids) == 6, "".join(lines)  # embedded Redis, web, worker, urgent worker, relay, live stream
+        # The bulk lanes' worker yields the CPU to what people watch; the urgent lane's worker does not (config/celery.py).
+        niceness = {name: niceness_of(latest_pid(lines, name)) for name in ("web", "worker", "urgent", "relay", "live")}
+        assert niceness == {"web": 0, "worker": 10, "urgent": 0, "relay": 0, "live": 0}
     finally:
         runner.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         returncode = runner.wait(timeout=30)
@@ -114,6 +118,11 @@ def test_make_run_explains_a_bad_port(run_env):
 
     assert result.returncode == 1
     assert "PORT='eighty' is not a port number" in result.stderr
+
+
+def niceness_of(pid: int) -> int:
+    """A process's CPU niceness, from /proc (field 19 of its stat line, after the name in brackets)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
 def latest_pid(lines: list[str], name: str) -> int | None:
