@@ -62,7 +62,7 @@ def test_the_debrief_page_lines_up_what_was_injected_above_each_learners_steps(s
     assert f"Debrief: {session.title}" in page
     timeline = page.split('data-testid="timeline"')[1].split("</ol>")[0]
     assert timeline.index("sms-primary down") < timeline.index("Step 2 after the break") < timeline.index("Emergency stop")
-    assert "into 2 run(s)" in timeline and "emergency stop" in timeline.lower() and "by grace: 2 run(s) cleared" in timeline
+    assert "into 2 runs" in timeline and "emergency stop" in timeline.lower() and "by grace: 2 runs cleared" in timeline
     chart = page.split('data-testid="debrief-chart"')[1].split("</figure>")[0]
     assert chart.count('class="fault-window"') == 1 and chart.count('data-testid="moment"') == 2
     for name in ("delivered", "dead_letters", "duplicates", "breaches"):

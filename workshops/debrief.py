@@ -60,7 +60,7 @@ def _fault_entries(workshop: Workshop) -> list[TimelineEntry]:
     for b in workshop.broadcasts.annotate(run_count=Count("runs")).select_related("started_by"):
         until = b.ended_at or b.ends_at
         ending = b.get_ending_display().lower() if b.ending else "in force"
-        detail = f"into {b.run_count} run(s) for {notices.duration_text(round((until - b.started_at).total_seconds()))}; {ending}"
+        detail = f"into {notices.runs_text(b.run_count)} for {notices.duration_text(round((until - b.started_at).total_seconds()))}; {ending}"
         entries.append(TimelineEntry("fault", b.started_at, notices.describe(b), detail, until))
     return entries
 
@@ -68,7 +68,7 @@ def _fault_entries(workshop: Workshop) -> list[TimelineEntry]:
 def _stop_entries(workshop: Workshop) -> list[TimelineEntry]:
     return [
         TimelineEntry("stop", s.at, "Emergency stop",
-                      f"by {s.stopped_by.get_username() if s.stopped_by else 'someone'}: {s.runs_cleared} run(s) cleared in {s.took_ms} ms")
+                      f"by {s.stopped_by.get_username() if s.stopped_by else 'someone'}: {notices.runs_text(s.runs_cleared)} cleared in {s.took_ms} ms")
         for s in workshop.stops.select_related("stopped_by")
     ]  # fmt: skip
 

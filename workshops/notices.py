@@ -29,6 +29,11 @@ def describe(broadcast: Broadcast) -> str:
     return f"{broadcast.target} {settings_text(broadcast.fault)}"
 
 
+def runs_text(count: int) -> str:
+    """3 -> "3 runs", 1 -> "1 run"."""
+    return f"{count} run" + ("" if count == 1 else "s")
+
+
 def duration_text(seconds: int) -> str:
     """90 -> "1 min 30 s", 120 -> "2 min", 45 -> "45 s"."""
     minutes, rest = divmod(seconds, 60)

@@ -144,7 +144,7 @@ def _perform(play: ScenarioPlay, step: ScenarioStep) -> str:
         if ScenarioPlay.objects.filter(pk=play.pk, state=State.STOPPED).exists():
             broadcasts.withdraw(broadcast, "your instructor stopped the scenario")
             return "withdrawn at once: the scenario was stopped while it was injected"
-        return f"injected {notices.describe(broadcast)} into {broadcast.runs.count()} run(s) for {notices.duration_text(step.seconds)}"
+        return f"injected {notices.describe(broadcast)} into {notices.runs_text(broadcast.runs.count())} for {notices.duration_text(step.seconds)}"
     if step.kind == "clear":
         return _clear(workshop, step.target)
     if step.kind in ("burst", "poison", "send"):
@@ -181,7 +181,7 @@ def _send_traffic(workshop: Workshop, step: ScenarioStep) -> str:
             crashed += 1  # the run's own publish_crash fault: the API "died" after its commit
     what = step.describe().removeprefix("Send ").removesuffix(" into every run")
     notices.tell(run_ids, f"Your instructor's scenario sent {what} into your run")
-    return f"sent {what} into {len(run_ids)} run(s)" + (f"; the API crashed after its commit in {crashed}" if crashed else "")
+    return f"sent {what} into {notices.runs_text(len(run_ids))}" + (f"; the API crashed after its commit in {crashed}" if crashed else "")
 
 
 # --- The instructor's buttons ------------------------------------------------------------------------

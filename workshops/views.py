@@ -296,7 +296,7 @@ def broadcast(request: HttpRequest, workshop_id: int) -> HttpResponse:
     except ValueError as exc:
         form.add_error(None, str(exc))
         return _controls_response(request, workshop, broadcast_form=form)
-    return _controls_response(request, workshop, f"Injected {notices.describe(started)} into {started.runs.count()} run(s) "
+    return _controls_response(request, workshop, f"Injected {notices.describe(started)} into {notices.runs_text(started.runs.count())} "
                               f"for {notices.duration_text(data['duration_s'])}.")  # fmt: skip
 
 
@@ -312,7 +312,7 @@ def end_broadcast(request: HttpRequest, workshop_id: int, broadcast_id: int) -> 
 def stop(request: HttpRequest, workshop_id: int) -> HttpResponse:
     workshop = _get_workshop_for_instructor(request, workshop_id)
     done = broadcasts.emergency_stop(workshop, request.user)
-    return _controls_response(request, workshop, f"Emergency stop: every fault cleared in {done.runs_cleared} run(s) in {done.took_ms} ms.")
+    return _controls_response(request, workshop, f"Emergency stop: every fault cleared in {notices.runs_text(done.runs_cleared)} in {done.took_ms} ms.")
 
 
 @require_POST
