@@ -23,11 +23,12 @@ def _where_you_left_off(request: HttpRequest) -> dict | None:
     """A signed-in learner's next lesson, practice reviews due, and latest lab; None when there is nothing yet."""
     if not request.user.is_authenticated:
         return None
-    latest_lab = RunLab.objects.filter(owner=request.user, lab__in=list(CATALOGUE)).order_by("-started_at").first()
+    runs = RunLab.objects.filter(owner=request.user, lab__in=list(CATALOGUE)).order_by("-started_at")
+    latest_lab = runs.values_list("lab", flat=True).first()
     resume = {
         "lesson": where_to_continue(request.user),
-        "due_reviews": len(scheduling.due_cards(progress_for(request).cards(), clock.today())),
-        "lab": CATALOGUE[latest_lab.lab] if latest_lab else None,
+        "due_reviews": scheduling.due_count(progress_for(request).due_dates().values(), clock.today()),
+        "lab": CATALOGUE[latest_lab] if latest_lab else None,
     }
     return resume if any(resume.values()) else None
 

@@ -13,12 +13,13 @@ from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.safestring import mark_safe
+from django.template.loader import get_template
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from config.whole_numbers import whole_number
-from courseware import progress
+from courseware import content_cache, progress
 from courseware.choices import shuffled_order
 from courseware.models import CheckAnswer, GlossaryTerm, InlineCheck, Lesson
 from courseware.rendering import CHECK_MARKER, code_css as generate_code_css
@@ -75,6 +76,7 @@ def index(request: HttpRequest) -> HttpResponse:
     modules = progress.course_map(request.user)
     context = {
         "modules": modules,
+        "course_map": _course_map(request, modules),
         "lesson_count": sum(m.total for m in modules),
         "read_count": sum(m.read_count for m in modules),
         "continue_lesson": progress.where_to_continue(request.user),
@@ -82,15 +84,60 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "courseware/index.html", context)
 
 
+def _course_map(request: HttpRequest, modules: list[progress.ModuleProgress]) -> SafeString:
+    """The course map, kept per content version, with this learner's progress in its slots (none for a visitor)."""
+    kept = content_cache.cached("course-map", lambda: content_cache.SlottedHTML.render(
+        "courseware/index.html#course_map", {"outline": progress.outline()}))  # fmt: skip
+    if not request.user.is_authenticated:
+        return kept.fill(lambda kind, key: "")
+    by_module = {str(entry.module.pk): entry for entry in modules}
+    read = {str(pk) for pk in modules[0].read} if modules else set()
+    module_progress = get_template("courseware/index.html#module_progress")
+
+    def value(kind: str, key: str) -> str:
+        if kind == "module-progress":
+            return module_progress.render({"entry": by_module[key]})
+        if key not in read:
+            return ""
+        return " is-read" if kind == "read-class" else '<span class="read-badge">✓ Read</span>'
+
+    return kept.fill(value)
+
+
+@dataclass(frozen=True)
+class LessonContent:
+    """What a lesson page shows that changes only with content: kept per content version (courseware/content_cache.py)."""
+
+    lesson: Lesson
+    checks: list[InlineCheck]
+    prerequisites: list[Lesson]
+    pieces: list[str]  # the stored HTML split at its check markers: odd pieces are check ids
+
+
+def lesson_content(slug: str) -> LessonContent:
+    return content_cache.cached(f"lesson:{slug}", lambda: _build_lesson_content(slug))
+
+
+def _build_lesson_content(slug: str) -> LessonContent:
+    lesson = get_object_or_404(Lesson.objects.select_related("module").defer("search_text", "body_text"), slug=slug)
+    wanted = set(lesson.prerequisites.values_list("pk", flat=True))
+    return LessonContent(
+        lesson=lesson,
+        checks=list(lesson.checks.all()),
+        prerequisites=[other for other in progress.lessons_in_order() if other.pk in wanted],
+        pieces=CHECK_MARKER.split(lesson.html),
+    )
+
+
 @require_GET
 def lesson(request: HttpRequest, slug: str) -> HttpResponse:
-    lessons = Lesson.objects.select_related("module").defer("search_text", "body_text")
-    return _lesson_page(request, get_object_or_404(lessons, slug=slug))
+    return _lesson_page(request, lesson_content(slug))
 
 
-def _lesson_page(request: HttpRequest, lesson: Lesson, answered: CheckState | None = None) -> HttpResponse:
+def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckState | None = None) -> HttpResponse:
     """The lesson page; `answered` shows one check with its result (an answer sent without htmx)."""
-    checks = {check.check_id: CheckState(check) for check in lesson.checks.all()}
+    lesson = content.lesson
+    checks = {check.check_id: CheckState(check) for check in content.checks}
     answered_before = Counter()
     reading = None
     if request.user.is_authenticated:
@@ -103,11 +150,8 @@ def _lesson_page(request: HttpRequest, lesson: Lesson, answered: CheckState | No
         state.order = option_order(request, state.check, answered_before[check_id])
     if answered is not None:
         checks[answered.check.check_id] = answered
-    # The stored HTML has a marker where each check goes: odd pieces of the split are check ids.
-    pieces = CHECK_MARKER.split(lesson.html)
-    segments = [("check", checks[piece]) if n % 2 else ("html", mark_safe(piece)) for n, piece in enumerate(pieces)]
-    nearby = Lesson.objects.outline().filter(position__in=[lesson.position - 1, lesson.position + 1])
-    neighbours = {other.position: other for other in nearby}
+    segments = [("check", checks[piece]) if n % 2 else ("html", mark_safe(piece)) for n, piece in enumerate(content.pieces)]
+    neighbours = {other.position: other for other in progress.lessons_in_order() if abs(other.position - lesson.position) == 1}
     context = {
         "lesson": lesson,
         "segments": segments,
@@ -115,7 +159,7 @@ def _lesson_page(request: HttpRequest, lesson: Lesson, answered: CheckState | No
         "module_progress": progress.module_progress(request.user, lesson.module),
         "previous_lesson": neighbours.get(lesson.position - 1),
         "next_lesson": neighbours.get(lesson.position + 1),
-        "prerequisites": list(lesson.prerequisites.outline()),
+        "prerequisites": content.prerequisites,
         "labs": [(slug, LABS.get(slug, slug)) for slug in lesson.labs],
         "code_css_version": code_css_version(),
     }
@@ -154,7 +198,7 @@ def answer_check(request: HttpRequest, check_id: str) -> HttpResponse:
         if request.user.is_authenticated:  # answering in place is reading the lesson, for "continue where you left off"
             progress.record_visit(request.user, check.lesson)
         return render(request, "courseware/lesson.html#inline_check", {"state": state, "lesson": check.lesson})
-    return _lesson_page(request, check.lesson, answered=state)
+    return _lesson_page(request, lesson_content(check.lesson.slug), answered=state)
 
 
 def _answers_so_far(request: HttpRequest, check: InlineCheck) -> int:

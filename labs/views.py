@@ -6,6 +6,7 @@ fragment it changed (and asks the page to refresh its live panels); without htmx
 redirects back to the lab page.
 """
 
+import functools
 import uuid
 from dataclasses import asdict
 
@@ -32,6 +33,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.utils.translation import ngettext
 from django_htmx.http import trigger_client_event
 
+from courseware import content_cache
 from courseware.models import Lesson
 from labs import checks, lineage, live, panels, runs, steps
 from labs.catalogue import CATALOGUE
@@ -115,10 +117,16 @@ def _changed(response: HttpResponse) -> HttpResponse:
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    started = {}
+    started = set()
     if request.user.is_authenticated:
-        started = dict(RunLab.objects.filter(owner=request.user).values_list("lab", "run_id"))
-    return render(request, "labs/index.html", {"labs": CATALOGUE.values(), "started": started})
+        started = set(RunLab.objects.filter(owner=request.user).values_list("lab", flat=True))
+    return render(request, "labs/index.html", {"labs": _catalogue_links(), "started": started})
+
+
+@functools.cache
+def _catalogue_links() -> list[tuple[Lab, str]]:
+    """Every lab with its page's URL: the lab files are read once per process, so their links are too."""
+    return [(lab, reverse("labs:lab", args=[lab.slug])) for lab in CATALOGUE.values()]
 
 
 @require_GET
@@ -133,9 +141,13 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def lab_lessons(lab: Lab) -> list[tuple[str, str]]:
-    """(slug, title) of the lessons to read first."""
+    """(url, title) of the lessons to read first, kept per content version (courseware/content_cache.py)."""
+    return content_cache.cached(f"lab-lessons:{lab.slug}", lambda: _lab_lessons(lab))
+
+
+def _lab_lessons(lab: Lab) -> list[tuple[str, str]]:
     titles = dict(Lesson.objects.filter(slug__in=lab.lessons).values_list("slug", "title"))
-    return [(lesson, titles.get(lesson, lesson.replace("-", " "))) for lesson in lab.lessons]
+    return [(reverse("courseware:lesson", args=[lesson]), titles.get(lesson, lesson.replace("-", " "))) for lesson in lab.lessons]
 
 
 def run_context(request: HttpRequest, lab: Lab, run_lab: RunLab) -> dict:

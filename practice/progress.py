@@ -15,6 +15,7 @@ from django.db import models, transaction
 from django.dispatch import receiver
 from django.http import Http404, HttpRequest
 
+from practice import stats
 from practice.models import Attempt, MockInterview, ReviewCard
 
 SESSION_KEY = "practice"
@@ -45,6 +46,15 @@ class AccountProgress:
 
     def cards(self) -> list[ReviewCard]:
         return list(ReviewCard.objects.filter(user=self.user).select_related("question"))
+
+    def due_dates(self) -> dict[str, datetime]:
+        """When each of the candidate's cards is due, by question id: what a list shows, without the cards."""
+        return dict(ReviewCard.objects.filter(user=self.user).values_list("question_id", "due"))
+
+    def latest_scores(self) -> dict[str, int]:
+        """The score of the newest graded attempt at each question (stats.latest_graded's rule, two columns)."""
+        graded = Attempt.objects.filter(user=self.user, graded_at__isnull=False).order_by("created_at", "id")
+        return dict(graded.values_list("question_id", "score"))
 
     def card(self, question_id: str) -> ReviewCard:
         found = ReviewCard.objects.filter(user=self.user, question_id=question_id).first()
@@ -78,10 +88,18 @@ class SessionProgress:
     def __init__(self, session):
         self.session = session
         self.is_anonymous = True
+        self._loaded: dict | None = None  # what this visitor has until something is saved
 
     @property
     def _data(self) -> dict:
-        return self.session.setdefault(SESSION_KEY, {"attempts": [], "cards": {}, "mocks": [], "next_id": 1})
+        """The visitor's practice; an empty one until something is saved. Reading never writes the session,
+        so a visitor who only looks at pages costs no session row."""
+        stored = self.session.get(SESSION_KEY)
+        if stored is not None:
+            return stored
+        if self._loaded is None:
+            self._loaded = {"attempts": [], "cards": {}, "mocks": [], "next_id": 1}
+        return self._loaded
 
     def _next_id(self) -> int:
         data = self._data
@@ -89,7 +107,7 @@ class SessionProgress:
         return data["next_id"] - 1
 
     def _changed(self) -> None:
-        self.session.modified = True
+        self.session[SESSION_KEY] = self._data  # marks the session modified, so it is saved
 
     def learner_seed(self) -> str:
         """A random word kept in the session: a visitor's options stay in one order per attempt."""
@@ -115,6 +133,12 @@ class SessionProgress:
 
     def cards(self) -> list[ReviewCard]:
         return [_load(ReviewCard, row) for row in self._data["cards"].values()]
+
+    def due_dates(self) -> dict[str, datetime]:
+        return {card.question_id: card.due for card in self.cards()}
+
+    def latest_scores(self) -> dict[str, int]:
+        return {question_id: a.score for question_id, a in stats.latest_graded(self.attempts()).items()}
 
     def card(self, question_id: str) -> ReviewCard:
         row = self._data["cards"].get(question_id)
@@ -143,6 +167,7 @@ class SessionProgress:
 
     def clear(self) -> None:
         self.session.pop(SESSION_KEY, None)
+        self._loaded = None
 
 
 def progress_for(request: HttpRequest) -> AccountProgress | SessionProgress:

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from courseware.choices import shuffled_order
-from practice import charts, clock, drills, exports, interviewer, scheduling, stats
+from practice import bank, charts, clock, drills, exports, interviewer, scheduling, stats
 from practice.mock import phase_seconds, read_phases, timeline
 from practice.models import Attempt, MockInterview, Question, Rating
 from practice.progress import progress_for
@@ -38,33 +38,36 @@ def _get_attempt_for_visitor(request: HttpRequest, question_id: str, attempt_id:
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
+    """The bank: every question's row kept per content version (practice/bank.py), with this learner's badges."""
     progress = progress_for(request)
     today = clock.today()
-    cards = {c.question_id: c for c in progress.cards()}
-    scores = {qid: a.score for qid, a in stats.latest_graded(progress.attempts()).items()}
+    due_dates = progress.due_dates()
+    scores = progress.latest_scores()
     filters = {name: request.GET.get(name, "") for name in ("topic", "kind", "difficulty", "status")}
 
+    bank_rows = bank.bank_rows()
     rows = []
-    for question in Question.objects.filter(retired=False):
-        card = cards.get(question.id)
-        status = "new" if card is None else "due" if scheduling.due_on(card) <= today else "scheduled"
-        if filters["topic"] and filters["topic"] not in question.topics:
+    for row in bank_rows:
+        due = due_dates.get(row.id)
+        status = bank.status(due, today)
+        if filters["topic"] and filters["topic"] not in row.topics:
             continue
-        if filters["kind"] and question.kind != filters["kind"]:
+        if filters["kind"] and row.kind != filters["kind"]:
             continue
-        if filters["difficulty"] and str(question.difficulty) != filters["difficulty"]:
+        if filters["difficulty"] and str(row.difficulty) != filters["difficulty"]:
             continue
         if filters["status"] and status != filters["status"]:
             continue
-        rows.append({"question": question, "status": status, "card": card, "score": scores.get(question.id)})
+        rows.append((row, status, due, scores.get(row.id)))
 
     context = {
-        "rows": rows,
+        "rows_html": bank.list_html(rows),
+        "shown": len(rows),
         "filters": filters,
         "topics": TOPICS.items(),
         "kinds": Question.Kind.choices,
-        "due_count": len(scheduling.due_cards(list(cards.values()), today)),
-        "total": Question.objects.filter(retired=False).count(),
+        "due_count": scheduling.due_count(due_dates.values(), today),
+        "total": len(bank_rows),
         "anonymous": progress.is_anonymous,
     }
     template = "practice/index.html#question_list" if request.htmx else "practice/index.html"

@@ -4,7 +4,15 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from courseware import content_cache
+
 register = template.Library()
+
+
+@register.simple_tag
+def slot(kind: str, key: object = "") -> SafeString:
+    """A slot in HTML kept per content version, filled for each request (courseware/content_cache.py)."""
+    return content_cache.slot(kind, key)
 
 
 @register.filter
