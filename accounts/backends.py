@@ -1,10 +1,9 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connections, router
 
 from accounts import limits
-from config import ratelimits
+from config import prepared, ratelimits
 
 
 class LimitedModelBackend(ModelBackend):
@@ -25,14 +24,17 @@ class LimitedModelBackend(ModelBackend):
         return super().authenticate(request, username=username, password=password, **kwargs)
 
     def get_user(self, user_id):
-        """The signed-in user of a request, as ModelBackend finds it, with a query written once rather than built
-        by the ORM on every page (0.08 ms of CPU instead of 0.24 ms: every signed-in page pays it)."""
+        """The signed-in user of a request, as ModelBackend finds it, with a query compiled once (config/prepared.py)
+        rather than built on every page (every signed-in page pays it)."""
         model = get_user_model()
         try:
             pk = model._meta.pk.to_python(user_id)
         except ValidationError:
             return None
-        quote = connections[router.db_for_read(model)].ops.quote_name
-        sql = f"SELECT * FROM {quote(model._meta.db_table)} WHERE {quote(model._meta.pk.column)} = %s"
-        user = next(iter(model._default_manager.raw(sql, [pk])), None)
-        return user if user is not None and self.user_can_authenticate(user) else None
+        found = _USER_BY_PK.instances(model, pk=pk)
+        return found[0] if found and self.user_can_authenticate(found[0]) else None
+
+
+_USER_BY_PK = prepared.Prepared(
+    lambda pk: get_user_model()._default_manager.filter(pk=pk).values_list(*prepared.attnames(get_user_model())), pk=-1
+)

@@ -7,6 +7,7 @@ from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils import timezone
 
+from config.prepared import Prepared, attnames
 from courseware import content_cache
 from courseware.models import Lesson, LessonProgress, Module
 
@@ -53,10 +54,19 @@ def lessons_in_order() -> list[Lesson]:
     return [lesson for _, lessons in outline() for lesson in lessons]
 
 
+# A learner's own rows, asked for on every lesson page: compiled once (config/prepared.py).
+_READ = Prepared(lambda user_id: LessonProgress.objects.filter(user_id=user_id, read_at__isnull=False)
+                 .values_list("lesson_id", flat=True), user_id=-1)  # fmt: skip
+_PROGRESS_ON = Prepared(lambda user_id, lesson_id: LessonProgress.objects.filter(user_id=user_id, lesson_id=lesson_id)
+                        .values_list(*attnames(LessonProgress))[:1], user_id=-1, lesson_id=-2)  # fmt: skip
+_LAST_VISITED = Prepared(lambda user_id: LessonProgress.objects.filter(user_id=user_id, last_visited_at__isnull=False)
+                         .order_by("-last_visited_at").values_list("lesson_id", flat=True)[:1], user_id=-1)  # fmt: skip
+
+
 def read_lesson_ids(user: AbstractBaseUser | AnonymousUser) -> set[int]:
     if not user.is_authenticated:
         return set()
-    return set(LessonProgress.objects.filter(user=user, read_at__isnull=False).values_list("lesson_id", flat=True))
+    return set(_READ(user_id=user.pk))
 
 
 def course_map(user: AbstractBaseUser | AnonymousUser) -> list[ModuleProgress]:
@@ -72,11 +82,15 @@ def module_progress(user: AbstractBaseUser | AnonymousUser, module: Module) -> M
 def record_visit(user: AbstractBaseUser, lesson: Lesson) -> LessonProgress:
     """Note the visit (for "continue where you left off"): one read and one small UPDATE, or an INSERT the first time."""
     now = timezone.now()
-    progress, created = LessonProgress.objects.get_or_create(user=user, lesson=lesson, defaults={"last_visited_at": now})
-    if not created:
-        LessonProgress.objects.filter(pk=progress.pk).update(last_visited_at=now)
-        progress.last_visited_at = now
-    return progress
+    found = _PROGRESS_ON.instances(LessonProgress, user_id=user.pk, lesson_id=lesson.pk)
+    if not found:
+        progress, created = LessonProgress.objects.get_or_create(user=user, lesson=lesson, defaults={"last_visited_at": now})
+        if created:
+            return progress
+        found = [progress]
+    LessonProgress.objects.filter(pk=found[0].pk).update(last_visited_at=now)
+    found[0].last_visited_at = now
+    return found[0]
 
 
 def mark_read(user: AbstractBaseUser, lesson: Lesson, read: bool) -> LessonProgress:
@@ -100,6 +114,5 @@ def where_to_continue(user: AbstractBaseUser | AnonymousUser) -> Lesson | None:
     """
     if not user.is_authenticated:
         return None
-    visited = LessonProgress.objects.filter(user=user, last_visited_at__isnull=False).order_by("-last_visited_at")
-    last = visited.values_list("lesson_id", flat=True).first()
+    last = next(iter(_LAST_VISITED(user_id=user.pk)), None)
     return next((lesson for lesson in lessons_in_order() if lesson.pk == last), None)

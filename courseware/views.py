@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from functools import cache
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.template.loader import get_template
@@ -18,6 +20,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
+from config.prepared import Prepared, attnames
 from config.whole_numbers import whole_number
 from courseware import content_cache, progress
 from courseware.choices import shuffled_order
@@ -43,6 +46,10 @@ class CheckState:
     @property
     def correct(self) -> bool:
         return self.chosen is not None and self.check.options[self.chosen]["correct"]
+
+    @property
+    def previous_option(self) -> int | None:
+        return self.previous.option if self.previous is not None else None
 
     @property
     def shown(self) -> list[tuple[int, dict]]:
@@ -129,6 +136,11 @@ def _build_lesson_content(slug: str) -> LessonContent:
     )
 
 
+# A reader's answers on the page, asked for on every view of a lesson: compiled once (config/prepared.py).
+_ANSWERS_IN_LESSON = Prepared(lambda user_id, lesson_id: CheckAnswer.objects.filter(user_id=user_id, inline_check__lesson_id=lesson_id)
+                              .order_by("answered_at").values_list(*attnames(CheckAnswer)), user_id=-1, lesson_id=-2)  # fmt: skip
+
+
 @require_GET
 def lesson(request: HttpRequest, slug: str) -> HttpResponse:
     return _lesson_page(request, lesson_content(slug))
@@ -142,15 +154,22 @@ def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckSt
     reading = None
     if request.user.is_authenticated:
         reading = progress.record_visit(request.user, lesson)
-        answers = CheckAnswer.objects.filter(user=request.user, inline_check__lesson=lesson).order_by("answered_at")
-        for answer in answers.select_related("inline_check"):
-            checks[answer.inline_check.check_id].previous = answer  # the latest answer wins
-            answered_before[answer.inline_check.check_id] += 1
+        check_ids = {check.pk: check.check_id for check in content.checks}
+        for answer in _ANSWERS_IN_LESSON.instances(CheckAnswer, user_id=request.user.pk, lesson_id=lesson.pk):
+            checks[check_ids[answer.inline_check_id]].previous = answer  # oldest first: the latest answer wins
+            answered_before[check_ids[answer.inline_check_id]] += 1
     for check_id, state in checks.items():
         state.order = option_order(request, state.check, answered_before[check_id])
     if answered is not None:
         checks[answered.check.check_id] = answered
     segments = [("check", checks[piece]) if n % 2 else ("html", mark_safe(piece)) for n, piece in enumerate(content.pieces)]
+    if not request.user.is_authenticated and answered is None:
+        # A visitor's checks are the same for every visitor (one option order each, no answers kept): kept
+        # rendered, with the visitor's CSRF token put in.
+        kept = content_cache.cached(f"visitor-checks:{lesson.slug}", lambda: _visitor_checks(lesson, checks))
+        token = get_token(request)
+        segments = [("html", kept[part.check.check_id].fill(lambda kind, key: token)) if kind == "check" else (kind, part)
+                    for kind, part in segments]  # fmt: skip
     neighbours = {other.position: other for other in progress.lessons_in_order() if abs(other.position - lesson.position) == 1}
     context = {
         "lesson": lesson,
@@ -162,8 +181,19 @@ def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckSt
         "prerequisites": content.prerequisites,
         "labs": [(slug, LABS.get(slug, slug)) for slug in lesson.labs],
         "code_css_version": code_css_version(),
+        # What the inline_check partial asks of a check answered in place: named here, so that no lookup fails
+        # (a failed template lookup raises, is caught and logged: 22 of them took a tenth of the page's time).
+        "focus": False,
+        "error": "",
     }
     return render(request, "courseware/lesson.html", context)
+
+
+def _visitor_checks(lesson: Lesson, checks: dict[str, CheckState]) -> dict[str, content_cache.SlottedHTML]:
+    """Each check of the lesson as a visitor sees it, rendered with a slot for the CSRF token."""
+    context = {"lesson": lesson, "focus": False, "error": "", "user": AnonymousUser(), "csrf_token": content_cache.slot("csrf")}
+    return {check_id: content_cache.SlottedHTML.render("courseware/lesson.html#inline_check", {**context, "state": state})
+            for check_id, state in checks.items()}  # fmt: skip
 
 
 def _get_check(check_id: str) -> InlineCheck:

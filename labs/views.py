@@ -26,6 +26,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
@@ -33,6 +34,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.utils.translation import ngettext
 from django_htmx.http import trigger_client_event
 
+from config.prepared import Prepared
 from courseware import content_cache
 from courseware.models import Lesson
 from labs import checks, lineage, live, panels, runs, steps
@@ -114,26 +116,34 @@ def _changed(response: HttpResponse) -> HttpResponse:
 
 # --- Pages --------------------------------------------------------------------------------------
 
+# A learner's runs, asked for on every catalogue and lab page: compiled once (config/prepared.py).
+_LABS_STARTED = Prepared(lambda owner_id: RunLab.objects.filter(owner_id=owner_id).values_list("lab", flat=True), owner_id=-1)
+_RUN_OF_LAB = Prepared(lambda owner_id, lab: RunLab.objects.filter(owner_id=owner_id, lab=lab).values_list("pk", flat=True)[:1],
+                       owner_id=-1, lab="\0")  # fmt: skip
+
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     started = set()
     if request.user.is_authenticated:
-        started = set(RunLab.objects.filter(owner=request.user).values_list("lab", flat=True))
-    return render(request, "labs/index.html", {"labs": _catalogue_links(), "started": started})
+        started = set(_LABS_STARTED(owner_id=request.user.pk))
+    lab_list, run_in_progress = _kept_lab_list()
+    return render(request, "labs/index.html", {"lab_list": lab_list.fill(lambda kind, slug: run_in_progress if slug in started else "")})
 
 
 @functools.cache
-def _catalogue_links() -> list[tuple[Lab, str]]:
-    """Every lab with its page's URL: the lab files are read once per process, so their links are too."""
-    return [(lab, reverse("labs:lab", args=[lab.slug])) for lab in CATALOGUE.values()]
+def _kept_lab_list() -> tuple[content_cache.SlottedHTML, str]:
+    """The catalogue's list, with a slot on each lab for the learner's "run in progress", and that note.
+    Rendered once per process: the lab files are read when it starts."""
+    return (content_cache.SlottedHTML.render("labs/index.html#lab_list", {"labs": CATALOGUE.values()}),
+            render_to_string("labs/index.html#lab_started"))  # fmt: skip
 
 
 @require_GET
 def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
     lab = _get_lab(slug)
     context = {"lab": lab, "run": None, "lessons": lab_lessons(lab)}
-    if request.user.is_authenticated:
+    if request.user.is_authenticated and _RUN_OF_LAB(owner_id=request.user.pk, lab=slug):  # a first load has none
         run_lab = RunLab.objects.filter(owner=request.user, lab=slug).select_related("run").first()
         if run_lab is not None:
             context.update(run_context(request, lab, run_lab), read_only=access.is_frozen(run_lab.run_id))

@@ -17,6 +17,7 @@ from django.utils.safestring import SafeString, mark_safe
 from courseware import content_cache
 from practice import scheduling
 from practice.models import Question
+from practice.question_files import TOPICS
 
 # Where a row's learner badges go; question text is escaped, so no question can contain it.
 LEARNER_BADGES = "<!--learner-badges-->"
@@ -31,6 +32,13 @@ class BankRow:
     topics: tuple[str, ...]
     before: str  # the row's HTML up to the learner's badges
     after: str  # and after them
+
+
+def filter_form(filters: dict[str, str]) -> SafeString:
+    """The bank's filters, rendered once, with the chosen option of each select marked."""
+    kept = content_cache.cached("practice-filters", lambda: content_cache.SlottedHTML.render(
+        "practice/index.html#filter_form", {"topics": TOPICS.items(), "kinds": Question.Kind.choices}))  # fmt: skip
+    return kept.fill(lambda select, value: " selected" if filters.get(select) == value else "")
 
 
 def bank_rows() -> list[BankRow]:

@@ -15,6 +15,7 @@ from django.db import models, transaction
 from django.dispatch import receiver
 from django.http import Http404, HttpRequest
 
+from config.prepared import Prepared, attnames
 from practice import stats
 from practice.models import Attempt, MockInterview, ReviewCard
 
@@ -33,8 +34,9 @@ class AccountProgress:
         return f"user-{self.user.pk}"
 
     def attempts(self, question_id: str | None = None) -> list[Attempt]:
-        rows = Attempt.objects.filter(user=self.user).select_related("question")
-        return list(rows.filter(question_id=question_id) if question_id else rows)
+        if question_id:  # one question's attempts: the caller has the question, so no join to it
+            return _ATTEMPTS_AT.instances(Attempt, user_id=self.user.pk, question_id=question_id)
+        return list(Attempt.objects.filter(user=self.user).select_related("question"))
 
     def attempt(self, pk: int) -> Attempt:
         return _or_404(Attempt.objects.filter(user=self.user, pk=pk).select_related("question").first())
@@ -49,16 +51,15 @@ class AccountProgress:
 
     def due_dates(self) -> dict[str, datetime]:
         """When each of the candidate's cards is due, by question id: what a list shows, without the cards."""
-        return dict(ReviewCard.objects.filter(user=self.user).values_list("question_id", "due"))
+        return dict(_DUE_DATES(user_id=self.user.pk))
 
     def latest_scores(self) -> dict[str, int]:
         """The score of the newest graded attempt at each question (stats.latest_graded's rule, two columns)."""
-        graded = Attempt.objects.filter(user=self.user, graded_at__isnull=False).order_by("created_at", "id")
-        return dict(graded.values_list("question_id", "score"))
+        return dict(_LATEST_SCORES(user_id=self.user.pk))
 
     def card(self, question_id: str) -> ReviewCard:
-        found = ReviewCard.objects.filter(user=self.user, question_id=question_id).first()
-        return found or ReviewCard(user=self.user, question_id=question_id, state={})
+        found = _CARD.instances(ReviewCard, user_id=self.user.pk, question_id=question_id)
+        return found[0] if found else ReviewCard(user=self.user, question_id=question_id, state={})
 
     def save_card(self, card: ReviewCard) -> ReviewCard:
         card.user = self.user
@@ -80,6 +81,17 @@ class AccountProgress:
         with transaction.atomic():
             self.save_attempt(attempt)
             self.save_card(card)
+
+
+# A candidate's own rows, asked for on every practice page: compiled once (config/prepared.py).
+_DUE_DATES = Prepared(lambda user_id: ReviewCard.objects.filter(user_id=user_id).order_by().values_list("question_id", "due"),
+                      user_id=-1)  # fmt: skip
+_LATEST_SCORES = Prepared(lambda user_id: Attempt.objects.filter(user_id=user_id, graded_at__isnull=False)
+                          .order_by("created_at", "id").values_list("question_id", "score"), user_id=-1)  # fmt: skip
+_CARD = Prepared(lambda user_id, question_id: ReviewCard.objects.filter(user_id=user_id, question_id=question_id)
+                 .order_by().values_list(*attnames(ReviewCard))[:1], user_id=-1, question_id="\0")  # fmt: skip
+_ATTEMPTS_AT = Prepared(lambda user_id, question_id: Attempt.objects.filter(user_id=user_id, question_id=question_id)
+                        .values_list(*attnames(Attempt)), user_id=-1, question_id="\0")  # fmt: skip
 
 
 class SessionProgress:

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from courseware import content_cache
 from courseware.choices import shuffled_order
 from practice import bank, charts, clock, drills, exports, interviewer, scheduling, stats
 from practice.mock import phase_seconds, read_phases, timeline
@@ -23,6 +24,12 @@ HISTORY_DAYS = 30
 
 def _get_question(question_id: str) -> Question:
     return get_object_or_404(Question, pk=question_id, retired=False)
+
+
+def _question_to_show(question_id: str) -> Question:
+    """The question for its page, kept per content version (courseware/content_cache.py): shared by every
+    request of the process, so read it, never change it."""
+    return content_cache.cached(f"question:{question_id}", lambda: _get_question(question_id))
 
 
 def _get_attempt_for_visitor(request: HttpRequest, question_id: str, attempt_id: int) -> Attempt:
@@ -63,9 +70,7 @@ def index(request: HttpRequest) -> HttpResponse:
     context = {
         "rows_html": bank.list_html(rows),
         "shown": len(rows),
-        "filters": filters,
-        "topics": TOPICS.items(),
-        "kinds": Question.Kind.choices,
+        "filter_form": bank.filter_form(filters),
         "due_count": scheduling.due_count(due_dates.values(), today),
         "total": len(bank_rows),
         "anonymous": progress.is_anonymous,
@@ -103,7 +108,7 @@ def _question_context(request: HttpRequest, question: Question, **extra) -> dict
 
 @require_GET
 def question(request: HttpRequest, question_id: str) -> HttpResponse:
-    q = _get_question(question_id)
+    q = _question_to_show(question_id)
     context = _question_context(request, q)
     if request.htmx and "hints" in request.GET:
         return render(request, "practice/question.html#hints", context)

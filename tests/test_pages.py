@@ -5,6 +5,7 @@ Those pages keep what they build from content per content version (courseware/co
 fetch each learner's part apart; these tests hold them to showing the same things as before.
 """
 
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -42,12 +44,11 @@ PAGES = {
 }
 
 
-@pytest.fixture(scope="module")
-def content(django_db_setup, django_db_blocker):
-    """The real lessons and questions, loaded once for the module: each test rolls back its own changes."""
-    with django_db_blocker.unblock():
-        load_content()
-        load_questions()
+@pytest.fixture
+def content(db):
+    """The real lessons and questions, loaded in the test's transaction (other modules expect empty tables)."""
+    load_content()
+    load_questions()
 
 
 @pytest.fixture
@@ -139,6 +140,21 @@ def test_a_signed_in_learner_sees_their_own_progress_on_every_page(client, learn
     assert 'data-testid="next-review"' in pages["a question"]
     assert pages["lab catalogue"].count("run in progress") == 1
     assert "Start your run" in pages["a lab page"]
+
+
+def test_a_visitor_answers_a_check_of_a_lesson_page_others_have_seen(db, content):
+    """A visitor's checks are kept rendered; each visitor's forms still carry their own CSRF token."""
+    first, second = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    page(first, PAGES["a lesson"])
+    html = page(second, PAGES["a lesson"])
+    check = Lesson.objects.get(slug=LESSON).checks.first()
+    token = re.search(rf'id="check-{check.check_id}".*?name="csrfmiddlewaretoken" value="([^"]+)"', html, re.S)[1]
+
+    response = second.post(reverse("courseware:answer_check", args=[check.check_id]), {"option": "0", "csrfmiddlewaretoken": token},
+                           HTTP_HX_REQUEST="true")  # fmt: skip
+
+    assert response.status_code == 200 and "check-verdict" in response.content.decode()
+    assert 'value="<!--' not in html
 
 
 # --- A content reload shows at once ---------------------------------------------------------------

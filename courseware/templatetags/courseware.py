@@ -1,3 +1,4 @@
+import functools
 import re
 
 from django import template
@@ -16,6 +17,7 @@ def slot(kind: str, key: object = "") -> SafeString:
 
 
 @register.filter
+@functools.lru_cache(maxsize=4096)  # check questions and options, the same few hundred on every lesson page
 def inline_code(text: str) -> SafeString:
     """Escape `text` and show its `backticked` parts as code, as check questions and options use them."""
     return mark_safe(re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(text)))

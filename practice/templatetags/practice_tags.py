@@ -47,6 +47,8 @@ def clock(seconds: float) -> str:
 @register.filter
 def answer_excerpt(text: str, length: int = 90) -> str:
     """The start of an answer as plain text: rendered and sanitised first, like everything a candidate wrote."""
+    if not text:
+        return ""
     return Truncator(html.unescape(strip_tags(render_markdown(text)))).chars(length)
 
 
