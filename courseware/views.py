@@ -99,11 +99,15 @@ def _course_map(request: HttpRequest, modules: list[progress.ModuleProgress]) ->
         return kept.fill(lambda kind, key: "")
     by_module = {str(entry.module.pk): entry for entry in modules}
     read = {str(pk) for pk in modules[0].read} if modules else set()
-    module_progress = get_template("courseware/index.html#module_progress")
+    # A module's progress bar for each count of lessons read, rendered once per content version.
+    progress_bars = content_cache.cached("module-progress-bars", dict)
 
     def value(kind: str, key: str) -> str:
         if kind == "module-progress":
-            return module_progress.render({"entry": by_module[key]})
+            entry = by_module[key]
+            if (key, entry.read_count) not in progress_bars:
+                progress_bars[key, entry.read_count] = get_template("courseware/index.html#module_progress").render({"entry": entry})
+            return progress_bars[key, entry.read_count]
         if key not in read:
             return ""
         return " is-read" if kind == "read-class" else '<span class="read-badge">✓ Read</span>'
