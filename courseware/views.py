@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from functools import cache
 
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AnonymousUser
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.template.loader import get_template
+from django.template.loader import get_template, render_to_string
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
@@ -166,14 +165,16 @@ def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckSt
         state.order = option_order(request, state.check, answered_before[check_id])
     if answered is not None:
         checks[answered.check.check_id] = answered
-    segments = [("check", checks[piece]) if n % 2 else ("html", mark_safe(piece)) for n, piece in enumerate(content.pieces)]
-    if not request.user.is_authenticated and answered is None:
-        # A visitor's checks are the same for every visitor (one option order each, no answers kept): kept
-        # rendered, with the visitor's CSRF token put in.
-        kept = content_cache.cached(f"visitor-checks:{lesson.slug}", lambda: _visitor_checks(lesson, checks))
-        token = get_token(request)
-        segments = [("html", kept[part.check.check_id].fill(lambda kind, key: token)) if kind == "check" else (kind, part)
-                    for kind, part in segments]  # fmt: skip
+    forms = content_cache.cached("check-forms", dict)  # (check id, option order) -> SlottedHTML, for this content version
+    token = get_token(request)
+    segments = []
+    for n, piece in enumerate(content.pieces):
+        if n % 2 == 0:
+            segments.append(("html", mark_safe(piece)))
+        elif checks[piece].chosen is None:  # a form to answer: kept rendered, the reader's parts in its slots
+            segments.append(("html", _check_form(forms, checks[piece], lesson, token)))
+        else:
+            segments.append(("check", checks[piece]))
     neighbours = {other.position: other for other in progress.lessons_in_order() if abs(other.position - lesson.position) == 1}
     context = {
         "lesson": lesson,
@@ -193,11 +194,27 @@ def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckSt
     return render(request, "courseware/lesson.html", context)
 
 
-def _visitor_checks(lesson: Lesson, checks: dict[str, CheckState]) -> dict[str, content_cache.SlottedHTML]:
-    """Each check of the lesson as a visitor sees it, rendered with a slot for the CSRF token."""
-    context = {"lesson": lesson, "focus": False, "error": "", "user": AnonymousUser(), "csrf_token": content_cache.slot("csrf")}
-    return {check_id: content_cache.SlottedHTML.render("courseware/lesson.html#inline_check", {**context, "state": state})
-            for check_id, state in checks.items()}  # fmt: skip
+def _check_form(forms: dict, state: CheckState, lesson: Lesson, token: str) -> SafeString:
+    """An unanswered check's form: rendered once per option order (a visitor's is the same for everyone, a
+    learner's changes as they answer again), with this reader's CSRF token, last choice and last answer put in."""
+    key = (state.check.check_id, tuple(state.order))
+    if key not in forms:
+        context = {"state": CheckState(state.check, order=state.order), "lesson": lesson, "kept_form": True,
+                   "csrf_token": content_cache.slot("csrf"), "focus": False, "error": ""}  # fmt: skip
+        forms[key] = content_cache.SlottedHTML.render("courseware/lesson.html#inline_check", context)
+    note = ""
+    if state.previous is not None:
+        note = render_to_string("courseware/lesson.html#check_previous", {"previous": state.previous})
+    last = str(state.previous_option)
+
+    def value(kind: str, key: str) -> str:
+        if kind == "csrf":
+            return token
+        if kind == "checked":
+            return " checked" if key == last else ""
+        return note
+
+    return forms[key].fill(value)
 
 
 def _get_check(check_id: str) -> InlineCheck:
