@@ -2,8 +2,9 @@
 
 base.html renders on every page, and its `{% url %}` and `{% static %}` tags cost a reverse()
 or a storage lookup each (about 25 µs apiece on our machine, a tenth of a trivial page's whole
-time). Their answers never change while the process runs (the URLconf, the script prefix
-a proxy gives and the static storage are fixed), so these tags remember them.
+time); a lesson or question page adds a few more with arguments. Their answers never change
+while the process runs (the URLconf, the script prefix a proxy gives and the static storage are
+fixed), so these tags remember them.
 """
 
 from functools import lru_cache
@@ -16,9 +17,9 @@ register = template.Library()
 
 
 @register.simple_tag
-def site_url(view_name: str) -> str:
-    """`{% url %}` for a view without arguments."""
-    return _reverse(view_name, get_script_prefix())
+def site_url(view_name: str, *args, **kwargs) -> str:
+    """`{% url %}`: a link's path depends only on the view's name, its arguments and the script prefix."""
+    return _reverse(view_name, get_script_prefix(), args, tuple(sorted(kwargs.items())))
 
 
 @register.simple_tag
@@ -27,9 +28,9 @@ def site_static(path: str) -> str:
     return _static(path)
 
 
-@lru_cache(maxsize=256)
-def _reverse(view_name: str, script_prefix: str) -> str:
-    return reverse(view_name)  # reverse() reads the same prefix: it is part of the key
+@lru_cache(maxsize=4096)  # a page links a few hundred things at most; a process sees a few thousand
+def _reverse(view_name: str, script_prefix: str, args: tuple, kwargs: tuple) -> str:
+    return reverse(view_name, args=args, kwargs=dict(kwargs))  # reverse() reads the same prefix: it is part of the key
 
 
 @lru_cache(maxsize=256)
