@@ -7,6 +7,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from config import health
+from config.prepared import Prepared
 from courseware.progress import where_to_continue
 from labs.catalogue import CATALOGUE
 from labs.models import RunLab
@@ -23,13 +24,18 @@ def _where_you_left_off(request: HttpRequest) -> dict | None:
     """A signed-in learner's next lesson, practice reviews due, and latest lab; None when there is nothing yet."""
     if not request.user.is_authenticated:
         return None
-    latest_lab = RunLab.objects.filter(owner=request.user, lab__in=list(CATALOGUE)).order_by("-started_at").first()
+    latest_lab = next(iter(_LATEST_LAB(owner_id=request.user.pk)), None)
     resume = {
         "lesson": where_to_continue(request.user),
-        "due_reviews": len(scheduling.due_cards(progress_for(request).cards(), clock.today())),
-        "lab": CATALOGUE[latest_lab.lab] if latest_lab else None,
+        "due_reviews": scheduling.due_count(progress_for(request).due_dates().values(), clock.today()),
+        "lab": CATALOGUE[latest_lab] if latest_lab else None,
     }
     return resume if any(resume.values()) else None
+
+
+# Asked on every signed-in home page: compiled once (config/prepared.py).
+_LATEST_LAB = Prepared(lambda owner_id: RunLab.objects.filter(owner_id=owner_id, lab__in=list(CATALOGUE))
+                       .order_by("-started_at").values_list("lab", flat=True)[:1], owner_id=-1)  # fmt: skip
 
 
 @require_GET

@@ -110,3 +110,14 @@ class LessonProgress(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on {self.lesson}"
+
+
+class ContentVersion(models.Model):
+    """A single row whose token changes whenever content rows change (courseware/content_cache.py).
+
+    Pages cache what they build from content under this token, so a reload shows at once in
+    every web process, on every machine that shares the database.
+    """
+
+    token = models.CharField(max_length=32)
+    changed_at = models.DateTimeField(auto_now=True)

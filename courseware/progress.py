@@ -4,8 +4,11 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Prefetch
+from django.urls import reverse
 from django.utils import timezone
 
+from config.prepared import Prepared, attnames
+from courseware import content_cache
 from courseware.models import Lesson, LessonProgress, Module
 
 
@@ -28,25 +31,66 @@ class ModuleProgress:
         return round(100 * self.read_count / self.total) if self.total else 0
 
 
+def outline() -> list[tuple[Module, list[Lesson]]]:
+    """Every module with its lessons (outline fields only, each with its `url`), built once per content version.
+
+    The instances are shared by every request of the process: read them, never change them."""
+    return content_cache.cached("course-outline", _build_outline)
+
+
+def _build_outline() -> list[tuple[Module, list[Lesson]]]:
+    modules = Module.objects.prefetch_related(Prefetch("lessons", queryset=Lesson.objects.outline()))
+    found = []
+    for module in modules:
+        lessons = list(module.lessons.all())
+        for lesson in lessons:
+            lesson.module = module  # so lesson.module.title costs no query
+            lesson.url = reverse("courseware:lesson", args=[lesson.slug])  # a course map links every lesson
+        found.append((module, lessons))
+    return found
+
+
+def lessons_in_order() -> list[Lesson]:
+    return [lesson for _, lessons in outline() for lesson in lessons]
+
+
+# A learner's own rows, asked for on every lesson page: compiled once (config/prepared.py).
+_READ = Prepared(lambda user_id: LessonProgress.objects.filter(user_id=user_id, read_at__isnull=False)
+                 .values_list("lesson_id", flat=True), user_id=-1)  # fmt: skip
+_PROGRESS_ON = Prepared(lambda user_id, lesson_id: LessonProgress.objects.filter(user_id=user_id, lesson_id=lesson_id)
+                        .values_list(*attnames(LessonProgress))[:1], user_id=-1, lesson_id=-2)  # fmt: skip
+_LAST_VISITED = Prepared(lambda user_id: LessonProgress.objects.filter(user_id=user_id, last_visited_at__isnull=False)
+                         .order_by("-last_visited_at").values_list("lesson_id", flat=True)[:1], user_id=-1)  # fmt: skip
+
+
 def read_lesson_ids(user: AbstractBaseUser | AnonymousUser) -> set[int]:
     if not user.is_authenticated:
         return set()
-    return set(LessonProgress.objects.filter(user=user, read_at__isnull=False).values_list("lesson_id", flat=True))
+    return set(_READ(user_id=user.pk))
 
 
 def course_map(user: AbstractBaseUser | AnonymousUser) -> list[ModuleProgress]:
     read = read_lesson_ids(user)
-    modules = Module.objects.prefetch_related(Prefetch("lessons", queryset=Lesson.objects.outline()))
-    return [ModuleProgress(module, list(module.lessons.all()), read) for module in modules]
+    return [ModuleProgress(module, lessons, read) for module, lessons in outline()]
 
 
 def module_progress(user: AbstractBaseUser | AnonymousUser, module: Module) -> ModuleProgress:
-    return ModuleProgress(module, list(module.lessons.outline()), read_lesson_ids(user))
+    lessons = next((lessons for kept, lessons in outline() if kept.pk == module.pk), [])
+    return ModuleProgress(module, lessons, read_lesson_ids(user))
 
 
 def record_visit(user: AbstractBaseUser, lesson: Lesson) -> LessonProgress:
-    progress, _ = LessonProgress.objects.update_or_create(user=user, lesson=lesson, defaults={"last_visited_at": timezone.now()})
-    return progress
+    """Note the visit (for "continue where you left off"): one read and one small UPDATE, or an INSERT the first time."""
+    now = timezone.now()
+    found = _PROGRESS_ON.instances(LessonProgress, user_id=user.pk, lesson_id=lesson.pk)
+    if not found:
+        progress, created = LessonProgress.objects.get_or_create(user=user, lesson=lesson, defaults={"last_visited_at": now})
+        if created:
+            return progress
+        found = [progress]
+    LessonProgress.objects.filter(pk=found[0].pk).update(last_visited_at=now)
+    found[0].last_visited_at = now
+    return found[0]
 
 
 def mark_read(user: AbstractBaseUser, lesson: Lesson, read: bool) -> LessonProgress:
@@ -70,7 +114,5 @@ def where_to_continue(user: AbstractBaseUser | AnonymousUser) -> Lesson | None:
     """
     if not user.is_authenticated:
         return None
-    last = LessonProgress.objects.filter(user=user, last_visited_at__isnull=False).order_by("-last_visited_at").first()
-    if last is None:
-        return None
-    return Lesson.objects.outline().select_related("module").get(pk=last.lesson_id)
+    last = next(iter(_LAST_VISITED(user_id=user.pk)), None)
+    return next((lesson for lesson in lessons_in_order() if lesson.pk == last), None)

@@ -11,14 +11,17 @@ from functools import cache
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.safestring import mark_safe
+from django.template.loader import get_template, render_to_string
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
+from config.prepared import Prepared, attnames
 from config.whole_numbers import whole_number
-from courseware import progress
+from courseware import content_cache, progress
 from courseware.choices import shuffled_order
 from courseware.models import CheckAnswer, GlossaryTerm, InlineCheck, Lesson
 from courseware.rendering import CHECK_MARKER, code_css as generate_code_css
@@ -42,6 +45,10 @@ class CheckState:
     @property
     def correct(self) -> bool:
         return self.chosen is not None and self.check.options[self.chosen]["correct"]
+
+    @property
+    def previous_option(self) -> int | None:
+        return self.previous.option if self.previous is not None else None
 
     @property
     def shown(self) -> list[tuple[int, dict]]:
@@ -75,6 +82,7 @@ def index(request: HttpRequest) -> HttpResponse:
     modules = progress.course_map(request.user)
     context = {
         "modules": modules,
+        "course_map": _course_map(request, modules),
         "lesson_count": sum(m.total for m in modules),
         "read_count": sum(m.read_count for m in modules),
         "continue_lesson": progress.where_to_continue(request.user),
@@ -82,32 +90,92 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "courseware/index.html", context)
 
 
+def _course_map(request: HttpRequest, modules: list[progress.ModuleProgress]) -> SafeString:
+    """The course map, kept per content version, with this learner's progress in its slots (none for a visitor)."""
+    kept = content_cache.cached("course-map", lambda: content_cache.SlottedHTML.render(
+        "courseware/index.html#course_map", {"outline": progress.outline()}))  # fmt: skip
+    if not request.user.is_authenticated:
+        return kept.fill(lambda kind, key: "")
+    by_module = {str(entry.module.pk): entry for entry in modules}
+    read = {str(pk) for pk in modules[0].read} if modules else set()
+    # A module's progress bar for each count of lessons read, rendered once per content version.
+    progress_bars = content_cache.cached("module-progress-bars", dict)
+
+    def value(kind: str, key: str) -> str:
+        if kind == "module-progress":
+            entry = by_module[key]
+            if (key, entry.read_count) not in progress_bars:
+                progress_bars[key, entry.read_count] = get_template("courseware/index.html#module_progress").render({"entry": entry})
+            return progress_bars[key, entry.read_count]
+        if key not in read:
+            return ""
+        return " is-read" if kind == "read-class" else '<span class="read-badge">✓ Read</span>'
+
+    return kept.fill(value)
+
+
+@dataclass(frozen=True)
+class LessonContent:
+    """What a lesson page shows that changes only with content: kept per content version (courseware/content_cache.py)."""
+
+    lesson: Lesson
+    checks: list[InlineCheck]
+    prerequisites: list[Lesson]
+    pieces: list[str]  # the stored HTML split at its check markers: odd pieces are check ids
+
+
+def lesson_content(slug: str) -> LessonContent:
+    return content_cache.cached(f"lesson:{slug}", lambda: _build_lesson_content(slug))
+
+
+def _build_lesson_content(slug: str) -> LessonContent:
+    lesson = get_object_or_404(Lesson.objects.select_related("module").defer("search_text", "body_text"), slug=slug)
+    wanted = set(lesson.prerequisites.values_list("pk", flat=True))
+    return LessonContent(
+        lesson=lesson,
+        checks=list(lesson.checks.all()),
+        prerequisites=[other for other in progress.lessons_in_order() if other.pk in wanted],
+        pieces=CHECK_MARKER.split(lesson.html),
+    )
+
+
+# A reader's answers on the page, asked for on every view of a lesson: compiled once (config/prepared.py).
+_ANSWERS_IN_LESSON = Prepared(lambda user_id, lesson_id: CheckAnswer.objects.filter(user_id=user_id, inline_check__lesson_id=lesson_id)
+                              .order_by("answered_at").values_list(*attnames(CheckAnswer)), user_id=-1, lesson_id=-2)  # fmt: skip
+
+
 @require_GET
 def lesson(request: HttpRequest, slug: str) -> HttpResponse:
-    lessons = Lesson.objects.select_related("module").defer("search_text", "body_text")
-    return _lesson_page(request, get_object_or_404(lessons, slug=slug))
+    return _lesson_page(request, lesson_content(slug))
 
 
-def _lesson_page(request: HttpRequest, lesson: Lesson, answered: CheckState | None = None) -> HttpResponse:
+def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckState | None = None) -> HttpResponse:
     """The lesson page; `answered` shows one check with its result (an answer sent without htmx)."""
-    checks = {check.check_id: CheckState(check) for check in lesson.checks.all()}
+    lesson = content.lesson
+    checks = {check.check_id: CheckState(check) for check in content.checks}
     answered_before = Counter()
     reading = None
     if request.user.is_authenticated:
         reading = progress.record_visit(request.user, lesson)
-        answers = CheckAnswer.objects.filter(user=request.user, inline_check__lesson=lesson).order_by("answered_at")
-        for answer in answers.select_related("inline_check"):
-            checks[answer.inline_check.check_id].previous = answer  # the latest answer wins
-            answered_before[answer.inline_check.check_id] += 1
+        check_ids = {check.pk: check.check_id for check in content.checks}
+        for answer in _ANSWERS_IN_LESSON.instances(CheckAnswer, user_id=request.user.pk, lesson_id=lesson.pk):
+            checks[check_ids[answer.inline_check_id]].previous = answer  # oldest first: the latest answer wins
+            answered_before[check_ids[answer.inline_check_id]] += 1
     for check_id, state in checks.items():
         state.order = option_order(request, state.check, answered_before[check_id])
     if answered is not None:
         checks[answered.check.check_id] = answered
-    # The stored HTML has a marker where each check goes: odd pieces of the split are check ids.
-    pieces = CHECK_MARKER.split(lesson.html)
-    segments = [("check", checks[piece]) if n % 2 else ("html", mark_safe(piece)) for n, piece in enumerate(pieces)]
-    nearby = Lesson.objects.outline().filter(position__in=[lesson.position - 1, lesson.position + 1])
-    neighbours = {other.position: other for other in nearby}
+    forms = content_cache.cached("check-forms", dict)  # (check id, option order) -> SlottedHTML, for this content version
+    token = get_token(request)
+    segments = []
+    for n, piece in enumerate(content.pieces):
+        if n % 2 == 0:
+            segments.append(("html", mark_safe(piece)))
+        elif checks[piece].chosen is None:  # a form to answer: kept rendered, the reader's parts in its slots
+            segments.append(("html", _check_form(forms, checks[piece], lesson, token)))
+        else:
+            segments.append(("check", checks[piece]))
+    neighbours = {other.position: other for other in progress.lessons_in_order() if abs(other.position - lesson.position) == 1}
     context = {
         "lesson": lesson,
         "segments": segments,
@@ -115,11 +183,38 @@ def _lesson_page(request: HttpRequest, lesson: Lesson, answered: CheckState | No
         "module_progress": progress.module_progress(request.user, lesson.module),
         "previous_lesson": neighbours.get(lesson.position - 1),
         "next_lesson": neighbours.get(lesson.position + 1),
-        "prerequisites": list(lesson.prerequisites.outline()),
+        "prerequisites": content.prerequisites,
         "labs": [(slug, LABS.get(slug, slug)) for slug in lesson.labs],
         "code_css_version": code_css_version(),
+        # What the inline_check partial asks of a check answered in place: named here, so that no lookup fails
+        # (a failed template lookup raises, is caught and logged: 22 of them took a tenth of the page's time).
+        "focus": False,
+        "error": "",
     }
     return render(request, "courseware/lesson.html", context)
+
+
+def _check_form(forms: dict, state: CheckState, lesson: Lesson, token: str) -> SafeString:
+    """An unanswered check's form: rendered once per option order (a visitor's is the same for everyone, a
+    learner's changes as they answer again), with this reader's CSRF token, last choice and last answer put in."""
+    key = (state.check.check_id, tuple(state.order))
+    if key not in forms:
+        context = {"state": CheckState(state.check, order=state.order), "lesson": lesson, "kept_form": True,
+                   "csrf_token": content_cache.slot("csrf"), "focus": False, "error": ""}  # fmt: skip
+        forms[key] = content_cache.SlottedHTML.render("courseware/lesson.html#inline_check", context)
+    note = ""
+    if state.previous is not None:
+        note = render_to_string("courseware/lesson.html#check_previous", {"previous": state.previous})
+    last = str(state.previous_option)
+
+    def value(kind: str, key: str) -> str:
+        if kind == "csrf":
+            return token
+        if kind == "checked":
+            return " checked" if key == last else ""
+        return note
+
+    return forms[key].fill(value)
 
 
 def _get_check(check_id: str) -> InlineCheck:
@@ -154,7 +249,7 @@ def answer_check(request: HttpRequest, check_id: str) -> HttpResponse:
         if request.user.is_authenticated:  # answering in place is reading the lesson, for "continue where you left off"
             progress.record_visit(request.user, check.lesson)
         return render(request, "courseware/lesson.html#inline_check", {"state": state, "lesson": check.lesson})
-    return _lesson_page(request, check.lesson, answered=state)
+    return _lesson_page(request, lesson_content(check.lesson.slug), answered=state)
 
 
 def _answers_so_far(request: HttpRequest, check: InlineCheck) -> int:

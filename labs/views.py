@@ -6,6 +6,7 @@ fragment it changed (and asks the page to refresh its live panels); without htmx
 redirects back to the lab page.
 """
 
+import functools
 import uuid
 from dataclasses import asdict
 
@@ -25,6 +26,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
@@ -32,6 +34,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.utils.translation import ngettext
 from django_htmx.http import trigger_client_event
 
+from config.prepared import Prepared
+from courseware import content_cache
 from courseware.models import Lesson
 from labs import checks, lineage, live, panels, runs, steps
 from labs.catalogue import CATALOGUE
@@ -112,20 +116,34 @@ def _changed(response: HttpResponse) -> HttpResponse:
 
 # --- Pages --------------------------------------------------------------------------------------
 
+# A learner's runs, asked for on every catalogue and lab page: compiled once (config/prepared.py).
+_LABS_STARTED = Prepared(lambda owner_id: RunLab.objects.filter(owner_id=owner_id).values_list("lab", flat=True), owner_id=-1)
+_RUN_OF_LAB = Prepared(lambda owner_id, lab: RunLab.objects.filter(owner_id=owner_id, lab=lab).values_list("pk", flat=True)[:1],
+                       owner_id=-1, lab="\0")  # fmt: skip
+
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    started = {}
+    started = set()
     if request.user.is_authenticated:
-        started = dict(RunLab.objects.filter(owner=request.user).values_list("lab", "run_id"))
-    return render(request, "labs/index.html", {"labs": CATALOGUE.values(), "started": started})
+        started = set(_LABS_STARTED(owner_id=request.user.pk))
+    lab_list, run_in_progress = _kept_lab_list()
+    return render(request, "labs/index.html", {"lab_list": lab_list.fill(lambda kind, slug: run_in_progress if slug in started else "")})
+
+
+@functools.cache
+def _kept_lab_list() -> tuple[content_cache.SlottedHTML, str]:
+    """The catalogue's list, with a slot on each lab for the learner's "run in progress", and that note.
+    Rendered once per process: the lab files are read when it starts."""
+    return (content_cache.SlottedHTML.render("labs/index.html#lab_list", {"labs": CATALOGUE.values()}),
+            render_to_string("labs/index.html#lab_started"))  # fmt: skip
 
 
 @require_GET
 def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
     lab = _get_lab(slug)
     context = {"lab": lab, "run": None, "lessons": lab_lessons(lab)}
-    if request.user.is_authenticated:
+    if request.user.is_authenticated and _RUN_OF_LAB(owner_id=request.user.pk, lab=slug):  # a first load has none
         run_lab = RunLab.objects.filter(owner=request.user, lab=slug).select_related("run").first()
         if run_lab is not None:
             context.update(run_context(request, lab, run_lab), read_only=access.is_frozen(run_lab.run_id))
@@ -133,9 +151,13 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def lab_lessons(lab: Lab) -> list[tuple[str, str]]:
-    """(slug, title) of the lessons to read first."""
+    """(url, title) of the lessons to read first, kept per content version (courseware/content_cache.py)."""
+    return content_cache.cached(f"lab-lessons:{lab.slug}", lambda: _lab_lessons(lab))
+
+
+def _lab_lessons(lab: Lab) -> list[tuple[str, str]]:
     titles = dict(Lesson.objects.filter(slug__in=lab.lessons).values_list("slug", "title"))
-    return [(lesson, titles.get(lesson, lesson.replace("-", " "))) for lesson in lab.lessons]
+    return [(reverse("courseware:lesson", args=[lesson]), titles.get(lesson, lesson.replace("-", " "))) for lesson in lab.lessons]
 
 
 def run_context(request: HttpRequest, lab: Lab, run_lab: RunLab) -> dict:

@@ -9,4 +9,8 @@ class PracticeConfig(AppConfig):
     content_checker = "practice.loader.check_questions"
 
     def ready(self) -> None:
+        from courseware import content_cache
         from practice import progress  # noqa: F401  (connects the sign-in signal that keeps a visitor's practice)
+        from practice.models import Question
+
+        content_cache.watch(Question)

@@ -10,6 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from courseware import content_cache
 from courseware.choices import choice_item, measure_bias
 from courseware.content_report import ContentReport
 from practice import drills
@@ -85,6 +86,8 @@ def load_questions() -> str:
                 unchanged += 1
         gone = set(existing) - {data["id"] for data in rows}
         retired = Question.objects.filter(pk__in=gone, retired=False).update(retired=True)
+        if updated or retired:  # QuerySet.update() sends no signal: say so to the pages' cache
+            content_cache.bump()
     return (
         f"{len(found.questions)} questions and {len(drill_files.drills)} estimation drills from {_shown(content_dir())} "
         f"({created} new, {updated} updated, {unchanged} unchanged, {retired} retired)"

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import NoReverseMatch, reverse
 
+from courseware import content_cache
 from labs.catalogue import LABS
 from practice.question_files import lesson_titles
 
@@ -67,7 +68,8 @@ class Question(models.Model):
         return {1: "Easy", 2: "Medium", 3: "Hard"}.get(self.difficulty, "")
 
     def lesson_links(self) -> list[tuple[str, str]]:
-        titles = lesson_titles()
+        # The lesson files are read once per content version, not on every question page.
+        titles = content_cache.cached("lesson-titles", lesson_titles)
         return [(titles.get(slug, slug), lesson_url(slug)) for slug in self.lessons]
 
     def lab_links(self) -> list[tuple[str, str]]:

@@ -15,6 +15,8 @@ from django.db import models, transaction
 from django.dispatch import receiver
 from django.http import Http404, HttpRequest
 
+from config.prepared import Prepared, attnames
+from practice import stats
 from practice.models import Attempt, MockInterview, ReviewCard
 
 SESSION_KEY = "practice"
@@ -32,8 +34,9 @@ class AccountProgress:
         return f"user-{self.user.pk}"
 
     def attempts(self, question_id: str | None = None) -> list[Attempt]:
-        rows = Attempt.objects.filter(user=self.user).select_related("question")
-        return list(rows.filter(question_id=question_id) if question_id else rows)
+        if question_id:  # one question's attempts: the caller has the question, so no join to it
+            return _ATTEMPTS_AT.instances(Attempt, user_id=self.user.pk, question_id=question_id)
+        return list(Attempt.objects.filter(user=self.user).select_related("question"))
 
     def attempt(self, pk: int) -> Attempt:
         return _or_404(Attempt.objects.filter(user=self.user, pk=pk).select_related("question").first())
@@ -46,9 +49,17 @@ class AccountProgress:
     def cards(self) -> list[ReviewCard]:
         return list(ReviewCard.objects.filter(user=self.user).select_related("question"))
 
+    def due_dates(self) -> dict[str, datetime]:
+        """When each of the candidate's cards is due, by question id: what a list shows, without the cards."""
+        return dict(_DUE_DATES(user_id=self.user.pk))
+
+    def latest_scores(self) -> dict[str, int]:
+        """The score of the newest graded attempt at each question (stats.latest_graded's rule, two columns)."""
+        return dict(_LATEST_SCORES(user_id=self.user.pk))
+
     def card(self, question_id: str) -> ReviewCard:
-        found = ReviewCard.objects.filter(user=self.user, question_id=question_id).first()
-        return found or ReviewCard(user=self.user, question_id=question_id, state={})
+        found = _CARD.instances(ReviewCard, user_id=self.user.pk, question_id=question_id)
+        return found[0] if found else ReviewCard(user=self.user, question_id=question_id, state={})
 
     def save_card(self, card: ReviewCard) -> ReviewCard:
         card.user = self.user
@@ -72,16 +83,35 @@ class AccountProgress:
             self.save_card(card)
 
 
+# A candidate's own rows, asked for on every practice page: compiled once (config/prepared.py).
+_DUE_DATES = Prepared(lambda user_id: ReviewCard.objects.filter(user_id=user_id).order_by().values_list("question_id", "due"),
+                      user_id=-1)  # fmt: skip
+_LATEST_SCORES = Prepared(lambda user_id: Attempt.objects.filter(user_id=user_id, graded_at__isnull=False)
+                          .order_by("created_at", "id").values_list("question_id", "score"), user_id=-1)  # fmt: skip
+_CARD = Prepared(lambda user_id, question_id: ReviewCard.objects.filter(user_id=user_id, question_id=question_id)
+                 .order_by().values_list(*attnames(ReviewCard))[:1], user_id=-1, question_id="\0")  # fmt: skip
+_ATTEMPTS_AT = Prepared(lambda user_id, question_id: Attempt.objects.filter(user_id=user_id, question_id=question_id)
+                        .values_list(*attnames(Attempt)), user_id=-1, question_id="\0")  # fmt: skip
+
+
 class SessionProgress:
     """A visitor's practice as JSON in their session: {"attempts": [...], "cards": {...}, "mocks": [...]}."""
 
     def __init__(self, session):
         self.session = session
         self.is_anonymous = True
+        self._loaded: dict | None = None  # what this visitor has until something is saved
 
     @property
     def _data(self) -> dict:
-        return self.session.setdefault(SESSION_KEY, {"attempts": [], "cards": {}, "mocks": [], "next_id": 1})
+        """The visitor's practice; an empty one until something is saved. Reading never writes the session,
+        so a visitor who only looks at pages costs no session row."""
+        stored = self.session.get(SESSION_KEY)
+        if stored is not None:
+            return stored
+        if self._loaded is None:
+            self._loaded = {"attempts": [], "cards": {}, "mocks": [], "next_id": 1}
+        return self._loaded
 
     def _next_id(self) -> int:
         data = self._data
@@ -89,7 +119,7 @@ class SessionProgress:
         return data["next_id"] - 1
 
     def _changed(self) -> None:
-        self.session.modified = True
+        self.session[SESSION_KEY] = self._data  # marks the session modified, so it is saved
 
     def learner_seed(self) -> str:
         """A random word kept in the session: a visitor's options stay in one order per attempt."""
@@ -115,6 +145,12 @@ class SessionProgress:
 
     def cards(self) -> list[ReviewCard]:
         return [_load(ReviewCard, row) for row in self._data["cards"].values()]
+
+    def due_dates(self) -> dict[str, datetime]:
+        return {card.question_id: card.due for card in self.cards()}
+
+    def latest_scores(self) -> dict[str, int]:
+        return {question_id: a.score for question_id, a in stats.latest_graded(self.attempts()).items()}
 
     def card(self, question_id: str) -> ReviewCard:
         row = self._data["cards"].get(question_id)
@@ -143,6 +179,7 @@ class SessionProgress:
 
     def clear(self) -> None:
         self.session.pop(SESSION_KEY, None)
+        self._loaded = None
 
 
 def progress_for(request: HttpRequest) -> AccountProgress | SessionProgress:

@@ -7,6 +7,7 @@ question files are trusted, but rendering them the same way costs nothing and
 keeps one rule: no Markdown reaches a page without nh3.
 """
 
+import functools
 import html
 
 import markdown
@@ -24,6 +25,16 @@ TAGS = nh3.ALLOWED_TAGS - {"img"}
 def render_markdown(text: str) -> SafeString:
     rendered = markdown.markdown(text or "", extensions=EXTENSIONS, extension_configs=EXTENSION_CONFIGS)
     return mark_safe(nh3.clean(rendered, tags=TAGS, link_rel="nofollow noopener noreferrer"))
+
+
+@functools.lru_cache(maxsize=1024)
+def render_question_text(text: str) -> SafeString:
+    """`render_markdown` for the question files' own text (prompts, options, hints, model answers), remembered.
+
+    The same few hundred texts are shown again and again; keyed by the text itself, a reloaded
+    question is rendered afresh. Never for a candidate's answer: those are each new.
+    """
+    return render_markdown(text)
 
 
 def plain_text(text: str) -> str:

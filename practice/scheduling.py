@@ -16,6 +16,7 @@ is the date the card comes back.
 """
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
 from django.utils import timezone
@@ -55,7 +56,17 @@ def review(card: ReviewCard, rating: int, now: datetime) -> ReviewCard:
 
 
 def due_on(card: ReviewCard) -> date:
-    return timezone.localdate(card.due)
+    return due_day(card.due)
+
+
+def due_day(due: datetime) -> date:
+    """The day a card falls due, in the site's time zone."""
+    return timezone.localdate(due)
+
+
+def due_count(dues: Iterable[datetime], today: date) -> int:
+    """How many of these due dates fall today or earlier (`due_cards`'s rule, for a count from due dates alone)."""
+    return sum(due_day(due) <= today for due in dues)
 
 
 def due_cards(cards: list[ReviewCard], today: date) -> list[ReviewCard]:

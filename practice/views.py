@@ -8,8 +8,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from courseware import content_cache
 from courseware.choices import shuffled_order
-from practice import charts, clock, drills, exports, interviewer, scheduling, stats
+from practice import bank, charts, clock, drills, exports, interviewer, scheduling, stats
 from practice.mock import phase_seconds, read_phases, timeline
 from practice.models import Attempt, MockInterview, Question, Rating
 from practice.progress import progress_for
@@ -25,6 +26,12 @@ def _get_question(question_id: str) -> Question:
     return get_object_or_404(Question, pk=question_id, retired=False)
 
 
+def _question_to_show(question_id: str) -> Question:
+    """The question for its page, kept per content version (courseware/content_cache.py): shared by every
+    request of the process, so read it, never change it."""
+    return content_cache.cached(f"question:{question_id}", lambda: _get_question(question_id))
+
+
 def _get_attempt_for_visitor(request: HttpRequest, question_id: str, attempt_id: int) -> Attempt:
     """The visitor's own attempt at this question (from their account or session), or 404."""
     attempt = progress_for(request).attempt(attempt_id)
@@ -38,33 +45,34 @@ def _get_attempt_for_visitor(request: HttpRequest, question_id: str, attempt_id:
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
+    """The bank: every question's row kept per content version (practice/bank.py), with this learner's badges."""
     progress = progress_for(request)
     today = clock.today()
-    cards = {c.question_id: c for c in progress.cards()}
-    scores = {qid: a.score for qid, a in stats.latest_graded(progress.attempts()).items()}
+    due_dates = progress.due_dates()
+    scores = progress.latest_scores()
     filters = {name: request.GET.get(name, "") for name in ("topic", "kind", "difficulty", "status")}
 
+    bank_rows = bank.bank_rows()
     rows = []
-    for question in Question.objects.filter(retired=False):
-        card = cards.get(question.id)
-        status = "new" if card is None else "due" if scheduling.due_on(card) <= today else "scheduled"
-        if filters["topic"] and filters["topic"] not in question.topics:
+    for row in bank_rows:
+        due = due_dates.get(row.id)
+        status = bank.status(due, today)
+        if filters["topic"] and filters["topic"] not in row.topics:
             continue
-        if filters["kind"] and question.kind != filters["kind"]:
+        if filters["kind"] and row.kind != filters["kind"]:
             continue
-        if filters["difficulty"] and str(question.difficulty) != filters["difficulty"]:
+        if filters["difficulty"] and str(row.difficulty) != filters["difficulty"]:
             continue
         if filters["status"] and status != filters["status"]:
             continue
-        rows.append({"question": question, "status": status, "card": card, "score": scores.get(question.id)})
+        rows.append((row, status, due, scores.get(row.id)))
 
     context = {
-        "rows": rows,
-        "filters": filters,
-        "topics": TOPICS.items(),
-        "kinds": Question.Kind.choices,
-        "due_count": len(scheduling.due_cards(list(cards.values()), today)),
-        "total": Question.objects.filter(retired=False).count(),
+        "rows_html": bank.list_html(rows),
+        "shown": len(rows),
+        "filter_form": bank.filter_form(filters),
+        "due_count": scheduling.due_count(due_dates.values(), today),
+        "total": len(bank_rows),
         "anonymous": progress.is_anonymous,
     }
     template = "practice/index.html#question_list" if request.htmx else "practice/index.html"
@@ -100,7 +108,7 @@ def _question_context(request: HttpRequest, question: Question, **extra) -> dict
 
 @require_GET
 def question(request: HttpRequest, question_id: str) -> HttpResponse:
-    q = _get_question(question_id)
+    q = _question_to_show(question_id)
     context = _question_context(request, q)
     if request.htmx and "hints" in request.GET:
         return render(request, "practice/question.html#hints", context)

@@ -6,7 +6,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 
 from practice.question_files import TOPICS
-from practice.rendering import plain_text, render_markdown
+from practice.rendering import plain_text, render_markdown, render_question_text
 
 register = template.Library()
 
@@ -18,9 +18,15 @@ def markdown(text: str) -> SafeString:
 
 
 @register.filter
+def question_markdown(text: str) -> SafeString:
+    """The question files' own Markdown (a prompt, a model answer) → HTML, rendered once per text."""
+    return render_question_text(text)
+
+
+@register.filter
 def inline_markdown(text: str) -> SafeString:
-    """Markdown for a short phrase (an option, a hint): without the paragraph around it."""
-    html = str(render_markdown(text)).strip()
+    """Markdown for a short phrase from the question files (an option, a hint): without the paragraph around it."""
+    html = str(render_question_text(text)).strip()
     if html.startswith("<p>") and html.endswith("</p>") and html.count("<p>") == 1:
         html = html[3:-4]
     return mark_safe(html)  # already sanitised by render_markdown
@@ -41,6 +47,8 @@ def clock(seconds: float) -> str:
 @register.filter
 def answer_excerpt(text: str, length: int = 90) -> str:
     """The start of an answer as plain text: rendered and sanitised first, like everything a candidate wrote."""
+    if not text:
+        return ""
     return Truncator(html.unescape(strip_tags(render_markdown(text)))).chars(length)
 
 
