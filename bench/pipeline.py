@@ -1,14 +1,20 @@
-"""Campaign throughput: batch API → outbox → relay → workers → provider → attempt recorded.
+"""Campaign throughput on SQLite and on PostgreSQL, measured in one run: batch API → outbox →
+relay → workers → provider → attempt recorded.
 
 Steps:
-1. A fresh database (a SQLite file, or DATABASE_URL), a Redis of its own, gunicorn,
-   one Celery worker (2 processes) and the relay, as `make run` starts them.
-2. Baseline: how fast the same worker drains no-op Celery tasks from the same Redis.
-3. For DURATION seconds, post campaign batches of 1,000 to the API (two requests at
-   a time, one per web worker) whenever fewer than BACKLOG deliveries are unfinished,
-   with no provider latency.
-4. Print delivered intents/s over the window, end-to-end latency (accepted → delivered)
-   p50/p95, and the ratio to the no-op drain rate.
+1. Two passes, one after the other, each in a process of its own: SQLite (a fresh file), then
+   PostgreSQL (a fresh database created on BENCH_POSTGRES_URL's server, default
+   postgres://postgres@127.0.0.1:5432/postgres, dropped at the end; skipped, and said so, when
+   no PostgreSQL answers). BENCH_DATABASES=sqlite or =postgresql runs one of them.
+2. Each pass: a Redis of its own, gunicorn, one Celery worker (2 processes) and the relay, as
+   `make run` starts them; the baseline (how fast the same worker drains no-op Celery tasks
+   from the same Redis); then for BENCH_SECONDS seconds, campaign batches of 1,000 posted to
+   the API (two requests at a time, one per web worker) whenever fewer than BACKLOG
+   deliveries are unfinished, with no provider latency.
+3. Each pass prints delivered intents/s over the window, end-to-end latency (accepted →
+   delivered) p50/p95, the ratio to the no-op drain rate, where the backlog waited and the
+   CPU seconds per 1,000 delivered of each process (PostgreSQL's: this database's backends).
+4. Both passes side by side, with the ratio PostgreSQL / SQLite.
 """
 
 import json
@@ -21,10 +27,11 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import cpu_seconds, postgres_cpu_seconds  # noqa: E402
+from bench._common import cpu_seconds  # noqa: E402
 from tests.chaos import Redis  # noqa: E402
 from tests.harness import BASE_DIR, ServiceProcess, free_port, http_status, python_argv, wait_for  # noqa: E402
 
@@ -32,27 +39,94 @@ DURATION = float(os.environ.get("BENCH_SECONDS", 60))
 BACKLOG = 4000
 SENDERS = 2  # campaign requests in flight at once, one per web worker
 NOOP_TASKS = 10_000
+DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
+DATABASES = ("sqlite", "postgresql")
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--pass"]:
+        results = campaign_pass()
+        Path(sys.argv[2]).write_text(json.dumps(results))
+        return
+    chosen = [name.strip() for name in os.environ.get("BENCH_DATABASES", ",".join(DATABASES)).split(",")]
+    unknown = set(chosen) - set(DATABASES)
+    if unknown:
+        sys.exit(f"BENCH_DATABASES: unknown {', '.join(sorted(unknown))}; choose from {', '.join(DATABASES)}")
     workdir = Path(tempfile.mkdtemp(prefix="faultline-bench-"))
-    database = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.sqlite3'}"
+    results = {}
+    if "sqlite" in chosen:
+        results["SQLite"] = _run_pass(f"sqlite:///{workdir / 'bench.sqlite3'}", workdir)
+    if "postgresql" in chosen:
+        database = _fresh_postgres()
+        if database is not None:
+            url, drop = database
+            try:
+                results["PostgreSQL"] = _run_pass(url, workdir)
+            finally:
+                drop()
+    _compare(results)
+
+
+def _run_pass(database: str, workdir: Path) -> dict:
+    """One pass in a process of its own (Django binds its database at start-up); its results."""
+    out = workdir / f"result-{uuid.uuid4().hex[:6]}.json"
+    subprocess.run([sys.executable, __file__, "--pass", str(out)], env={**os.environ, "DATABASE_URL": database}, check=True)
+    return json.loads(out.read_text())
+
+
+def _fresh_postgres():
+    """(URL, drop) of a new database on the PostgreSQL server, or None (said) when none answers."""
+    import psycopg
+
+    server = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
+    name = f"faultline_bench_{os.getpid()}"
+    try:
+        with psycopg.connect(server, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+    except psycopg.Error as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"PostgreSQL pass SKIPPED: no PostgreSQL at {server} ({first_line}); "
+              "set BENCH_POSTGRES_URL to a server where this bench may create a database")  # fmt: skip
+        return None
+
+    def drop():
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    return urlsplit(server)._replace(path=f"/{name}").geturl(), drop
+
+
+def _compare(results: dict) -> None:
+    print("== campaign, both databases in this run "
+          f"(load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} cores)")  # fmt: skip
+    for name, found in results.items():
+        cpu = ", ".join(f"{role} {seconds:.2f}" for role, seconds in found["cpu_per_thousand"].items())
+        print(f"{name:>10}: {found['rate']:,.0f} delivered/s, p50 {found['p50']} ms, p95 {found['p95']} ms; "
+              f"CPU s per 1,000 delivered: {cpu}")  # fmt: skip
+    if len(results) == 2:
+        print(f"ratio PostgreSQL / SQLite: {results['PostgreSQL']['rate'] / max(results['SQLite']['rate'], 1):.2f}")
+
+
+def campaign_pass() -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="faultline-bench-"))
     redis = Redis(workdir)
     redis.start()
-    env = {**os.environ, "DATABASE_URL": database, "REDIS_URL": redis.url, "FAULTLINE_REDIS_PREFIX": "bench:",
+    env = {**os.environ, "REDIS_URL": redis.url, "FAULTLINE_REDIS_PREFIX": "bench:",
            "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1"}  # fmt: skip
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "FAULTLINE_REDIS_PREFIX", "DJANGO_SETTINGS_MODULE")})
+    os.environ.update({k: env[k] for k in ("REDIS_URL", "FAULTLINE_REDIS_PREFIX", "DJANGO_SETTINGS_MODULE")})
     import django
 
     django.setup()
     from django.contrib.auth import get_user_model
 
+    from bench._server_load import PostgresBackends
     from config.celery import app
     from labs.models import WAITING, Delivery, DeliveryStatus, Recipient
     from labs.pipeline.metrics import percentile
     from labs.runs import create_run
 
+    vendor = django.db.connection.vendor
     port = free_port()
     web = ServiceProcess("web", python_argv("-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                                             "--no-control-socket"), env, workdir).start()  # fmt: skip
@@ -62,8 +136,8 @@ def main() -> None:
     processes = [web, worker]
     try:
         time.sleep(3)
-        # 2. The baseline: one no-op Celery task per message, same worker, same Redis.
-        #    Queue them all on a queue the worker is not consuming yet, then time the drain alone.
+        # The baseline: one no-op Celery task per message, same worker, same Redis.
+        # Queue them all on a queue the worker is not consuming yet, then time the drain alone.
         import redis as redis_lib
 
         client = redis_lib.Redis.from_url(redis.url)
@@ -75,7 +149,7 @@ def main() -> None:
         wait_for(lambda: client.llen("bench:bench-noop") == 0, 300, "the no-op drain", interval=0.02)
         noop_rate = NOOP_TASKS / (time.monotonic() - started)
         app.control.cancel_consumer("bench-noop", reply=False)
-        print(f"baseline: bare Celery drained {NOOP_TASKS} no-op tasks at {noop_rate:,.0f} tasks/s")
+        print(f"{vendor}: baseline: bare Celery drained {NOOP_TASKS} no-op tasks at {noop_rate:,.0f} tasks/s")
 
         relay = ServiceProcess("relay", python_argv("manage.py", "relay"), env, workdir).start()
         processes.append(relay)
@@ -84,10 +158,10 @@ def main() -> None:
         Recipient.objects.filter(run=run).update(quiet_start=None, quiet_end=None, email_opt_in=True)
         wait_for(lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, 30, "the web process", interval=0.2)
 
-        # 3. The campaign, sustained.
+        # The campaign, sustained.
         roles = {"web": web.pid, "worker": worker.pid, "relay": relay.pid, "redis": redis.server.pid, "bench driver": os.getpid()}
         cpu_before = {role: cpu_seconds(pid, role != "bench driver") for role, pid in roles.items()}
-        cpu_before["PostgreSQL"] = postgres_cpu_seconds()
+        postgres = PostgresBackends().start()  # on SQLite the database's work is inside the processes above
         posted, in_flight = 0, []
         window_start = time.time()
         deadline = time.monotonic() + DURATION
@@ -112,10 +186,11 @@ def main() -> None:
                     time.sleep(0.05)
         window_end = time.time()
         cpu = {role: cpu_seconds(pid, role != "bench driver") - cpu_before[role] for role, pid in roles.items()}
-        if django.db.connection.vendor == "postgresql":  # on SQLite the database's work is inside the processes above
-            cpu["PostgreSQL"] = postgres_cpu_seconds() - cpu_before["PostgreSQL"]
+        postgres_seconds = postgres.stop()
+        if postgres_seconds is not None:
+            cpu["PostgreSQL"] = postgres_seconds
 
-        # 4. What came out the other end within the window.
+        # What came out the other end within the window.
         from datetime import datetime, timezone
 
         start_dt = datetime.fromtimestamp(window_start, timezone.utc)
@@ -126,23 +201,23 @@ def main() -> None:
         )
         rate = len(done) / (window_end - window_start)
         latencies = [int((f - c).total_seconds() * 1000) for c, f in done]
-        print(f"campaign: posted {posted:,} intents in {DURATION:.0f} s; delivered {len(done):,} in the window")
-        print(f"campaign: {rate:,.0f} delivered intents/s; end-to-end p50 {percentile(latencies, 0.5)} ms, "
-              f"p95 {percentile(latencies, 0.95)} ms (accepted → provider ledger → attempt recorded)")  # fmt: skip
-        print(f"ratio: pipeline / bare Celery no-op drain = {rate / noop_rate:.2f} "
-              f"(target 1,200/s would be {1200 / noop_rate:.2f})")  # fmt: skip
+        p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+        print(f"{vendor}: campaign: posted {posted:,} intents in {DURATION:.0f} s; delivered {len(done):,} in the window")
+        print(f"{vendor}: campaign: {rate:,.0f} delivered intents/s; end-to-end p50 {p50} ms, p95 {p95} ms "
+              "(accepted → provider ledger → attempt recorded)")  # fmt: skip
+        print(f"{vendor}: ratio: pipeline / bare Celery no-op drain = {rate / noop_rate:.2f}")
         stages = {stage: sum(s[stage] for s in samples) / len(samples) for stage in samples[0]}
-        print("backlog, mean of per-second samples (where unfinished deliveries wait): "
+        print(f"{vendor}: backlog, mean of per-second samples (where unfinished deliveries wait): "
               + ", ".join(f"{stage} {count:,.0f}" for stage, count in stages.items()))  # fmt: skip
-        per_thousand = 1000 / max(len(done), 1)
-        print("CPU seconds per 1,000 delivered (each process with its children): "
-              + ", ".join(f"{role} {seconds * per_thousand:.2f}" for role, seconds in cpu.items())
-              + f"; the machine has {os.cpu_count()} cores")  # fmt: skip
-        print(f"database: {django.db.connection.vendor}")
+        per_thousand = {role: seconds * 1000 / max(len(done), 1) for role, seconds in cpu.items()}
+        print(f"{vendor}: CPU seconds per 1,000 delivered (each process with its children; PostgreSQL: this database's "
+              "backends): " + ", ".join(f"{role} {seconds:.2f}" for role, seconds in per_thousand.items()))  # fmt: skip
+        return {"rate": rate, "p50": p50, "p95": p95, "noop_rate": noop_rate, "cpu_per_thousand": per_thousand}
     finally:
         for proc in reversed(processes):
             proc.stop()
         redis.kill()
+        django.db.connections.close_all()
 
 
 def _where_waiting(run, client) -> dict[str, int]:
@@ -156,7 +231,6 @@ def _where_waiting(run, client) -> dict[str, int]:
         "queued, not claimed": on_broker(run.pk).values("delivery_id").distinct().count(),
         "sending": Delivery.objects.filter(run=run, status="sending").count(),
     }
-
 
 
 def _post(url: str, body: dict, key: str) -> None:
