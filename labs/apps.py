@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.db.models import Field
+
+from labs.rows import AnyOf
 
 
 class LabsConfig(AppConfig):
@@ -10,3 +13,5 @@ class LabsConfig(AppConfig):
     def ready(self) -> None:
         # Load the Celery app whenever Django starts, so @shared_task binds to it (the pipeline's tasks live here).
         import config.celery  # noqa: F401
+
+        Field.register_lookup(AnyOf)  # `pk__any=ids`: the pipeline's batches as one array on PostgreSQL

@@ -1,4 +1,5 @@
-"""Insert many rows without building a model instance for each (the pipeline's hot paths).
+"""Many rows in few statements, for the pipeline's hot paths: `insert_rows` inserts them without
+building a model instance for each, and the `any` lookup names them by one array on PostgreSQL.
 
 A campaign request writes a thousand intents, deliveries and outbox rows in one
 transaction, and every campaign batch a hundred ledger rows and a hundred attempt
@@ -15,10 +16,16 @@ PostgreSQL). On SQLite, multi-row INSERTs short enough for sqlite3 to cache the 
 statement.
 
 Use it inside a transaction (on SQLite each statement would otherwise commit on its own).
+
+`filter(pk__any=ids)` is `filter(pk__in=ids)` sent as `id = ANY(%s)` with one array parameter on
+PostgreSQL: a hundred ids in `IN (%s, …)` are a hundred parameters, which psycopg parses and quotes
+one by one in Python on every call (see above); one array keeps the statement the same text whatever
+the count, so both psycopg and the server's prepared statements reuse it.
 """
 
 from django.db import connection
 from django.db.models import Model
+from django.db.models.lookups import In
 
 PASS_THROUGH = {int, str, type(None)}  # exact types: a str enum or a bool goes through its field
 STATEMENT_CHARS = 3500  # SQLite: short statements, each cached by the driver as a prepared statement
@@ -72,3 +79,15 @@ def insert_rows(model: type[Model], rows: list[dict], ignore_conflicts: bool = F
             if return_ids:
                 ids += [row[0] for row in cursor.fetchall()]  # in the order of VALUES, as bulk_create relies on too
     return ids
+
+
+class AnyOf(In):
+    """`field__any=values`: `IN (…)`, and on PostgreSQL `= ANY(%s)` with the values as one array
+    (registered on every field by labs.apps)."""
+
+    lookup_name = "any"
+
+    def as_postgresql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        _, values = self.process_rhs(compiler, connection)  # prepared by the field, as for IN
+        return f"{lhs} = ANY(%s)", (*lhs_params, list(values))

@@ -75,7 +75,7 @@ def deliver_batch(run_id: int, items: list[tuple[int, int]]) -> None:
 def _load(run: LabRun, held: dict[int, int]) -> list[Delivery]:
     """The claimed deliveries (id → generation held) with what sending them needs. A run has a
     few dozen users and templates, so each is loaded once per batch rather than once per message."""
-    taken = list(Delivery.objects.select_related("intent").filter(pk__in=held))
+    taken = list(Delivery.objects.select_related("intent").filter(pk__any=held))
     recipients = Recipient.objects.in_bulk({d.recipient_id for d in taken})
     templates = Template.objects.in_bulk({d.intent.template_id for d in taken})
     for delivery in taken:

@@ -116,13 +116,13 @@ def claim_any(delivery_id: int) -> int | None:
 def claim_many(delivery_ids: list[int], generation: int) -> set[int]:
     """`claim` for many deliveries whose messages carry one generation; the ids this caller took."""
     with transaction.atomic():
-        waiting = Delivery.objects.filter(pk__in=delivery_ids, generation=generation, status__in=WAITING)
+        waiting = Delivery.objects.filter(pk__any=delivery_ids, generation=generation, status__any=WAITING)
         if _locks():
             # Lock in id order, so two workers holding copies of one batch queue up instead of
             # deadlocking; the second finds the generation moved on.
             waiting = waiting.select_for_update().order_by("pk")
         taken = list(waiting.values_list("pk", flat=True))
-        Delivery.objects.filter(pk__in=taken).update(
+        Delivery.objects.filter(pk__any=taken).update(
             status=S.SENDING, generation=generation + 1, claimed_at=Now(), claimed_by=node_name(), provider="", updated_at=Now()
         )
     return set(taken)
@@ -141,7 +141,7 @@ def dispatch_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
     """`dispatch` for a batch; returns the deliveries this worker still held (and may now send)."""
     with transaction.atomic():
         held = _held(deliveries)
-        Delivery.objects.filter(pk__in=held).update(
+        Delivery.objects.filter(pk__any=held).update(
             provider=provider, attempts=F("attempts") + 1, generation=F("generation") + 1, updated_at=Now()
         )
     mine = [d for d in deliveries if d.pk in held]
@@ -155,7 +155,7 @@ def _held(deliveries: list[Delivery]) -> set[int]:
     locked until the caller's transaction ends where the database can lock rows."""
     held: set[int] = set()
     for generation in {d.generation for d in deliveries}:
-        mine = Delivery.objects.filter(pk__in=[d.pk for d in deliveries if d.generation == generation],
+        mine = Delivery.objects.filter(pk__any=[d.pk for d in deliveries if d.generation == generation],
                                        generation=generation, status=S.SENDING)  # fmt: skip
         if _locks():
             mine = mine.select_for_update().order_by("pk")  # id order: two batches queue, never deadlock
@@ -215,7 +215,7 @@ def finish_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
     returns the deliveries this worker still held. Call inside the transaction that records them."""
     assert not any(d.channel == "inapp" for d in deliveries)
     held = _held(deliveries)
-    Delivery.objects.filter(pk__in=held).update(
+    Delivery.objects.filter(pk__any=held).update(
         status=S.DELIVERED, provider=provider, finished_at=Now(), next_attempt_at=None,
         generation=F("generation") + 1, updated_at=Now(),
     )  # fmt: skip

@@ -211,7 +211,7 @@ def _earlier_sends(messages: list[OutgoingMessage]) -> list[tuple[int, str, str,
     (id, provider, key, intent id). An idempotency key names one delivery, so these hold every row
     a key of theirs could match."""
     first = messages[0]
-    rows = ProviderSend.objects.filter(run_id=first.run_id, channel=first.channel, intent_id__in={m.intent_id for m in messages})
+    rows = ProviderSend.objects.filter(run_id=first.run_id, channel=first.channel, intent_id__any={m.intent_id for m in messages})
     return list(rows.values_list("pk", "provider", "idempotency_key", "intent_id"))
 
 

@@ -196,8 +196,10 @@ def mark_published(ids: list[int]) -> None:
     counts again from nothing, and the memory did not.)"""
     table, quote = OutboxRow._meta.db_table, connection.ops.quote_name
     with transaction.atomic(), tally.counting(), connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {quote(table)} SET published_at = {_NOW_SQL[connection.vendor]} WHERE id IN "
-                       f"({', '.join(['%s'] * len(ids))}) RETURNING run_id, published_at, available_at", ids)
+        # The ids as one array on PostgreSQL (see labs.rows.AnyOf), a list of parameters on SQLite.
+        ids_sql, params = ("= ANY(%s)", [ids]) if connection.vendor == "postgresql" else (f"IN ({', '.join(['%s'] * len(ids))})", ids)
+        cursor.execute(f"UPDATE {quote(table)} SET published_at = {_NOW_SQL[connection.vendor]} WHERE id {ids_sql} "
+                       "RETURNING run_id, published_at, available_at", params)
         longest: dict[int, int] = {}
         for run_id, published_at, available_at in cursor.fetchall():
             waited = tally.microseconds(_aware(published_at) - _aware(available_at))
