@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Now
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from config.celery import node_name
@@ -115,17 +116,16 @@ def claim_any(delivery_id: int) -> int | None:
 
 def claim_many(delivery_ids: list[int], generation: int) -> set[int]:
     """`claim` for many deliveries whose messages carry one generation; the ids this caller took."""
+    waiting = Delivery.objects.filter(pk__any=delivery_ids, generation=generation, status__any=WAITING)
+    claimed = {"status": S.SENDING, "generation": generation + 1, "claimed_at": Now(), "claimed_by": node_name(),
+               "provider": "", "updated_at": Now()}  # fmt: skip
+    if not _locks():  # SQLite: one writer at a time
+        return _update_returning_ids(waiting, **claimed)
     with transaction.atomic():
-        waiting = Delivery.objects.filter(pk__any=delivery_ids, generation=generation, status__any=WAITING)
-        if _locks():
-            # Lock in id order, so two workers holding copies of one batch queue up instead of
-            # deadlocking; the second finds the generation moved on.
-            waiting = waiting.select_for_update().order_by("pk")
-        taken = list(waiting.values_list("pk", flat=True))
-        Delivery.objects.filter(pk__any=taken).update(
-            status=S.SENDING, generation=generation + 1, claimed_at=Now(), claimed_by=node_name(), provider="", updated_at=Now()
-        )
-    return set(taken)
+        # Lock in id order, so two workers holding copies of one batch queue up instead of
+        # deadlocking; the second finds the generation moved on.
+        locked = waiting.select_for_update().order_by("pk").values("pk")
+        return _update_returning_ids(Delivery.objects.filter(pk__in=locked), **claimed)
 
 
 def dispatch(delivery: Delivery, provider: str) -> bool:
@@ -139,28 +139,35 @@ def dispatch(delivery: Delivery, provider: str) -> bool:
 
 def dispatch_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
     """`dispatch` for a batch; returns the deliveries this worker still held (and may now send)."""
-    with transaction.atomic():
-        held = _held(deliveries)
-        Delivery.objects.filter(pk__any=held).update(
-            provider=provider, attempts=F("attempts") + 1, generation=F("generation") + 1, updated_at=Now()
-        )
+    held = _move_held(deliveries, provider=provider, attempts=F("attempts") + 1)
     mine = [d for d in deliveries if d.pk in held]
     for delivery in mine:
         delivery.provider, delivery.attempts, delivery.generation = provider, delivery.attempts + 1, delivery.generation + 1
     return mine
 
 
-def _held(deliveries: list[Delivery]) -> set[int]:
-    """The ids of these deliveries still at the generation their holder knows, and sending;
-    locked until the caller's transaction ends where the database can lock rows."""
+def _move_held(deliveries: list[Delivery], **changes) -> set[int]:
+    """Move on, with `changes`, those of these deliveries still sending at the generation their
+    holder knows; their ids. One UPDATE per generation, with no lock taken first: only the holder
+    moves a batch's rows (a takeover moves one row at a time), so two batches never wait on each other."""
     held: set[int] = set()
     for generation in {d.generation for d in deliveries}:
         mine = Delivery.objects.filter(pk__any=[d.pk for d in deliveries if d.generation == generation],
                                        generation=generation, status=S.SENDING)  # fmt: skip
-        if _locks():
-            mine = mine.select_for_update().order_by("pk")  # id order: two batches queue, never deadlock
-        held.update(mine.values_list("pk", flat=True))
+        held |= _update_returning_ids(mine, generation=generation + 1, updated_at=Now(), **changes)
     return held
+
+
+def _update_returning_ids(rows, **changes) -> set[int]:
+    """`rows.update(**changes)` that also says which rows it changed, in one statement
+    (UPDATE … RETURNING, as QuerySet.update builds the UPDATE): a batch's transition reads
+    nothing first."""
+    query = rows.query.chain(UpdateQuery)
+    query.add_update_values(changes)
+    sql, params = query.get_compiler(rows.db).as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(Delivery._meta.pk.column)}", params)
+        return {pk for (pk,) in cursor.fetchall()}
 
 
 # --- Outcomes: the holder moves the delivery on ----------------------------------------------
@@ -214,11 +221,7 @@ def finish_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
     """Mark a batch delivered by `provider` (never in-app: batches carry campaign channels);
     returns the deliveries this worker still held. Call inside the transaction that records them."""
     assert not any(d.channel == "inapp" for d in deliveries)
-    held = _held(deliveries)
-    Delivery.objects.filter(pk__any=held).update(
-        status=S.DELIVERED, provider=provider, finished_at=Now(), next_attempt_at=None,
-        generation=F("generation") + 1, updated_at=Now(),
-    )  # fmt: skip
+    held = _move_held(deliveries, status=S.DELIVERED, provider=provider, finished_at=Now(), next_attempt_at=None)
     mine = [d for d in deliveries if d.pk in held]
     for delivery in mine:
         delivery.generation += 1
