@@ -203,6 +203,8 @@ LAB_QUEUES = ["urgent", "email", "sms", "push", "inapp"]
 LAB_SAGA_QUEUE = "saga"
 CELERY_TASK_QUEUES = [Queue(name) for name in [*LAB_QUEUES, LAB_SAGA_QUEUE, CELERY_TASK_DEFAULT_QUEUE]]
 CELERY_TIMEZONE = "UTC"
+# Reuse a worker's database connections across tasks (config.celery closes a broken or old one).
+CELERY_DB_REUSE_MAX = 1000
 
 # How often the worker and the relay write their heartbeat, and how old one may
 # be before /healthz calls that process down.
