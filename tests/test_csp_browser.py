@@ -17,7 +17,7 @@ from labs import runs
 from labs.models import LabRun
 from practice.loader import load_questions
 from tests.harness import free_port, start_live_process
-from tests.workshop_roles import LAB, PASSWORD, forget_redis_state, make_instructor  # noqa: F401 - a fixture
+from tests.workshop_roles import LAB, PASSWORD, make_instructor
 
 SLOW = 30_000
 

@@ -5,7 +5,7 @@ A real relay process (tests/conftest.py) on the test database and Redis; nothing
 
 from labs.pipeline import events, faults
 from tests.harness import wait_for
-from tests.workshop_roles import LAB, forget_redis_state, make_instructor  # noqa: F401 - a fixture
+from tests.workshop_roles import LAB, make_instructor
 from workshops import broadcasts, joining
 from workshops.models import Broadcast, Workshop
 

@@ -18,7 +18,7 @@ from labs.catalogue import CATALOGUE
 from labs.models import RunLab
 from labs.pipeline import faults
 from tests.conftest import ARTIFACTS
-from tests.workshop_roles import LAB, PASSWORD, forget_redis_state, make_instructor, signed_in  # noqa: F401 - a fixture
+from tests.workshop_roles import LAB, PASSWORD, make_instructor, signed_in
 from workshops.models import EmergencyStop, Seat
 
 SLOW = 20_000  # ms: the longest one browser waits for what another did

@@ -15,7 +15,7 @@ from django.utils import timezone
 from config.redis_client import get_redis
 from labs import steps
 from labs.catalogue import CATALOGUE
-from labs.models import DeadLetter, Delivery, DeliveryStatus, Experiment, RunLab
+from labs.models import Experiment, RunLab
 from labs.pipeline import faults, traffic
 from labs.pipeline.breaker import OPEN, BreakerState, ProviderBreaker
 from tests import pipeline_steps

@@ -11,7 +11,7 @@ import re
 from playwright.sync_api import expect
 
 from tests.test_workshops_browser import SLOW, learner_tab, sign_in_as, snap
-from tests.workshop_roles import LAB, PASSWORD, forget_redis_state, make_instructor  # noqa: F401 - a fixture
+from tests.workshop_roles import LAB, PASSWORD, make_instructor
 from workshops import joining
 from workshops.models import Workshop
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from labs.models import NotificationIntent
 from tests.harness import wait_for
-from tests.workshop_roles import LAB, forget_redis_state, make_instructor, signed_in  # noqa: F401 - a fixture
+from tests.workshop_roles import LAB, make_instructor, signed_in
 from workshops import joining, scenario_player
 from workshops.models import Announcement, ScenarioPlay, Workshop
 

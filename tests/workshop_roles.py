@@ -10,11 +10,10 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from config.redis_client import get_redis, key
 from workshops import joining
 from workshops.models import Workshop
 
-__all__ = ["forget_redis_state", "instructor", "other_instructor", "workshop", "other_workshop", "learner", "classmate",
+__all__ = ["instructor", "other_instructor", "workshop", "other_workshop", "learner", "classmate",
            "stranger", "anonymous"]  # fmt: skip
 
 LAB = "dead-letters-poison"
@@ -39,17 +38,6 @@ def seat_learner(django_user_model, workshop: Workshop, username: str) -> Client
     client = signed_in(django_user_model.objects.create_user(username, password=PASSWORD))
     client.seat = joining.join(workshop, client.user)
     return client
-
-
-@pytest.fixture(autouse=True)
-def forget_redis_state():
-    """Row ids come back after a rolled-back test: drop what Redis keeps per run and per workshop."""
-    yield
-    redis = get_redis()
-    for pattern in (key("run", "*"), key("workshop", "*")):
-        names = list(redis.scan_iter(match=pattern, count=1000))
-        if names:
-            redis.delete(*names)
 
 
 @pytest.fixture
