@@ -250,6 +250,9 @@ LAB_SERVICES_URL = env_url(
 # Seconds between a live stream's keep-alives; at each it also checks that the session still
 # owns the run, so logging out ends the stream within this long.
 LAB_STREAM_HEARTBEAT = env_int("LAB_STREAM_HEARTBEAT", 15, minimum=1)
+# The share of one core the lab pages' panel refreshes may take together, in percent: each answer
+# tells its page when to ask again, dividing this among the pages open (labs/pace.py).
+LAB_PANELS_CPU_PERCENT = env_int("LAB_PANELS_CPU_PERCENT", 50, minimum=1)
 
 # --- Operations -----------------------------------------------------------------
 # /metrics answers staff and the machine itself; a Prometheus on another machine (or in another

@@ -226,6 +226,8 @@ FIGURES: dict[str, Figure] = {
     "stream_retry_ms": _constant("labs.live", "RETRY_MS"),
     "live_panels_gap_ms": _script_constant("PANELS_MIN_MS"),
     "live_panels_max_gap_ms": _script_constant("PANELS_MAX_GAP_MS"),
+    "panels_cpu_percent": _setting("LAB_PANELS_CPU_PERCENT"),
+    "panels_paced_max_gap_s": _constant("labs.pace", "MAX_GAP_MS", 1 / 1000),
     "live_reconnect_min_ms": _script_constant("RECONNECT_MIN_MS"),
     "live_reconnect_base_ms": _script_constant("RECONNECT_BASE_MS"),
     "live_reconnect_cap_s": _script_constant("RECONNECT_CAP_MS", 1 / 1000),

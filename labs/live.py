@@ -44,6 +44,7 @@ from django.urls import reverse
 from django.utils.translation import ngettext
 
 from config.redis_client import get_redis
+from labs import pace
 from labs.models import LabRun
 from labs.pipeline import events
 
@@ -324,8 +325,10 @@ async def stream(run_id: int, after: str, session_key: str):
     render = sync_to_async(feed_payload, thread_sensitive=False)
     still_allowed = sync_to_async(session_owns_run, thread_sensitive=False)
     checked = time.monotonic()
+    entry = pace.new_page_entry(run_id)  # counted among the pages open while it lasts (labs/pace.py)
     try:
         yield f"retry: {RETRY_MS}\n\n"
+        await pace.keep_open(client, entry)
         if after == "$":
             newest = await client.xrevrange(key, count=1)
             after = newest[0][0].decode() if newest else "0-0"
@@ -334,6 +337,7 @@ async def stream(run_id: int, after: str, session_key: str):
                 if not await still_allowed(session_key, run_id):
                     yield SIGNED_OUT
                     return
+                await pace.keep_open(client, entry)
                 checked = time.monotonic()
             payload = await render(run_id, after)  # what came in while we were away or rendering
             if payload:
@@ -346,6 +350,10 @@ async def stream(run_id: int, after: str, session_key: str):
     except asyncio.CancelledError:
         raise
     finally:
+        try:
+            await pace.closed(client, entry)
+        except Exception:  # noqa: BLE001 - Redis gone: the entry ages out of the count by itself
+            pass
         await client.aclose()
 
 

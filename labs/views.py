@@ -7,6 +7,7 @@ redirects back to the lab page.
 """
 
 import functools
+import time
 import uuid
 from dataclasses import asdict
 
@@ -37,7 +38,7 @@ from django_htmx.http import trigger_client_event
 from config.prepared import Prepared
 from courseware import content_cache
 from courseware.models import Lesson
-from labs import checks, lineage, live, panels, runs, steps
+from labs import checks, lineage, live, pace, panels, runs, steps
 from labs.catalogue import CATALOGUE
 from labs.forms import (
     BurstForm,
@@ -352,12 +353,16 @@ async def stream(request: HttpRequest, run_id: int) -> HttpResponse:
 @never_cache
 @require_GET
 def live_panels(request: HttpRequest, run_id: int) -> HttpResponse:
+    started = time.process_time()
     run, read_only = _get_run_to_read(request, run_id)
     run_lab = _run_lab(run)
     lab = _get_lab(run_lab.lab)
     state = panels.run_state(run, lab)
-    context = {"run": run, "lab": lab, "state": state, "cards": _step_cards(lab, run_lab, state), "oob": True, "read_only": read_only}
-    return render(request, "labs/live_panels.html", context)
+    context = {"run": run, "lab": lab, "state": state, "cards": _step_cards(lab, run_lab, state), "oob": True,
+               "read_only": read_only, "next_ms": pace.PANELS.next_gap_ms()}  # fmt: skip
+    response = render(request, "labs/live_panels.html", context)
+    pace.PANELS.add(time.process_time() - started)
+    return response
 
 
 # --- Traffic ------------------------------------------------------------------------------------

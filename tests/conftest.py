@@ -99,13 +99,13 @@ def redis_service(process_logs):
 @pytest.fixture(autouse=True)
 def no_runs_in_redis(redis_service):
     """Each test starts with no run's or workshop's state in Redis (events, faults' counters, breakers,
-    grids). A test whose database rolls back gives its rows' ids back (SQLite's AUTOINCREMENT counts only
+    grids), and no lab page counted as open (labs/pace.py). A test whose database rolls back gives its rows' ids back (SQLite's AUTOINCREMENT counts only
     committed rows), but Redis keeps what they wrote: the next test's new run would read an earlier run's
     events as its own. A site never reuses an id, so this is the tests' matter, not the code's."""
     from config.redis_client import key
 
     client = redis_service.client()
-    for pattern in (key("run", "*"), key("workshop", "*")):
+    for pattern in (key("run", "*"), key("workshop", "*"), key("live", "open-pages")):
         names = list(client.scan_iter(match=pattern, count=1000))
         if names:
             client.delete(*names)

@@ -9,13 +9,15 @@ fault tests (test_labs_faults.py) kill real processes and restart Redis.
 """
 
 import re
+import time
 import uuid
 
 import pytest
 from django.test import Client
 from playwright.sync_api import Page, expect
 
-from labs import runs
+from config.redis_client import get_redis
+from labs import pace, runs
 from labs.models import LabRun
 from labs.pipeline import audit, faults, traffic
 from tests.conftest import ARTIFACTS, worker_argv
@@ -164,6 +166,27 @@ def test_the_strip_counts_what_the_events_say_while_the_panels_answer_is_held_an
     wait_until(page, lambda p: p.evaluate("window.faultlineLive.panels") >= 2, "a panels answer after the fourth")
     expect(page.get_by_test_id("strip-delivered")).to_have_text("4", timeout=SLOW)
     expect(page.get_by_test_id("strip-accepted")).to_have_text("4")
+
+
+def test_a_page_among_many_asks_for_its_panels_when_the_server_says_and_its_strip_keeps_moving(page, learner):
+    """With a thousand lab pages open, the page server's answer tells each page to come back only after
+    pace.MAX_GAP_MS (labs/pace.py): the page waits that long between two panels requests, while the strip's
+    figures still move with every event."""
+    get_redis().zadd(pace.open_pages_key(), {f"{n}:elsewhere": time.time() for n in range(1000)})
+    asked: list[float] = []
+    page.on("request", lambda request: asked.append(time.monotonic()) if "/panels" in request.url else None)
+    start_lab(page, "outbox-and-relay")
+    run = LabRun.objects.get(owner=learner)
+
+    traffic.send_one(run, 3, "password_reset", channels=["email"])
+    wait_until(page, lambda p: p.evaluate("window.faultlineLive.panels") >= 1, "the first panels answer")
+    expect(page.locator("#live-panels > .live-panels")).to_have_attribute("data-next-ms", str(pace.MAX_GAP_MS))
+    for user in (4, 5, 6):
+        traffic.send_one(run, user, "password_reset", channels=["email"])
+    expect(page.get_by_test_id("strip-delivered")).to_have_text("4", timeout=SLOW)
+
+    gaps = [later - earlier for earlier, later in zip(asked, asked[1:])]
+    assert all(gap >= pace.MAX_GAP_MS / 1000 - 0.5 for gap in gaps), f"panels asked for {gaps} s apart"
 
 
 # --- Lab 3: the scenario of the issue ------------------------------------------------------------

@@ -6,6 +6,9 @@ runs here get their history from the pipeline's own code, called in this process
 accepts, the worker's plain function delivers (no Celery), the state machine dead-letters.
 """
 
+import re
+import time
+
 import pytest
 from django.db import connection
 from django.db.models.functions import Now
@@ -13,6 +16,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from config.redis_client import get_redis
+from labs import pace
 from labs.catalogue import CATALOGUE
 from labs.models import AttemptOutcome, OutboxRow
 from labs.pipeline import faults, relay, traffic, worker
@@ -79,3 +84,26 @@ def test_the_panels_show_the_runs_figures_as_the_auditor_reads_them_from_the_row
     delivered = from_rows["status:delivered"]
     assert delivered == 2 * (5 + 50) and f'data-testid="metric-delivered">{delivered}<' in page
     assert 'data-testid="metric-dead-letters">2<' in page
+
+
+@pytest.mark.django_db
+def test_with_many_pages_open_each_answer_asks_its_page_to_come_back_later(django_user_model, settings):
+    """The web process's share for panels is divided among the pages open (labs/pace.py): alone, a page may ask
+    every second; among a thousand, each answer tells it to wait longer, up to the cap."""
+    client, run = _learner_with_history(django_user_model, "ada", scale=1)
+    url = reverse("labs:panels", args=[run.pk])
+
+    def next_ms() -> int:
+        found = re.search(rb'data-next-ms="(\d+)"', client.get(url).content)
+        assert found, "the answer says when to ask again"
+        return int(found[1])
+
+    alone = next_ms()
+    get_redis().zadd(pace.open_pages_key(), {f"{n}:page": time.time() for n in range(1000)})
+    crowded = next_ms()
+    settings.LAB_PANELS_CPU_PERCENT = 100_000  # a server with cores to spare
+    roomy = next_ms()
+
+    assert alone == pace.MIN_GAP_MS
+    assert pace.MIN_GAP_MS < crowded <= pace.MAX_GAP_MS
+    assert roomy == pace.MIN_GAP_MS

@@ -51,3 +51,12 @@ def test_percentiles_use_the_nearest_rank():
     values = list(range(1, 101))
 
     assert (percentile(values, 0.5), percentile(values, 0.95), percentile([], 0.5)) == (50, 95, None)
+
+
+def test_the_panels_gap_divides_the_servers_share_among_the_pages_open():
+    from labs.pace import MAX_GAP_MS, MIN_GAP_MS, gap_ms
+
+    assert gap_ms(0.020, pages=1, share=0.5) == MIN_GAP_MS  # one page: as often as the page itself asks
+    assert gap_ms(0.020, pages=100, share=0.5) == 4000  # 100 pages × 20 ms every 4 s = half a core
+    assert gap_ms(0.020, pages=100, share=1.0) == 2000
+    assert gap_ms(0.200, pages=1000, share=0.5) == MAX_GAP_MS  # never staler than this

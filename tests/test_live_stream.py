@@ -11,10 +11,11 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from labs import live, runs
+from config.redis_client import get_redis
+from labs import live, pace, runs
 from labs.models import LabRun
 from labs.pipeline import events
-from tests.harness import free_port, start_live_process
+from tests.harness import free_port, start_live_process, wait_for
 
 LAB = "outbox-and-relay"
 HEARTBEAT = 1
@@ -125,3 +126,20 @@ def test_open_streams_share_a_few_database_connections_not_one_each(django_user_
         while received.count(b": keep-alive") < 1:  # at least one heartbeat, each a session check, has run
             received += stream.read1(65536)
     assert connections_to_the_database() <= 8, connections_to_the_database()  # the pool's few, not one a stream
+
+
+def test_an_open_stream_counts_among_the_pages_open_until_the_page_closes_it(learner, live_port):
+    """The web process divides its share for panel refreshes among the pages open (labs/pace.py): each open stream
+    counts itself while it lasts, and a closed page stops counting at once."""
+    assert pace.open_pages() == 1  # "at least the one asking": nobody is counted yet
+    streams = [open_stream(live_port, learner.run.pk, learner.cookies["sessionid"].value) for _ in range(3)]
+    for stream in streams:
+        stream.read1(65536)  # the stream has started
+    wait_for(lambda: get_redis().zcard(pace.open_pages_key()) == 3, 10, "three pages counted")
+    assert pace.open_pages() == 3
+
+    streams[0].close()
+    wait_for(lambda: get_redis().zcard(pace.open_pages_key()) == 2, 10, "the closed page no longer counted")
+    for stream in streams[1:]:
+        stream.close()
+    wait_for(lambda: get_redis().zcard(pace.open_pages_key()) == 0, 10, "no page counted")

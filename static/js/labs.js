@@ -3,8 +3,10 @@
  * 1. An EventSource on the run's event stream, served by the live process. Each frame
  *    carries the new events' rows, which go to the top of the feed at once.
  * 2. Events ask gunicorn for a fresh copy of the heavy panels, at most once a second (less
- *    often when the server is slow, but never more than 2 s apart); while something moves
- *    (data-busy) they refresh anyway, and an action's answer asks for them at once.
+ *    often when the server is slow, but never more than 2 s apart, unless the server asks for
+ *    longer: each answer says when to ask again, dividing the server's share for panels among
+ *    the pages open, labs/pace.py); while something moves (data-busy) they refresh anyway, and
+ *    an action's answer asks for them at once.
  * 2b. The strip's figures (accepted, delivered, dead letters) move with each frame: the frame says
  *    what its events added, so they are as fresh as the feed; each panels answer resets them
  *    to the database's figures plus what frames after that answer added ("The strip" below).
@@ -204,8 +206,10 @@
   // --- The heavy panels: one request at a time, at most one a second, and fewer when the
   // server is slow to draw them (the gap is PANELS_SLOWDOWN times the last drawing time), so
   // a busy server keeps its time for the pages themselves; but never more than
-  // PANELS_MAX_GAP_MS apart: one slow drawing while an action ran once held a page's panels
-  // for 6 s, long enough to miss a whole campaign. ---
+  // PANELS_MAX_GAP_MS apart (one slow drawing while an action ran once held a page's panels
+  // for 6 s, long enough to miss a whole campaign), unless the answer itself asks for a longer
+  // gap (data-next-ms): the server divides its share for panels among every page open, which
+  // one page cannot know (labs/pace.py). The strip keeps moving with the stream meanwhile. ---
   var panelsBusy = false;
   var panelsWanted = false;
   var panelsTimer = null;
@@ -233,14 +237,20 @@
       .then(function () {
         panelsBusy = false;
         live.panels += 1;
-        panelsGap = Math.min(PANELS_MAX_GAP_MS, Math.max(PANELS_MIN_MS, PANELS_SLOWDOWN * (Date.now() - asked)));
+        panelsGap = Math.max(serverGap(), Math.min(PANELS_MAX_GAP_MS, Math.max(PANELS_MIN_MS, PANELS_SLOWDOWN * (Date.now() - asked))));
         if (panelsWanted) requestPanels();
       });
   }
 
+  // The gap the last answer asked for (0: none).
+  function serverGap() {
+    var panels = document.querySelector("#live-panels > .live-panels");
+    return (panels && parseInt(panels.dataset.nextMs, 10)) || 0;
+  }
+
   setInterval(function () {
     var panels = document.querySelector("#live-panels > .live-panels");
-    if (panels && panels.dataset.busy === "true" && Date.now() - lastPanels >= BUSY_TICK_MS) requestPanels();
+    if (panels && panels.dataset.busy === "true" && Date.now() - lastPanels >= Math.max(BUSY_TICK_MS, serverGap())) requestPanels();
   }, 1000);
 
   // The fault panel holds forms: refresh it only when nobody is typing in it.
