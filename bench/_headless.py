@@ -10,7 +10,10 @@ server carries the same load as for a page in Chromium:
    `window.faultlineLive.lags` does.
 3. After each frame, ask for the heavy panels as the page does: one request at a time, at
    most once a second, and 20 times the last drawing time apart when the server is slow
-   (never more than 2 s).
+   (never more than 2 s), or as long as the last answer asked (data-next-ms, labs/pace.py).
+   The strip's delivered count moves with each frame's moves and starts again from each
+   panels answer's figures plus the moves after its event (labs.js "The strip"); `delivered`
+   notes each count as it would be drawn.
    Fault events redraw the fault panel; classroom events and a 15 s timer the classroom bar.
 What it does not do is parse and draw the HTML: Chromium's own cost stays with the
 Chromium pages of the same run.
@@ -30,6 +33,8 @@ PANELS_MIN_S = 1.0  # labs.js PANELS_MIN_MS
 PANELS_MAX_GAP_S = 2.0  # labs.js PANELS_MAX_GAP_MS
 CLASSROOM_POLL_S = 15  # the classroom bar's "every 15s"
 DELIVERED = re.compile(r'data-testid="strip-delivered">(\d+)<')  # the panels' delivered count (templates/labs/pipeline_diagram.html)
+THROUGH = re.compile(r'id="pipeline-strip"[^>]*data-events-through="([^"]*)"')  # the newest event the figures include
+NEXT_MS = re.compile(r'data-next-ms="(\d+)"')  # when the server asks the page to come back (labs/pace.py)
 
 
 class Session:
@@ -96,7 +101,9 @@ class HeadlessPage:
         bar = re.search(r'id="classroom-bar"[^>]*hx-get="([^"]+)"', page, re.S)
         self.classroom_url = html.unescape(bar[1]) if bar else None
         self.lags: list[float] = []  # seconds from emission to arrival, one per event
-        self.delivered: list[tuple[int, float]] = []  # (the panels' delivered count, when that answer arrived)
+        self.delivered: list[tuple[int, float]] = []  # (the strip's delivered count, when it showed it), as labs.js draws it
+        self._strip_base, self._strip_through = 0, "0-0"  # the last panels answer's count and the event it read through
+        self._moves: list[tuple[str, int]] = []  # (event id, amount) of delivered moves after that event
         self.classroom: list[tuple[float, str]] = []  # (arrival, text) of every classroom event
         self.frames = 0
         self.panel_requests = 0
@@ -163,6 +170,12 @@ class HeadlessPage:
         self.last_id = payload["last"]
         self.frames += 1
         self.lags.extend(arrived - at for at in payload["at"])
+        with self._lock:
+            moved = [(event_id, amount) for event_id, figure, amount in payload.get("moves", ())
+                     if figure == "delivered" and _after(event_id, self._strip_through)]  # fmt: skip
+            if moved:
+                self._moves += moved
+                self._show_delivered(arrived)
         kinds = payload["kinds"]
         if "classroom" in kinds:
             self.classroom += [(arrived, text) for text in payload["announce"]]
@@ -198,16 +211,24 @@ class HeadlessPage:
     def _draw_panels(self) -> None:
         asked = time.monotonic()
         answer = self._quietly(self.panels_url)
-        shown = DELIVERED.search(answer)
-        if shown:
-            self.delivered.append((int(shown[1]), time.time()))
+        shown, through, next_ms = DELIVERED.search(answer), THROUGH.search(answer), NEXT_MS.search(answer)
         with self._lock:
+            if shown and through:  # the strip starts again from the answer's figures plus the moves after its event
+                self._strip_base, self._strip_through = int(shown[1]), through[1]
+                self._moves = [move for move in self._moves if _after(move[0], self._strip_through)]
+                self._show_delivered(time.time())
             self._panels_busy = False
             self.panel_requests += 1
-            self._panels_gap = min(PANELS_MAX_GAP_S, max(PANELS_MIN_S, 20 * (time.monotonic() - asked)))
+            own = min(PANELS_MAX_GAP_S, max(PANELS_MIN_S, 20 * (time.monotonic() - asked)))
+            self._panels_gap = max(int(next_ms[1]) / 1000 if next_ms else 0.0, own)
             again = self._panels_wanted
         if again and not self._stopped.is_set():
             self._request_panels()
+
+    def _show_delivered(self, when: float) -> None:
+        count = self._strip_base + sum(amount for _, amount in self._moves)
+        if not self.delivered or self.delivered[-1][0] != count:
+            self.delivered.append((count, when))
 
     def _poll_classroom(self) -> None:
         while self.classroom_url and not self._stopped.wait(CLASSROOM_POLL_S):
@@ -218,3 +239,9 @@ class HeadlessPage:
             return self.session.request("GET", path)[1]
         except (OSError, http.client.HTTPException):
             return ""  # the page shrugs off a failed refresh too
+
+
+def _after(a: str, b: str) -> bool:
+    """Stream id `a` comes after `b` (labs.js idAfter)."""
+    x, y = (tuple(int(part) for part in value.split("-")) for value in (a, b))
+    return x > y

@@ -361,7 +361,7 @@ def _panel_lags(in_chromium: list, headless: list, start: float, end: float, ski
     """Panel freshness: for each delivery delivered in [start, end - PANELS_SETTLE_S], the time from its
     commit (finished_at, the database's clock on this machine) to the first moment its page's panels
     showed a delivered count that includes it (ms), in Chromium (as drawn, a MutationObserver) and in
-    the headless pages (as the panels' HTML arrived). The n-th delivery of a run is in the count once
+    the headless pages (as the strip would draw it: the last panels answer's figure plus the stream's moves). The n-th delivery of a run is in the count once
     the count reaches n."""
     from labs.models import Delivery, DeliveryStatus
 
