@@ -14,7 +14,7 @@ server carries the same load as for a page in Chromium:
    The strip's delivered count moves with each frame's moves and starts again from each
    panels answer's figures plus the moves after its event (labs.js "The strip"); `delivered`
    notes each count as it would be drawn.
-   Fault events redraw the fault panel; classroom events and a 15 s timer the classroom bar.
+   Fault events redraw the fault panel; classroom events and the bar's own timer the classroom bar.
 What it does not do is parse and draw the HTML: Chromium's own cost stays with the
 Chromium pages of the same run.
 """
@@ -31,7 +31,7 @@ from urllib.parse import urlencode, urlsplit
 
 PANELS_MIN_S = 1.0  # labs.js PANELS_MIN_MS
 PANELS_MAX_GAP_S = 2.0  # labs.js PANELS_MAX_GAP_MS
-CLASSROOM_POLL_S = 15  # the classroom bar's "every 15s"
+CLASSROOM_POLL = re.compile(r'id="classroom-bar"[^>]*hx-trigger="[^"]*every (\d+)s')  # the classroom bar's own poll
 DELIVERED = re.compile(r'data-testid="strip-delivered">(\d+)<')  # the panels' delivered count (templates/labs/pipeline_diagram.html)
 THROUGH = re.compile(r'id="pipeline-strip"[^>]*data-events-through="([^"]*)"')  # the newest event the figures include
 NEXT_MS = re.compile(r'data-next-ms="(\d+)"')  # when the server asks the page to come back (labs/pace.py)
@@ -100,6 +100,8 @@ class HeadlessPage:
         self.faults_url = _attribute(page, "data-faults-url")
         bar = re.search(r'id="classroom-bar"[^>]*hx-get="([^"]+)"', page, re.S)
         self.classroom_url = html.unescape(bar[1]) if bar else None
+        poll = CLASSROOM_POLL.search(page)
+        self.classroom_poll_s = int(poll[1]) if poll else 60
         self.lags: list[float] = []  # seconds from emission to arrival, one per event
         self.delivered: list[tuple[int, float]] = []  # (the strip's delivered count, when it showed it), as labs.js draws it
         self._strip_base, self._strip_through = 0, "0-0"  # the last panels answer's count and the event it read through
@@ -231,7 +233,7 @@ class HeadlessPage:
             self.delivered.append((count, when))
 
     def _poll_classroom(self) -> None:
-        while self.classroom_url and not self._stopped.wait(CLASSROOM_POLL_S):
+        while self.classroom_url and not self._stopped.wait(self.classroom_poll_s):
             self._quietly(self.classroom_url)
 
     def _quietly(self, path: str) -> str:

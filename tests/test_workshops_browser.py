@@ -106,7 +106,7 @@ def test_an_instructor_runs_an_outage_for_two_learners_and_stops_it(page, browse
         for run_id in runs.values():
             assert faults.all_faults(run_id) == {}
         for tab in (ada, alan):
-            # The bar redraws on the run's "classroom" event, well before its own 15 s poll would.
+            # The bar redraws on the run's "classroom" event, well before its own poll (every minute) would.
             expect(tab.get_by_test_id("instructor-stop")).to_contain_text("Your instructor stopped every fault at", timeout=8_000)
             expect(tab.get_by_test_id("instructor-fault")).to_have_count(0)
             expect(tab.get_by_test_id("active-faults")).to_contain_text("No fault is active", timeout=SLOW)

@@ -38,7 +38,9 @@ def test_an_instructor_drops_in_live_then_ends_the_workshop_and_the_learners_pag
         expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "live")
         expect(page.get_by_role("button", name="Send", exact=True)).to_have_count(0)
         expect(page.get_by_role("button", name="Save my prediction")).to_have_count(0)
-        expect(ada.get_by_test_id("looked-at")).to_contain_text("Your instructor is looking at your run", timeout=SLOW)
+        # The look is a "classroom" event in ada's stream: her bar says so well before its own poll (every minute).
+        expect(ada.get_by_test_id("looked-at")).to_contain_text("Your instructor is looking at your run", timeout=20_000)
+        expect(ada.locator("#event-feed")).to_contain_text("Your instructor is looking at your run")
 
         # What the learner does shows up, live, on the instructor's copy of the page.
         ada.get_by_role("button", name="Send", exact=True).click()

@@ -56,10 +56,16 @@ WATCHING_SHOWN_FOR = timedelta(seconds=30)  # the learner's bar says "looking no
 
 
 def note_watching(seat: Seat) -> None:
-    """An instructor looked at the seat's run: the learner's classroom bar says so (written at most every few seconds)."""
+    """An instructor looked at the seat's run: the learner's classroom bar says so (written at most every few seconds).
+    A look that starts is a "classroom" event in the run's stream, so the bar says so at once, not at its next poll."""
+    from labs.pipeline import events
+
     now = timezone.now()
     if seat.watched_at is None or now - seat.watched_at > timedelta(seconds=5):
         Seat.objects.filter(pk=seat.pk).update(watched_at=now)
+        if seat.run_id and not being_watched(seat):
+            events.emit(seat.run_id, "classroom", text="Your instructor is looking at your run (read-only)")
+        seat.watched_at = now
 
 
 def being_watched(seat: Seat) -> bool:

@@ -16,6 +16,8 @@ from labs.pipeline import events
 from workshops.access import being_watched
 from workshops.models import Announcement, Broadcast, EmergencyStop, Seat, Workshop
 
+POLL_S = 60  # the classroom bar's own redraw (Classroom.poll_s)
+POLL_WHILE_LOOKED_AT_S = 15
 STOP_SHOWN_FOR = timedelta(minutes=10)  # how long a learner's page mentions an emergency stop
 GRID_OPEN_FOR_S = 10  # the grid polls every few seconds; past this without a poll it is closed
 
@@ -100,6 +102,13 @@ class Classroom:
     stop: EmergencyStop | None
     watched: bool  # the grid is open
     looked_at: bool  # an instructor is looking at this run now (dropped in)
+
+    @property
+    def poll_s(self) -> int:
+        """How often the bar redraws by itself. Every change an instructor makes comes as a "classroom" event and
+        redraws it at once; the poll only catches what ends without one: a look (WATCHING_SHOWN_FOR after the last)
+        and the grid closing. A hundred bars polling every 15 s cost the page server more than their panels."""
+        return POLL_WHILE_LOOKED_AT_S if self.looked_at else POLL_S
 
 
 def classroom(seat: Seat) -> Classroom:
