@@ -10,9 +10,14 @@ A `Prepared` query is built once, with a placeholder value for each parameter, b
 compiler, so the SQL, its quoting and the conversion of each column are Django's. A call binds
 the real values in the placeholders' places and converts the rows as the queryset would.
 Only `values_list()` querysets: rows come back as tuples (or single values, with flat=True).
+A placeholder may be an int, a str or an aware datetime (a moment no real call passes, say in 1901):
+the compiled query holds a datetime as the database backend adapted it, and each call's datetime is
+adapted the same way. A moment derived from another (`now - timedelta(...)`) needs a placeholder of its
+own: the compiled query knows only the values it was built with.
 """
 
 from collections.abc import Callable
+from datetime import datetime
 
 from django.db import connections
 from django.db.models import Model, QuerySet
@@ -31,14 +36,16 @@ class Prepared:
         queryset = self._build(**self._placeholders)
         compiler = queryset.query.get_compiler(queryset.db)
         sql, params = compiler.as_sql()
-        by_value = {value: name for name, value in self._placeholders.items()}
-        bound = [by_value.get(param, None) if isinstance(param, int | str) else None for param in params]
+        adapt = connections[queryset.db].ops.adapt_datetimefield_value
+        by_value = {adapt(value) if isinstance(value, datetime) else value: name for name, value in self._placeholders.items()}
+        bound = [by_value.get(param, None) if isinstance(param, int | str | datetime) else None for param in params]
         missing = set(self._placeholders) - set(bound)
         if missing:
             raise ValueError(f"placeholders {sorted(missing)} are not parameters of: {sql}")
         fields = [column[0] for column in compiler.select[: compiler.col_count]]
         flat = queryset._iterable_class is FlatValuesListIterable
-        return queryset.db, sql, list(params), bound, compiler, compiler.get_converters(fields), flat
+        times = {name for name, value in self._placeholders.items() if isinstance(value, datetime)}
+        return queryset.db, sql, list(params), bound, compiler, compiler.get_converters(fields), flat, times, adapt
 
     def instances(self, model: type[Model], **values) -> list[Model]:
         """Model instances, as the ORM makes them, from a query of `values_list(*attnames(model))`."""
@@ -48,7 +55,9 @@ class Prepared:
     def __call__(self, **values) -> list:
         if self._compiled is None:
             self._compiled = self._compile()
-        db, sql, params, bound, compiler, converters, flat = self._compiled
+        db, sql, params, bound, compiler, converters, flat, times, adapt = self._compiled
+        if times:
+            values = {name: adapt(value) if name in times else value for name, value in values.items()}
         params = [values[name] if name is not None else param for name, param in zip(bound, params)]
         with connections[db].cursor() as cursor:
             cursor.execute(sql, params)

@@ -9,11 +9,13 @@ and the experiment card shows how a step changed them.
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.db.models import Count, Exists, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config.prepared import Prepared
 from labs.lab_files import Check, Condition, Lab
 from labs.models import (
     UNFINISHED,
@@ -135,6 +137,53 @@ class Reading:
     retries: list["ScheduledRetry"] = field(default_factory=list)  # scheduled in the last HERD_WINDOW, newest first
 
 
+# The queries of a panel refresh, compiled once per process (config/prepared.py): with a hundred lab pages
+# open, building them anew took more of a refresh's CPU than the database took to answer them (cProfile).
+# Placeholders are values no real call passes: a negative run id, moments in 1901.
+_RUN = -7
+
+
+def _moment(second: int) -> datetime:
+    return datetime(1901, 1, 1, 0, 0, second, tzinfo=dt_timezone.utc)
+
+
+def _first(rows: list, empty: tuple) -> tuple:
+    """The one row of an aggregate over a run's rows, grouped by the run (no rows: `empty`)."""
+    return rows[0] if rows else empty
+
+
+_MOVING = Prepared(lambda run_id: Delivery.objects.filter(run_id=run_id, status__in=UNFINISHED).values("status").annotate(
+    n=Count("id"),
+    transactional=Count("id", filter=Q(intent__priority=Priority.TRANSACTIONAL)),
+    campaign=Count("id", filter=Q(intent__priority=Priority.MARKETING)),
+).values_list("status", "n", "transactional", "campaign"), run_id=_RUN)  # fmt: skip
+_UNPUBLISHED = Prepared(lambda run_id, now: OutboxRow.objects.filter(run_id=run_id, published_at__isnull=True).values("run").annotate(
+    due=Count("id", filter=Q(available_at__lte=now)),
+    oldest=Min("available_at", filter=Q(available_at__lte=now)),
+    scheduled=Count("id", filter=Q(available_at__gt=now)),
+).values_list("due", "oldest", "scheduled"), run_id=_RUN, now=_moment(1))  # fmt: skip
+_QUEUES = Prepared(lambda run_id: on_broker(run_id).values("queue").annotate(
+    n=Count("delivery_id", distinct=True), oldest=Min("published_at"),
+).values_list("queue", "n", "oldest"), run_id=_RUN)  # fmt: skip
+_STUCK = Prepared(lambda run_id, orphaned_before, stranded_before, lost_before: Delivery.objects.filter(
+    run_id=run_id, status__in=UNFINISHED).values("run").annotate(
+    orphaned=Count("id", filter=unreachable_condition() & Q(updated_at__lt=orphaned_before)),
+    stranded=Count("id", filter=unreachable_condition() & Q(updated_at__lt=stranded_before)),
+    stalled=Count("id", filter=audit.stalled_condition(lost_before)),
+).values_list("orphaned", "stranded", "stalled"), run_id=_RUN, orphaned_before=_moment(2), stranded_before=_moment(3),
+    lost_before=_moment(4))  # fmt: skip
+_DEAD = Prepared(lambda run_id: Delivery.objects.filter(run_id=run_id, status=DeliveryStatus.DEAD_LETTERED).values("run").annotate(
+    transactional=Count("id", filter=Q(intent__priority=Priority.TRANSACTIONAL)),
+    sent=Count("id", filter=Q(Exists(ProviderSend.objects.filter(run_id=run_id, intent_id=OuterRef("intent_id"),
+                                                                 channel=OuterRef("channel"))))),
+).values_list("transactional", "sent"), run_id=_RUN)  # fmt: skip
+_LATENCIES = Prepared(lambda run_id: metrics.provider_calls(DeliveryAttempt.objects.filter(run_id=run_id))
+                      .order_by("-finished_at", "-id").values_list("latency_ms", flat=True)[:metrics.LATENCY_SAMPLE], run_id=_RUN)  # fmt: skip
+_RETRIES = Prepared(lambda run_id, since: DeliveryAttempt.objects.filter(run_id=run_id, backoff_ms__isnull=False, finished_at__gte=since)
+                    .order_by("-id").values_list("number", "finished_at", "backoff_ms", "backoff_cap_ms")[:2000],
+                    run_id=_RUN, since=_moment(5))  # fmt: skip
+
+
 def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: dict | None = None,
           reading: Reading | None = None) -> dict:
     """Every fact in FACTS for `run`; pass breaker states and faults when you already have them.
@@ -148,35 +197,18 @@ def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: d
     now = timezone.now()
     reading = reading if reading is not None else Reading()
     counts = reading.counts = tally.read(run.pk)
-    deliveries = Delivery.objects.filter(run=run)
-    moving = {row["status"]: row for row in deliveries.filter(status__in=UNFINISHED).values("status").annotate(
-        n=Count("id"),
-        transactional=Count("id", filter=Q(intent__priority=Priority.TRANSACTIONAL)),
-        campaign=Count("id", filter=Q(intent__priority=Priority.MARKETING)),
-    )}  # fmt: skip
-    unpublished = OutboxRow.objects.filter(run=run, published_at__isnull=True).aggregate(
-        due=Count("id", filter=Q(available_at__lte=now)),
-        oldest=Min("available_at", filter=Q(available_at__lte=now)),
-        scheduled=Count("id", filter=Q(available_at__gt=now)),
-    )
-    oldest_s = (now - unpublished["oldest"]).total_seconds() if unpublished["oldest"] else 0.0
-    reading.queues = {row["queue"]: (row["n"], row["oldest"]) for row in
-                      on_broker(run.pk).values("queue").annotate(n=Count("delivery_id", distinct=True), oldest=Min("published_at"))}  # fmt: skip
+    moving = {status: {"n": n, "transactional": transactional, "campaign": campaign}
+              for status, n, transactional, campaign in _MOVING(run_id=run.pk)}  # fmt: skip
+    due, oldest, scheduled = _first(_UNPUBLISHED(run_id=run.pk, now=now), (0, None, 0))
+    oldest_s = (now - oldest).total_seconds() if oldest else 0.0
+    reading.queues = {queue: (n, oldest_published) for queue, n, oldest_published in _QUEUES(run_id=run.pk)}
     oldest_queued = min((oldest for _, oldest in reading.queues.values() if oldest), default=None)
-    stuck = deliveries.filter(status__in=UNFINISHED).aggregate(
-        orphaned=Count("id", filter=unreachable_condition() & Q(updated_at__lt=now - audit.ORPHAN_AFTER)),
-        stranded=Count("id", filter=unreachable_condition() & Q(updated_at__lt=now - STRANDED_AFTER)),
-        stalled=Count("id", filter=audit.stalled_condition(now)),
-    )
-    ledger = ProviderSend.objects.filter(run=run, intent_id=OuterRef("intent_id"), channel=OuterRef("channel"))
-    dead = deliveries.filter(status=DeliveryStatus.DEAD_LETTERED).aggregate(
-        transactional=Count("id", filter=Q(intent__priority=Priority.TRANSACTIONAL)),
-        sent=Count("id", filter=Q(Exists(ledger))),
-    )
+    orphaned, stranded, stalled = _first(_STUCK(run_id=run.pk, orphaned_before=now - audit.ORPHAN_AFTER,
+                                                stranded_before=now - STRANDED_AFTER, lost_before=now - audit.LOST_AFTER), (0, 0, 0))  # fmt: skip
+    dead = dict(zip(("transactional", "sent"), _first(_DEAD(run_id=run.pk), (0, 0)), strict=True))
     reading.dead_letter_groups = deadletters.open_groups(run)
     reading.retries = retry_due_times(run, now - HERD_WINDOW)
-    latencies = list(metrics.provider_calls(DeliveryAttempt.objects.filter(run=run)).order_by("-finished_at", "-id")
-                     .values_list("latency_ms", flat=True)[:metrics.LATENCY_SAMPLE])  # fmt: skip
+    latencies = _LATENCIES(run_id=run.pk)
     if breakers is None:
         breakers = breaker_states(run)
     if fault_settings is None:
@@ -203,7 +235,7 @@ def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: d
         "provider_sends": sum(sends.values()),
         "duplicate_sends": counts.get("duplicate_sends", 0),
         "sent_but_dead_lettered": dead["sent"],
-        "lost": stuck["orphaned"] + stuck["stalled"],
+        "lost": orphaned + stalled,
         "order_violations": counts.get("order_violations", 0),
         "quiet_hours_violations": counts.get("quiet_hours_violations", 0),
         # The run's metrics (labs.pipeline.metrics.run_metrics reads the same from the rows).
@@ -217,9 +249,9 @@ def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: d
         "opt_outs": suppressed,
         "dead_letters": sum(group["count"] for group in reading.dead_letter_groups),
         # Read here.
-        "outbox_pending": unpublished["due"],
+        "outbox_pending": due,
         "outbox_oldest_s": round(oldest_s, 1),
-        "outbox_scheduled": unpublished["scheduled"],
+        "outbox_scheduled": scheduled,
         "max_publish_wait_s": round(max(oldest_s, counts.get("publish_wait_us", 0) / 1e6), 1),
         "queued": sum(n for n, _ in reading.queues.values()),
         "sending": moving.get(DeliveryStatus.SENDING, {}).get("n", 0),
@@ -236,7 +268,7 @@ def facts(run: LabRun, breakers: dict[str, str] | None = None, fault_settings: d
         "failovers": sum(n for provider, n in sends.items() if provider.endswith("-secondary")),
         "breakers_open": sum(1 for state in breakers.values() if state != CLOSED),
         "faults_active": len(fault_settings),
-        "stranded": stuck["stranded"],
+        "stranded": stranded,
         "transactional_in_flight": unfinished("transactional"),
         "transactional_dead_lettered": dead["transactional"],
         "last_alert_ms": _last_alert_ms(run, counts.get("last_alert"), now),
@@ -327,11 +359,7 @@ class ScheduledRetry:
 
 def retry_due_times(run: LabRun, since) -> list[ScheduledRetry]:
     """The retries scheduled since `since`: when their attempt failed, when they were due, under which ceiling."""
-    rows = (
-        DeliveryAttempt.objects.filter(run=run, backoff_ms__isnull=False, finished_at__gte=since)
-        .order_by("-id")
-        .values_list("number", "finished_at", "backoff_ms", "backoff_cap_ms")[:2000]
-    )
+    rows = _RETRIES(run_id=run.pk, since=since)
     return [ScheduledRetry(number, finished.timestamp(), finished.timestamp() + delay / 1000, ceiling or delay)
             for number, finished, delay, ceiling in rows]  # fmt: skip
 

@@ -7,7 +7,8 @@ draws from that one `RunState`.
 
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.db.models import Count
 from django.db.models.functions import TruncSecond
@@ -15,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import ngettext
 
 from config import heartbeat
+from config.prepared import Prepared
 from labs import charts, checks
 from labs.lab_files import Lab
 from labs.models import (
@@ -349,18 +351,27 @@ def series(run: LabRun, now) -> dict[str, charts.Sparkline]:
     (labs.checks.FACTS): notifications accepted, deliveries delivered, failed attempts, dead letters written.
     The database counts each second (at most SERIES_SECONDS rows a series, through the run's time indexes)."""
     since = now - timedelta(seconds=SERIES_SECONDS)
-    rows = {
-        "notifications accepted": (NotificationIntent.objects.filter(run=run, created_at__gte=since), "created_at"),
-        "deliveries delivered": (Delivery.objects.filter(run=run, finished_at__gte=since, status=DeliveryStatus.DELIVERED), "finished_at"),
-        "failed attempts": (DeliveryAttempt.objects.filter(run=run, finished_at__gte=since, outcome__in=metrics.FAILED_OUTCOMES),
-                            "finished_at"),
-        "dead letters written": (DeadLetter.objects.filter(run=run, created_at__gte=since), "created_at"),
-    }  # fmt: skip
-    return {name: charts.sparkline(_per_second(found, column), now, SERIES_SECONDS) for name, (found, column) in rows.items()}
+    return {name: charts.sparkline(query(run_id=run.pk, since=since), now, SERIES_SECONDS) for name, query in SERIES.items()}
 
 
-def _per_second(rows, column: str) -> list[tuple]:
-    return list(rows.annotate(second=TruncSecond(column)).order_by().values("second").annotate(n=Count("id")).values_list("second", "n"))
+def _per_second(rows, column: str):
+    return rows.annotate(second=TruncSecond(column)).order_by().values("second").annotate(n=Count("id")).values_list("second", "n")
+
+
+# Compiled once per process (config/prepared.py; placeholders: a negative run id, a moment in 1901).
+_SINCE = datetime(1901, 1, 1, tzinfo=dt_timezone.utc)
+SERIES = {
+    "notifications accepted": Prepared(lambda run_id, since: _per_second(
+        NotificationIntent.objects.filter(run_id=run_id, created_at__gte=since), "created_at"), run_id=-7, since=_SINCE),
+    "deliveries delivered": Prepared(lambda run_id, since: _per_second(
+        Delivery.objects.filter(run_id=run_id, finished_at__gte=since, status=DeliveryStatus.DELIVERED), "finished_at"),
+        run_id=-7, since=_SINCE),
+    "failed attempts": Prepared(lambda run_id, since: _per_second(
+        DeliveryAttempt.objects.filter(run_id=run_id, finished_at__gte=since, outcome__in=metrics.FAILED_OUTCOMES), "finished_at"),
+        run_id=-7, since=_SINCE),
+    "dead letters written": Prepared(lambda run_id, since: _per_second(
+        DeadLetter.objects.filter(run_id=run_id, created_at__gte=since), "created_at"), run_id=-7, since=_SINCE),
+}  # fmt: skip
 
 
 def _saga_state_words(order: Order, ran: dict) -> str:

@@ -19,8 +19,8 @@ from django.urls import reverse
 from config.redis_client import get_redis
 from labs import pace
 from labs.catalogue import CATALOGUE
-from labs.models import AttemptOutcome, OutboxRow
-from labs.pipeline import faults, relay, traffic, worker
+from labs.models import AttemptOutcome, DeadLetter, DeliveryAttempt, OutboxRow
+from labs.pipeline import audit, faults, relay, traffic, worker
 from labs.runs import start_lab_run
 from tests import pipeline_steps
 
@@ -107,3 +107,18 @@ def test_with_many_pages_open_each_answer_asks_its_page_to_come_back_later(djang
     assert alone == pace.MIN_GAP_MS
     assert pace.MIN_GAP_MS < crowded <= pace.MAX_GAP_MS
     assert roomy == pace.MIN_GAP_MS
+
+
+@pytest.mark.django_db
+def test_the_last_minutes_charts_count_what_the_run_did_in_it(django_user_model):
+    """The sparklines (labs.panels.series, queries compiled once) count each second's rows of this run only."""
+    client, run = _learner_with_history(django_user_model, "ada", scale=1)
+    _learner_with_history(django_user_model, "grace", scale=1)  # another run's rows in the same minute
+    answer = client.get(reverse("labs:panels", args=[run.pk])).content.decode()
+
+    totals = dict(re.findall(r'<figcaption>([^<]+) <span class="muted">per second · <span data-testid="series-total">(\d+)</span>', answer))
+    audit_figures = audit.audit(run)
+    assert int(totals["notifications accepted"]) == audit_figures["accepted"] == 56  # 5 alerts, a campaign of 50, a poison message
+    assert int(totals["deliveries delivered"]) == audit_figures["delivered"]
+    assert int(totals["dead letters written"]) == DeadLetter.objects.filter(run=run).count() == 1
+    assert int(totals["failed attempts"]) == DeliveryAttempt.objects.filter(run=run, outcome=AttemptOutcome.FAILED).count() >= 2

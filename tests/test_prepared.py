@@ -1,6 +1,7 @@
 """config/prepared.py: a query compiled once answers as its queryset does, with each call's own values."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.utils import timezone
@@ -51,3 +52,16 @@ def test_a_placeholder_the_query_does_not_use_is_refused(db):
 
     with pytest.raises(ValueError, match="user_id"):
         unused(user_id=1)
+
+
+def test_a_moment_is_bound_as_the_database_adapts_it(cards):
+    ada, _ = cards
+    placeholder = datetime(1901, 1, 1, tzinfo=dt_timezone.utc)
+    due_from = Prepared(lambda user_id, since: ReviewCard.objects.filter(user_id=user_id, due__gte=since).order_by("due")
+                        .values_list("reviews", flat=True), user_id=-1, since=placeholder)  # fmt: skip
+    first = ReviewCard.objects.filter(user=ada).order_by("due").first().due
+
+    for since in (first, first + timedelta(hours=12), first + timedelta(days=1), first + timedelta(days=5)):
+        assert due_from(user_id=ada.pk, since=since) == list(ReviewCard.objects.filter(user=ada, due__gte=since)
+                                                             .order_by("due").values_list("reviews", flat=True))  # fmt: skip
+    assert due_from(user_id=ada.pk, since=first + timedelta(days=1)) == [1, 2]

@@ -84,13 +84,14 @@ def audit(run: LabRun, now=None) -> dict:
 def stalled(run: LabRun, now: datetime):
     """Deliveries a rescue should have moved long ago: their message published and never
     claimed for LOST_AFTER with no copy since, or held by a worker for that long."""
-    return Delivery.objects.filter(run=run).filter(stalled_condition(now))
+    return Delivery.objects.filter(run=run).filter(stalled_condition(now - LOST_AFTER))
 
 
-def stalled_condition(now: datetime) -> Q:
+def stalled_condition(lost_before: datetime) -> Q:
+    """`stalled` as a condition on deliveries; `lost_before` is now - LOST_AFTER."""
     current = OutboxRow.objects.filter(delivery=OuterRef("pk"), generation=OuterRef("generation"))
-    recent = current.filter(Q(published_at__isnull=True) | Q(published_at__gte=now - LOST_AFTER))
-    return (Q(status__in=WAITING) & Exists(current) & ~Exists(recent)) | Q(status=DeliveryStatus.SENDING, claimed_at__lt=now - LOST_AFTER)
+    recent = current.filter(Q(published_at__isnull=True) | Q(published_at__gte=lost_before))
+    return (Q(status__in=WAITING) & Exists(current) & ~Exists(recent)) | Q(status=DeliveryStatus.SENDING, claimed_at__lt=lost_before)
 
 
 def order_violations(run: LabRun) -> int:
