@@ -314,39 +314,50 @@ def breaker_states(run: LabRun) -> dict[str, str]:
     return dict(zip(ALL_PROVIDERS, (state.state for state in ProviderBreaker.states(run.pk, ALL_PROVIDERS)), strict=True))
 
 
-def _alerts(run: LabRun, newest: int | None):
+def _alerts(run_id: int, newest: int):
     """The run's transactional deliveries, newest first, read backwards from the newest one the intake
     counted (so the read stops at the first rows it needs, however long the run's history)."""
-    if newest is None:
-        return Delivery.objects.none()
-    return Delivery.objects.filter(run=run, pk__lte=newest, intent__priority=Priority.TRANSACTIONAL).order_by("-id")
+    return Delivery.objects.filter(run_id=run_id, pk__lte=newest, intent__priority=Priority.TRANSACTIONAL).order_by("-id")
+
+
+_LAST_ALERT = Prepared(lambda run_id, newest: _alerts(run_id, newest).exclude(status__in=[DeliveryStatus.SUPPRESSED, DeliveryStatus.DISCARDED])
+                       .values_list("created_at", "finished_at")[:1], run_id=_RUN, newest=-8)  # fmt: skip
 
 
 def _last_alert_ms(run: LabRun, newest: int | None, now) -> int | None:
-    latest = _alerts(run, newest).exclude(status__in=[DeliveryStatus.SUPPRESSED, DeliveryStatus.DISCARDED]).only(
-        "created_at", "finished_at").first()  # fmt: skip
-    if latest is None:
+    if newest is None:
         return None
-    return int(((latest.finished_at or now) - latest.created_at).total_seconds() * 1000)
+    latest = _LAST_ALERT(run_id=run.pk, newest=newest)
+    if not latest:
+        return None
+    created_at, finished_at = latest[0]
+    return int(((finished_at or now) - created_at).total_seconds() * 1000)
+
+
+def _how_many(rows):
+    return Coalesce(Subquery(rows.order_by().values("run_id").annotate(n=Count("id")).values("n")[:1]), 0)
+
+
+def _alerts_overtaking(run_id: int, newest: int):
+    """The latest ten delivered alerts, each with the campaign deliveries created before it and still unfinished
+    (read through the unfinished ones) or finished after it (read through the finish times since)."""
+    campaign = Delivery.objects.filter(run_id=run_id, intent__priority=Priority.MARKETING, created_at__lte=OuterRef("created_at"))
+    return _alerts(run_id, newest).filter(status=DeliveryStatus.DELIVERED).annotate(
+        unfinished=_how_many(campaign.filter(status__in=UNFINISHED)),
+        finished_later=_how_many(campaign.filter(finished_at__gt=OuterRef("finished_at"))),
+    ).values_list("unfinished", "finished_later")[:10]
+
+
+_ALERTS_OVERTAKING = Prepared(_alerts_overtaking, run_id=_RUN, newest=-8)
 
 
 def _alerts_past_campaign(run: LabRun, newest: int | None, campaign_deliveries: int) -> int:
     """The latest ten delivered alerts that overtook CAMPAIGN_WAITING campaign messages sent before them,
-    in one query: for each alert, the campaign deliveries created before it and still unfinished
-    (read through the unfinished ones) or finished after it (read through the finish times since).
-    None can have while the run has had fewer campaign deliveries than that."""
-    if campaign_deliveries < CAMPAIGN_WAITING:
+    in one query. None can have while the run has had fewer campaign deliveries than that."""
+    if campaign_deliveries < CAMPAIGN_WAITING or newest is None:
         return 0
-    campaign = Delivery.objects.filter(run=run, intent__priority=Priority.MARKETING, created_at__lte=OuterRef("created_at"))
-
-    def how_many(rows):
-        return Coalesce(Subquery(rows.order_by().values("run_id").annotate(n=Count("id")).values("n")[:1]), 0)
-
-    alerts = _alerts(run, newest).filter(status=DeliveryStatus.DELIVERED).only("created_at", "finished_at").annotate(
-        unfinished=how_many(campaign.filter(status__in=UNFINISHED)),
-        finished_later=how_many(campaign.filter(finished_at__gt=OuterRef("finished_at"))),
-    )[:10]
-    return sum(1 for alert in alerts if alert.unfinished + alert.finished_later >= CAMPAIGN_WAITING)
+    return sum(1 for unfinished, finished_later in _ALERTS_OVERTAKING(run_id=run.pk, newest=newest)
+               if unfinished + finished_later >= CAMPAIGN_WAITING)  # fmt: skip
 
 
 @dataclass(frozen=True)
