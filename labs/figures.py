@@ -224,6 +224,7 @@ FIGURES: dict[str, Figure] = {
     "event_stream_length": _constant("labs.pipeline.events", "STREAM_LENGTH"),
     "stream_heartbeat_s": _setting("LAB_STREAM_HEARTBEAT"),
     "stream_retry_ms": _constant("labs.live", "RETRY_MS"),
+    "live_fair_share": _constant("labs.live", "FAIR_SHARE"),
     "live_panels_gap_ms": _script_constant("PANELS_MIN_MS"),
     "live_panels_max_gap_ms": _script_constant("PANELS_MAX_GAP_MS"),
     "panels_cpu_percent": _setting("LAB_PANELS_CPU_PERCENT"),

@@ -204,6 +204,20 @@ def strip_moves(found: list[dict]) -> list[list]:
     return moves
 
 
+# A stream that keeps its page busy (a run under 1,000-message campaigns) rests after each frame for this
+# many times the CPU the frame took, so one run's flood takes at most 1/(1+FAIR_SHARE) of the live process
+# and every other page's frames still go out at once. A frame of a few events costs about a millisecond.
+FAIR_SHARE = 4
+MAX_REST_S = 0.5
+
+
+def timed_payload(run_id: int, after: str) -> tuple[dict | None, float]:
+    """feed_payload, and the CPU seconds it took in this thread."""
+    started = time.thread_time()
+    payload = feed_payload(run_id, after)
+    return payload, time.thread_time() - started
+
+
 def feed_payload(run_id: int, after: str) -> dict | None:
     """What the page's poll gets: new events with their rendered rows, or None when nothing happened."""
     found = events.recent(run_id, after=after, count=1000)
@@ -322,7 +336,7 @@ async def stream(run_id: int, after: str, session_key: str):
     heartbeat = settings.LAB_STREAM_HEARTBEAT
     client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=heartbeat + 10)
     key = events.stream_key(run_id)
-    render = sync_to_async(feed_payload, thread_sensitive=False)
+    render = sync_to_async(timed_payload, thread_sensitive=False)
     still_allowed = sync_to_async(session_owns_run, thread_sensitive=False)
     checked = time.monotonic()
     entry = pace.new_page_entry(run_id)  # counted among the pages open while it lasts (labs/pace.py)
@@ -339,10 +353,11 @@ async def stream(run_id: int, after: str, session_key: str):
                     return
                 await pace.keep_open(client, entry)
                 checked = time.monotonic()
-            payload = await render(run_id, after)  # what came in while we were away or rendering
+            payload, cost = await render(run_id, after)  # what came in while we were away or rendering
             if payload:
                 after = payload["last"]
                 yield frame(payload)
+                await asyncio.sleep(min(MAX_REST_S, FAIR_SHARE * cost))  # events meanwhile go in the next frame
                 continue
             woke = await client.xread({key: after}, count=1, block=int(heartbeat * 1000))
             if not woke:
