@@ -2,9 +2,9 @@
 and the instructor's lane, under /live/ (config/asgi.py serves nothing else).
 
 The instructor's lane: the emergency stop and a broadcast, the two actions a workshop needs within
-a second, are answered here too. With a hundred lab pages open, the page server's workers queue
+a second, and the grid's poll of its tiles, are answered here too. With a hundred lab pages open, the page server's workers queue
 their panel refreshes; the live process holds its connections without a worker each, so an
-instructor's stop does not wait behind them. The grid posts here only when the live process
+instructor's stop, or their view of the cohort, does not wait behind them. The grid uses it only when the live process
 shares the page's origin (a reverse proxy: LAB_LIVE_URL "/"); otherwise to the page server
 (workshops.views.instructor_lane).
 
@@ -27,4 +27,5 @@ urlpatterns = [
     path("services/<int:run_id>/template-service/templates/<str:name>", services.template, name="template_service"),
     path("workshops/<int:workshop_id>/stop", workshop_views.stop, name="workshop_stop"),
     path("workshops/<int:workshop_id>/broadcasts", workshop_views.broadcast, name="workshop_broadcast"),
+    path("workshops/<int:workshop_id>/cohort", workshop_views.cohort_tiles, name="workshop_cohort"),
 ]

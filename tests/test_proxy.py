@@ -225,8 +225,8 @@ def test_a_learner_signs_up_runs_a_lab_and_watches_it_live_through_the_proxy(pro
 
 @pytest.mark.browser
 def test_an_instructors_emergency_stop_takes_the_live_process_lane_through_the_proxy(proxy, site, browser, django_user_model):
-    """The grid posts its stop to /live/ behind a proxy: the live process answers it, so it does not queue
-    behind the page server's workers (labs/live_urls.py); the learner's fault is cleared all the same."""
+    """The grid polls its tiles and posts its stop to /live/ behind a proxy: the live process answers them, so
+    they do not queue behind the page server's workers (labs/live_urls.py); the learner's fault is cleared all the same."""
     teacher = make_instructor(django_user_model, f"teacher-{uuid.uuid4().hex[:6]}")
     workshop = Workshop.objects.create(owner=teacher, title="Game day behind a proxy", lab=LAB, capacity=5)
     seat = joining.join(workshop, django_user_model.objects.create_user(f"learner-{uuid.uuid4().hex[:6]}", password=PASSWORD))
@@ -240,12 +240,16 @@ def test_an_instructors_emergency_stop_takes_the_live_process_lane_through_the_p
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
         page.goto(f"/workshops/{workshop.pk}/")
+        with page.expect_response(lambda response: "/cohort" in response.url) as polled:
+            pass  # the grid polls its tiles every few seconds
+        assert polled.value.url.startswith(f"{proxy.url}/live/workshops/{workshop.pk}/cohort?") and polled.value.status == 200
         with page.expect_response(lambda response: response.request.method == "POST") as answered:
             page.get_by_role("button", name="Stop every fault").click()
         assert (answered.value.url, answered.value.status) == (f"{proxy.url}/live/workshops/{workshop.pk}/stop", 200)
         expect(page.get_by_test_id("stops")).to_contain_text("1 run in")
         assert faults.all_faults(seat.run_id) == {}
         assert f"/workshops/{workshop.pk}/stop" not in site.processes["web"].output(), "the page server never saw the stop"
+        assert f"/workshops/{workshop.pk}/cohort" not in site.processes["web"].output(), "nor the grid's polls"
     finally:
         context.close()
         runs.delete_run(seat.run)

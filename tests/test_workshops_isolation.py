@@ -59,6 +59,10 @@ def test_every_workshop_url_answers_only_its_instructor_or_its_learner(people, w
     w = workshop.pk
     instructors_urls = [
         ("get", reverse("workshops:grid", args=[w]), {}),
+        ("get", reverse("workshops:cohort", args=[w]), {}),
+        ("get", reverse("live:workshop_cohort", args=[w]), {}),
+        ("post", reverse("live:workshop_stop", args=[w]), {}),
+        ("post", reverse("live:workshop_broadcast", args=[w]), {"target": "email-primary", "provider-down": "on", "duration_s": "60", "to": "everyone"}),
         ("post", reverse("workshops:joining", args=[w]), {"open": "0"}),
         ("post", reverse("workshops:rotate_code", args=[w]), {}),
         ("post", reverse("workshops:broadcast", args=[w]), {"target": "email-primary", "provider-down": "on", "duration_s": "60", "to": "everyone"}),

@@ -360,7 +360,7 @@ def test_a_learner_sees_while_their_instructor_has_the_grid_open(workshop, instr
 
 
 @pytest.mark.parametrize("live_url, lane", [(None, "/workshops/"), ("/", "/live/workshops/")])
-def test_the_grid_posts_its_stop_and_broadcasts_to_the_live_process_only_when_it_shares_the_origin(
+def test_the_grid_posts_its_stop_and_broadcasts_and_polls_through_the_live_process_only_when_it_shares_the_origin(
         instructor, workshop, django_user_model, settings, live_url, lane):
     """Behind a proxy (LAB_LIVE_URL "/") the stop and the broadcasts take the live process's lane; in
     `make run`'s layout the live process is another origin, so the page server takes them. Either way works."""
@@ -369,6 +369,9 @@ def test_the_grid_posts_its_stop_and_broadcasts_to_the_live_process_only_when_it
     page = instructor.get(reverse("workshops:grid", args=[workshop.pk])).content.decode()
     stop_url = f"{lane}{workshop.pk}/stop"
     assert f'hx-post="{stop_url}"' in page and f'hx-post="{lane}{workshop.pk}/broadcasts"' in page
+    assert f'hx-get="{lane}{workshop.pk}/cohort?sort=name&amp;show=all"' in page  # the grid's poll of its tiles
+    tiles = instructor.get(f"{lane}{workshop.pk}/cohort", HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-learner="ada"' in tiles and f'hx-get="{lane}{workshop.pk}/cohort' in tiles
     faults.set_fault(learner.seat.run_id, "email-primary", down=True)
 
     answer = htmx(instructor, stop_url)

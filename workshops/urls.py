@@ -9,6 +9,7 @@ urlpatterns = [
     path("join/", views.join, name="join"),
     path("join/<str:code>/", views.join_code, name="join_code"),
     path("<int:workshop_id>/", views.grid, name="grid"),
+    path("<int:workshop_id>/cohort", views.cohort_tiles, name="cohort"),
     path("<int:workshop_id>/joining", views.joining_switch, name="joining"),
     path("<int:workshop_id>/code", views.rotate_code, name="rotate_code"),
     path("<int:workshop_id>/broadcasts", views.broadcast, name="broadcast"),

@@ -204,15 +204,21 @@ def _cohort_context(request: HttpRequest, workshop: Workshop) -> dict:
         "shows": cohort.show_options(workshop),
         "in_force": list(broadcasts.in_force(workshop).prefetch_related("runs")),
         "poll_seconds": cohort.POLL_SECONDS,
+        "lane": instructor_lane(request, workshop),
     }
 
 
+# What the grid sends through the instructor's lane: action -> (the live process's URL name, the page server's).
+LANE = {"stop": ("live:workshop_stop", "workshops:stop"), "broadcast": ("live:workshop_broadcast", "workshops:broadcast"),
+        "cohort": ("live:workshop_cohort", "workshops:cohort")}  # fmt: skip
+
+
 def instructor_lane(request: HttpRequest, workshop: Workshop) -> dict[str, str]:
-    """Where the grid posts its emergency stop and broadcasts: the live process when it shares the
-    page's origin (behind a reverse proxy), which answers them without queueing behind the lab pages'
-    panel refreshes (labs/live_urls.py); else the page server."""
-    namespace, prefix = ("live", "workshop_") if live_base(request) == "" else ("workshops", "")
-    return {action: reverse(f"{namespace}:{prefix}{action}", args=[workshop.pk]) for action in ("stop", "broadcast")}
+    """Where the grid posts its emergency stop and broadcasts, and polls its tiles: the live process when it
+    shares the page's origin (behind a reverse proxy), which answers them without queueing behind the lab
+    pages' requests (labs/live_urls.py); else the page server."""
+    live = live_base(request) == ""
+    return {action: reverse(names[0] if live else names[1], args=[workshop.pk]) for action, names in LANE.items()}
 
 
 def _controls_context(request: HttpRequest, workshop: Workshop, **forms) -> dict:
@@ -246,6 +252,13 @@ def grid(request: HttpRequest, workshop_id: int) -> HttpResponse:
     if request.htmx:
         return render(request, "workshops/grid.html#cohort", context)
     return render(request, "workshops/grid.html", {**context, **_controls_context(request, workshop)})
+
+
+@require_GET
+def cohort_tiles(request: HttpRequest, workshop_id: int) -> HttpResponse:
+    """The grid's tiles alone, which the grid polls (through the instructor's lane behind a proxy)."""
+    workshop = _get_workshop_for_instructor(request, workshop_id)
+    return render(request, "workshops/grid.html#cohort", _cohort_context(request, workshop))
 
 
 def _controls_response(request: HttpRequest, workshop: Workshop, note: str = "", error: str = "", **forms) -> HttpResponse:
