@@ -7,6 +7,7 @@ saga invariants turn red when a defence is off. Screenshots in the middle of the
 test-artifacts/screenshots/.
 """
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.conftest import ARTIFACTS
@@ -14,11 +15,19 @@ from tests.test_labs_browser import SLOW, expect_check_green, learner, pipeline,
 
 
 def panels_screenshot(page, name: str) -> None:
-    """The Order sagas panel and the auditor's invariants, as the learner sees them, for a reviewer."""
+    """The Order sagas panel and the auditor's invariants, as the learner sees them, for a reviewer.
+    The panels are redrawn whole by each refresh: an answer landing while Playwright waits for the element
+    to be stable detaches it, so a shot is taken again (up to three times) on the element drawn in its place."""
     for part, locator in (("sagas", page.get_by_test_id("saga-panel")), ("auditor", page.locator("section:has(#invariants-heading)"))):
         path = ARTIFACTS / "screenshots" / f"{name}-{part}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        locator.screenshot(path=str(path))
+        for tries_left in (2, 1, 0):
+            try:
+                locator.screenshot(path=str(path))
+                break
+            except PlaywrightError as error:
+                if "not attached" not in str(error) or not tries_left:
+                    raise
 
 
 def saga_row(page, reference: str):
