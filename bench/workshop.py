@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import port_pair  # noqa: E402
+from bench._common import AutoAnalyze, port_pair  # noqa: E402
 from bench._headless import HeadlessPage, Session  # noqa: E402
 from bench._server_load import ACCESS_LOG_FORMAT, CpuMeter, WebRequests  # noqa: E402
 from bench._workshop_load import HeavyRun, SteadyTraffic, TileToggles  # noqa: E402
@@ -142,6 +142,7 @@ def main() -> None:
               + ("behind Caddy (deploy/caddy/Caddyfile over plain HTTP)" if use_proxy else "no proxy (BENCH_PROXY=none, or caddy not installed)"))  # fmt: skip
         class_ = _workshop(port)
         say(f"setup: {LEARNERS} learners seated, each with a seeded run, in {class_['seated_s']:.0f} s")
+        analyze = AutoAnalyze().start()  # as autovacuum would (bench/_common.py)
         from playwright.sync_api import sync_playwright
 
         from tests.conftest import CHROMIUM_ARGS
@@ -152,6 +153,7 @@ def main() -> None:
                 figures = _session(browser, base, port, class_, {**processes, "redis": redis_server}, chromium_pages)
             finally:
                 browser.close()
+                analyze.stop()
         _report(figures)
         say(f"took {time.monotonic() - started:.0f} s in all")
     finally:
