@@ -179,8 +179,8 @@ class HeadlessPage:
                 self._moves += moved
                 self._show_delivered(arrived)
         kinds = payload["kinds"]
-        if "classroom" in kinds:
-            self.classroom += [(arrived, text) for text in payload["announce"]]
+        if "classroom" in kinds:  # its words: in the rows drawn (the frame's newest 60) or the last three announced
+            self.classroom.append((arrived, " ".join(payload["announce"]) + " " + html.unescape(payload["html"])))
             if self.classroom_url:
                 self.requests.submit(self._quietly, self.classroom_url)
         if "fault_changed" in kinds or "defences_changed" in kinds:

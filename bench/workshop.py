@@ -488,7 +488,7 @@ def _told(asked: float, text: str, testid: str, in_chromium: list, headless: lis
     bars: dict[str, float] = {}
     while time.monotonic() < deadline and (len(heard) < len(in_chromium) + len(headless) or len(bars) < len(in_chromium)):
         for learner, page in headless:
-            at = next((at for at, said in page.classroom if at >= asked and said.startswith(text)), None)
+            at = next((at for at, said in page.classroom if at >= asked and text in said), None)
             if at is not None:
                 heard[learner["name"]] = at
         for learner, page in in_chromium:
