@@ -5,6 +5,7 @@ Anyone can read everything; answers and progress are kept only for signed-in lea
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -14,15 +15,16 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.template.loader import get_template, render_to_string
+from django.template.loader import render_to_string
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from config.prepared import Prepared, attnames
 from config.whole_numbers import whole_number
-from courseware import content_cache, progress
+from courseware import content_cache, kept_pages, progress
 from courseware.choices import shuffled_order
+from courseware.kept_pages import kept_page
 from courseware.models import CheckAnswer, GlossaryTerm, InlineCheck, Lesson
 from courseware.rendering import CHECK_MARKER, code_css as generate_code_css
 from courseware.search import search_lessons
@@ -79,39 +81,39 @@ def code_css_version() -> str:
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
+    """The course map, kept whole (courseware/kept_pages.py), with this learner's progress in its slots."""
+    fill = _course_progress(request) if request.user.is_authenticated else lambda kind, key: ""
+    return kept_page(request, "lessons", "courseware/index.html", _course_context, fill)
+
+
+def _course_context() -> dict:
+    outline = progress.outline()
+    return {"outline": outline, "modules": [progress.ModuleProgress(module, lessons, set()) for module, lessons in outline],
+            "lesson_count": sum(len(lessons) for _, lessons in outline)}  # fmt: skip
+
+
+def _course_progress(request: HttpRequest) -> Callable[[str, str], str]:
+    """What fills a learner's slots on the course map: their "continue" card and what they have read."""
     modules = progress.course_map(request.user)
-    context = {
-        "modules": modules,
-        "course_map": _course_map(request, modules),
-        "lesson_count": sum(m.total for m in modules),
-        "read_count": sum(m.read_count for m in modules),
-        "continue_lesson": progress.where_to_continue(request.user),
-    }
-    return render(request, "courseware/index.html", context)
-
-
-def _course_map(request: HttpRequest, modules: list[progress.ModuleProgress]) -> SafeString:
-    """The course map, kept per content version, with this learner's progress in its slots (none for a visitor)."""
-    kept = content_cache.cached("course-map", lambda: content_cache.SlottedHTML.render(
-        "courseware/index.html#course_map", {"outline": progress.outline()}))  # fmt: skip
-    if not request.user.is_authenticated:
-        return kept.fill(lambda kind, key: "")
     by_module = {str(entry.module.pk): entry for entry in modules}
     read = {str(pk) for pk in modules[0].read} if modules else set()
-    # A module's progress bar for each count of lessons read, rendered once per content version.
-    progress_bars = content_cache.cached("module-progress-bars", dict)
+    lesson_count, read_count = sum(m.total for m in modules), sum(m.read_count for m in modules)
+    continue_lesson = progress.where_to_continue(request.user)
 
     def value(kind: str, key: str) -> str:
-        if kind == "module-progress":
+        if kind == "continue":
+            context = {"read_count": read_count, "lesson_count": lesson_count, "continue_lesson": continue_lesson, "modules": modules}
+            return kept_pages.fragment("continue", (continue_lesson and continue_lesson.pk, read_count),
+                                       lambda: render_to_string("courseware/index.html#continue", context))  # fmt: skip
+        if kind == "module-progress":  # a module's bar for each count of lessons read
             entry = by_module[key]
-            if (key, entry.read_count) not in progress_bars:
-                progress_bars[key, entry.read_count] = get_template("courseware/index.html#module_progress").render({"entry": entry})
-            return progress_bars[key, entry.read_count]
+            return kept_pages.fragment("module-progress", (key, entry.read_count),
+                                       lambda: render_to_string("courseware/index.html#module_progress", {"entry": entry}))  # fmt: skip
         if key not in read:
             return ""
         return " is-read" if kind == "read-class" else '<span class="read-badge">✓ Read</span>'
 
-    return kept.fill(value)
+    return value
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,15 @@ from datetime import datetime
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from courseware import content_cache
+from courseware import content_cache, kept_pages
 from courseware.choices import shuffled_order
+from courseware.content_cache import slot
+from courseware.kept_pages import kept_page
 from practice import bank, charts, clock, drills, exports, interviewer, scheduling, stats
 from practice.mock import phase_seconds, read_phases, timeline
 from practice.models import Attempt, MockInterview, Question, Rating
@@ -67,16 +70,16 @@ def index(request: HttpRequest) -> HttpResponse:
             continue
         rows.append((row, status, due, scores.get(row.id)))
 
-    context = {
-        "rows_html": bank.list_html(rows),
-        "shown": len(rows),
-        "filter_form": bank.filter_form(filters),
-        "due_count": scheduling.due_count(due_dates.values(), today),
-        "total": len(bank_rows),
-        "anonymous": progress.is_anonymous,
+    question_list = {"rows_html": bank.list_html(rows), "shown": len(rows), "total": len(bank_rows)}
+    if request.htmx:
+        return render(request, "practice/index.html#question_list", question_list)
+    slots = {
+        "question-list": lambda: render_to_string("practice/index.html#question_list", question_list),
+        "filters": lambda: bank.filter_form(filters),
+        "due-count": lambda: str(scheduling.due_count(due_dates.values(), today)),
     }
-    template = "practice/index.html#question_list" if request.htmx else "practice/index.html"
-    return render(request, template, context)
+    return kept_page(request, "practice", "practice/index.html", lambda: {"total": len(bank_rows), "anonymous": progress.is_anonymous},
+                     lambda kind, key: slots[kind]())  # fmt: skip
 
 
 # --- Answering -----------------------------------------------------------------------------
@@ -91,28 +94,53 @@ def _options_shown(progress, question: Question, attempts_before: int) -> list[t
 
 def _question_context(request: HttpRequest, question: Question, **extra) -> dict:
     progress = progress_for(request)
-    hints_shown = _int(request.GET.get("hints"), 0)
-    card = progress.card(question.id)
-    attempts = progress.attempts(question.id)
     return {
         "question": question,
-        "hints_shown": max(0, min(hints_shown, len(question.hints))),
-        "attempts": attempts,
-        "options_shown": _options_shown(progress, question, len(attempts)) if question.is_choice else [],
-        "card": card if card.state else None,
+        "hints_shown": _hints_shown(request, question),
+        **_own_parts(progress, question),
         "anonymous": progress.is_anonymous,
         "max_answer_chars": MAX_ANSWER_CHARS,
         **extra,
     }
 
 
+def _hints_shown(request: HttpRequest, question: Question) -> int:
+    return max(0, min(_int(request.GET.get("hints"), 0), len(question.hints)))
+
+
+def _own_parts(progress, question: Question) -> dict:
+    """The candidate's own parts of a question page, as HTML: their next review, their order of a choice
+    question's options (one of a few: kept rendered per order) and their attempts."""
+    card = progress.card(question.id)
+    attempts = progress.attempts(question.id)
+    options = ""
+    if question.is_choice:
+        shown = _options_shown(progress, question, len(attempts))
+        options = kept_pages.fragment("question-options", (question.id, tuple(i for i, _ in shown)),
+                                      lambda: render_to_string("practice/question.html#options", {"options_shown": shown}))  # fmt: skip
+    return {
+        "next_review_html": render_to_string("practice/question.html#next_review", {"card": card}) if card.state else "",
+        "options_html": options,
+        "history_html": render_to_string("practice/history.html", {"attempts": attempts}) if attempts else "",
+    }
+
+
 @require_GET
 def question(request: HttpRequest, question_id: str) -> HttpResponse:
+    """A question, kept whole per number of hints shown (courseware/kept_pages.py), with the candidate's own parts."""
     q = _question_to_show(question_id)
-    context = _question_context(request, q)
     if request.htmx and "hints" in request.GET:
-        return render(request, "practice/question.html#hints", context)
-    return render(request, "practice/question.html", context)
+        return render(request, "practice/question.html#hints", _question_context(request, q))
+    progress = progress_for(request)
+    hints_shown = _hints_shown(request, q)
+    parts = _own_parts(progress, q)
+    kept_context = {"question": q, "hints_shown": hints_shown, "anonymous": progress.is_anonymous, "max_answer_chars": MAX_ANSWER_CHARS,
+                    **{name: slot(kind) for kind, name in _OWN_PARTS.items()}}  # fmt: skip
+    return kept_page(request, f"question:{q.id}:{hints_shown}", "practice/question.html", lambda: kept_context,
+                     lambda kind, key: parts[_OWN_PARTS[kind]])  # fmt: skip
+
+
+_OWN_PARTS = {"next-review": "next_review_html", "options": "options_html", "history": "history_html"}  # slot: context name
 
 
 @require_POST
