@@ -152,7 +152,9 @@ def lesson(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckState | None = None) -> HttpResponse:
-    """The lesson page; `answered` shows one check with its result (an answer sent without htmx)."""
+    """The lesson page, kept whole (courseware/kept_pages.py); `answered` shows one check with its result (an
+    answer sent without htmx). The reader's parts go in its slots: each check (a form kept per option order
+    with their last answer, or their result), and a learner's read mark and progress in the module."""
     lesson = content.lesson
     checks = {check.check_id: CheckState(check) for check in content.checks}
     answered_before = Counter()
@@ -168,32 +170,44 @@ def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckSt
     if answered is not None:
         checks[answered.check.check_id] = answered
     forms = content_cache.cached("check-forms", dict)  # (check id, option order) -> SlottedHTML, for this content version
-    token = get_token(request)
-    segments = []
-    for n, piece in enumerate(content.pieces):
-        if n % 2 == 0:
-            segments.append(("html", mark_safe(piece)))
-        elif checks[piece].chosen is None:  # a form to answer: kept rendered, the reader's parts in its slots
-            segments.append(("html", _check_form(forms, checks[piece], lesson, token)))
-        else:
-            segments.append(("check", checks[piece]))
+    token = None
+
+    def value(kind: str, key: str) -> str:
+        nonlocal token
+        token = token or get_token(request)
+        if kind == "check":
+            state = checks[key]
+            if state.chosen is None:  # a form to answer: kept rendered, the reader's parts in its slots
+                return _check_form(forms, state, lesson, token)
+            return render_to_string("courseware/lesson.html#inline_check", {"state": state, "lesson": lesson, "user": request.user})
+        if kind == "read-badge":
+            return '· <span class="read-badge">✓ Read</span>' if reading and reading.read_at else ""
+        module_progress = progress.module_progress(request.user, lesson.module)  # "read-status", a learner's only
+        kept = kept_pages.fragment("read-status", (lesson.pk, bool(reading.read_at), module_progress.read_count),
+                                   lambda: content_cache.SlottedHTML.render("courseware/lesson.html#read_status", {
+                                       "lesson": lesson, "reading": reading, "module_progress": module_progress,
+                                       "user": kept_pages.KeptVisitor(True), "csrf_token": content_cache.slot("csrf")}))  # fmt: skip
+        return kept.fill(lambda kind, key: token)
+
+    return kept_page(request, f"lesson:{lesson.slug}", "courseware/lesson.html", lambda: _kept_lesson_context(content), value)
+
+
+def _kept_lesson_context(content: LessonContent) -> dict:
+    """What the kept lesson page shows of the lesson itself; a slot for each check."""
+    lesson = content.lesson
     neighbours = {other.position: other for other in progress.lessons_in_order() if abs(other.position - lesson.position) == 1}
-    context = {
+    return {
         "lesson": lesson,
-        "segments": segments,
-        "reading": reading,
-        "module_progress": progress.module_progress(request.user, lesson.module),
+        "segments": [("html", mark_safe(piece) if n % 2 == 0 else content_cache.slot("check", piece)) for n, piece in enumerate(content.pieces)],
         "previous_lesson": neighbours.get(lesson.position - 1),
         "next_lesson": neighbours.get(lesson.position + 1),
         "prerequisites": content.prerequisites,
         "labs": [(slug, LABS.get(slug, slug)) for slug in lesson.labs],
         "code_css_version": code_css_version(),
-        # What the inline_check partial asks of a check answered in place: named here, so that no lookup fails
-        # (a failed template lookup raises, is caught and logged: 22 of them took a tenth of the page's time).
+        # Named here, so that no lookup fails (a failed template lookup raises, is caught and logged).
         "focus": False,
         "error": "",
     }
-    return render(request, "courseware/lesson.html", context)
 
 
 def _check_form(forms: dict, state: CheckState, lesson: Lesson, token: str) -> SafeString:

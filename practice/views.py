@@ -1,5 +1,6 @@
 """Practice pages: the question bank, answering, the review queue, progress, mock interviews, exports."""
 
+import hashlib
 from datetime import datetime
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -118,11 +119,21 @@ def _own_parts(progress, question: Question) -> dict:
         shown = _options_shown(progress, question, len(attempts))
         options = kept_pages.fragment("question-options", (question.id, tuple(i for i, _ in shown)),
                                       lambda: render_to_string("practice/question.html#options", {"options_shown": shown}))  # fmt: skip
-    return {
-        "next_review_html": render_to_string("practice/question.html#next_review", {"card": card}) if card.state else "",
-        "options_html": options,
-        "history_html": render_to_string("practice/history.html", {"attempts": attempts}) if attempts else "",
-    }
+    next_review = history = ""
+    if card.state:
+        next_review = kept_pages.fragment("next-review", (timezone.localdate(card.due),),
+                                          lambda: render_to_string("practice/question.html#next_review", {"card": card}))  # fmt: skip
+    if attempts:
+        history = kept_pages.fragment("question-history", tuple(_history_row(a) for a in attempts),
+                                      lambda: render_to_string("practice/history.html", {"attempts": attempts}))  # fmt: skip
+    return {"next_review_html": next_review, "options_html": options, "history_html": history}
+
+
+def _history_row(a: Attempt) -> tuple:
+    """Everything practice/history.html shows of an attempt (the answer by its digest): the key of a kept history,
+    so two candidates share one only if every row they would see is the same."""
+    return (a.pk, a.question_id, a.created_at, a.source, a.choice, a.score, None if a.grades is None else tuple(a.grades), len(a.matches),
+            hashlib.sha256(a.answer.encode()).digest())  # fmt: skip
 
 
 @require_GET
