@@ -47,15 +47,33 @@ def _get_attempt_for_visitor(request: HttpRequest, question_id: str, attempt_id:
 # --- The bank --------------------------------------------------------------------------
 
 
+FILTERS = ("topic", "kind", "difficulty", "status")
+
+
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    """The bank: every question's row kept per content version (practice/bank.py), with this learner's badges."""
+    """The bank, kept whole (courseware/kept_pages.py); its list kept per filters and learner's badges (practice/bank.py)."""
     progress = progress_for(request)
     today = clock.today()
     due_dates = progress.due_dates()
     scores = progress.latest_scores()
-    filters = {name: request.GET.get(name, "") for name in ("topic", "kind", "difficulty", "status")}
+    filters = tuple(request.GET.get(name, "") for name in FILTERS)
+    # Everything the list shows of this learner: two learners (or visitors) share a list only if it is the same.
+    own = tuple(sorted((question_id, due_dates.get(question_id), scores.get(question_id)) for question_id in due_dates.keys() | scores.keys()))
+    question_list = kept_pages.fragment("bank-list", (filters, today, own), lambda: _question_list(dict(zip(FILTERS, filters)), due_dates, scores, today))
+    if request.htmx:
+        return HttpResponse(question_list)
+    slots = {
+        "question-list": lambda: question_list,
+        "filters": lambda: kept_pages.fragment("bank-filters", filters, lambda: bank.filter_form(dict(zip(FILTERS, filters)))),
+        "due-count": lambda: str(scheduling.due_count(due_dates.values(), today)),
+    }
+    return kept_page(request, "practice", "practice/index.html", lambda: {"total": len(bank.bank_rows()), "anonymous": progress.is_anonymous},
+                     lambda kind, key: slots[kind]())  # fmt: skip
 
+
+def _question_list(filters: dict[str, str], due_dates: dict, scores: dict, today) -> str:
+    """The bank's list: the kept rows that pass the filters, each with this learner's badges."""
     bank_rows = bank.bank_rows()
     rows = []
     for row in bank_rows:
@@ -70,17 +88,7 @@ def index(request: HttpRequest) -> HttpResponse:
         if filters["status"] and status != filters["status"]:
             continue
         rows.append((row, status, due, scores.get(row.id)))
-
-    question_list = {"rows_html": bank.list_html(rows), "shown": len(rows), "total": len(bank_rows)}
-    if request.htmx:
-        return render(request, "practice/index.html#question_list", question_list)
-    slots = {
-        "question-list": lambda: render_to_string("practice/index.html#question_list", question_list),
-        "filters": lambda: bank.filter_form(filters),
-        "due-count": lambda: str(scheduling.due_count(due_dates.values(), today)),
-    }
-    return kept_page(request, "practice", "practice/index.html", lambda: {"total": len(bank_rows), "anonymous": progress.is_anonymous},
-                     lambda kind, key: slots[kind]())  # fmt: skip
+    return render_to_string("practice/index.html#question_list", {"rows_html": bank.list_html(rows), "shown": len(rows), "total": len(bank_rows)})
 
 
 # --- Answering -----------------------------------------------------------------------------
