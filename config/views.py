@@ -21,7 +21,7 @@ from practice.progress import progress_for
 def home(request: HttpRequest) -> HttpResponse:
     """The home page, kept whole (courseware/kept_pages.py); a learner's "pick up where you left off" in its slot."""
     resume = _where_you_left_off(request)
-    return kept_page(request, "home", "home.html", dict, lambda kind, key: _resume_html(resume))
+    return kept_page(request, "home", "home.html", dict, {("resume", ""): _resume_html(resume)})
 
 
 def _resume_html(resume: dict | None) -> str:

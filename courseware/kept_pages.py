@@ -48,29 +48,23 @@ class KeptVisitor:
 
 
 def kept_page(request: HttpRequest, name: str, template: str, context: Callable[[], dict],
-              fill: Callable[[str, str], str] | None = None) -> HttpResponse:  # fmt: skip
+              own: dict[tuple[str, str], str] | None = None) -> HttpResponse:  # fmt: skip
     """The page `template` renders with `context()` for this kind of visitor, kept under `name` (which
     must name everything else the page depends on: its slug, say), with this request's parts filled in.
-    `fill(kind, key)` answers the page's own slots with escaped HTML."""
+    `own` holds the page's own slots' escaped HTML by (kind, key); a slot it does not name stays empty."""
     signed_in = request.user.is_authenticated
     page = content_cache.cached(f"page:{name}:{signed_in}", lambda: SlottedHTML.render(template, {
         **context(), "request": KeptRequest(request.path, request.resolver_match), "user": KeptVisitor(signed_in),
         "csrf_token": slot("csrf"), "messages_slot": slot("messages")}))  # fmt: skip
-    token = None
-
-    def value(kind: str, key: str) -> str:
-        nonlocal token
-        if kind == "csrf":
-            token = token or get_token(request)  # Django's own token: the cookie is set, the mask new
-            return token
-        if kind == "username":
-            return escape(request.user.get_username())
-        if kind == "messages":
-            messages = list(get_messages(request))
-            return render_to_string("base.html#messages", {"messages": messages}) if messages else ""
-        return fill(kind, key)
-
-    return HttpResponse(page.fill(value))
+    messages = list(get_messages(request))
+    values = {
+        ("csrf", ""): get_token(request),  # Django's own token: the cookie is set, the mask new
+        ("messages", ""): render_to_string("base.html#messages", {"messages": messages}) if messages else "",
+        **(own or {}),
+    }
+    if signed_in:
+        values["username", ""] = escape(request.user.get_username())
+    return HttpResponse(page.fill_from(values))
 
 
 FRAGMENTS_KEPT = 4096  # per kind: a learner's part takes few values (a lesson, a count), but bound the memory anyway

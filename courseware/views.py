@@ -5,7 +5,6 @@ Anyone can read everything; answers and progress are kept only for signed-in lea
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -16,6 +15,7 @@ from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
@@ -82,8 +82,8 @@ def code_css_version() -> str:
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     """The course map, kept whole (courseware/kept_pages.py), with this learner's progress in its slots."""
-    fill = _course_progress(request) if request.user.is_authenticated else lambda kind, key: ""
-    return kept_page(request, "lessons", "courseware/index.html", _course_context, fill)
+    own = _course_progress(request) if request.user.is_authenticated else {}
+    return kept_page(request, "lessons", "courseware/index.html", _course_context, own)
 
 
 def _course_context() -> dict:
@@ -92,28 +92,24 @@ def _course_context() -> dict:
             "lesson_count": sum(len(lessons) for _, lessons in outline)}  # fmt: skip
 
 
-def _course_progress(request: HttpRequest) -> Callable[[str, str], str]:
-    """What fills a learner's slots on the course map: their "continue" card and what they have read."""
+def _course_progress(request: HttpRequest) -> dict[tuple[str, str], str]:
+    """A learner's slots on the course map: their "continue" card, each module's bar, each lesson they read."""
     modules = progress.course_map(request.user)
-    by_module = {str(entry.module.pk): entry for entry in modules}
-    read = {str(pk) for pk in modules[0].read} if modules else set()
     lesson_count, read_count = sum(m.total for m in modules), sum(m.read_count for m in modules)
     continue_lesson = progress.where_to_continue(request.user)
-
-    def value(kind: str, key: str) -> str:
-        if kind == "continue":
-            context = {"read_count": read_count, "lesson_count": lesson_count, "continue_lesson": continue_lesson, "modules": modules}
-            return kept_pages.fragment("continue", (continue_lesson and continue_lesson.pk, read_count),
-                                       lambda: render_to_string("courseware/index.html#continue", context))  # fmt: skip
-        if kind == "module-progress":  # a module's bar for each count of lessons read
-            entry = by_module[key]
-            return kept_pages.fragment("module-progress", (key, entry.read_count),
-                                       lambda: render_to_string("courseware/index.html#module_progress", {"entry": entry}))  # fmt: skip
-        if key not in read:
-            return ""
-        return " is-read" if kind == "read-class" else '<span class="read-badge">✓ Read</span>'
-
-    return value
+    context = {"read_count": read_count, "lesson_count": lesson_count, "continue_lesson": continue_lesson, "modules": modules}
+    own = {("continue", ""): kept_pages.fragment("continue", (continue_lesson and continue_lesson.pk, read_count),
+                                                 lambda: render_to_string("courseware/index.html#continue", context))}  # fmt: skip
+    bars = content_cache.cached("module-progress-bars", dict)  # a module's bar for each count of lessons read
+    for entry in modules:
+        key = (entry.module.pk, entry.read_count)
+        if key not in bars:
+            bars[key] = render_to_string("courseware/index.html#module_progress", {"entry": entry})
+        own["module-progress", str(entry.module.pk)] = bars[key]
+    for pk in modules[0].read if modules else ():
+        own["read-class", str(pk)] = " is-read"
+        own["read-badge", str(pk)] = '<span class="read-badge">✓ Read</span>'
+    return own
 
 
 @dataclass(frozen=True)
@@ -170,26 +166,23 @@ def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckSt
     if answered is not None:
         checks[answered.check.check_id] = answered
     forms = content_cache.cached("check-forms", dict)  # (check id, option order) -> SlottedHTML, for this content version
-    token = None
-
-    def value(kind: str, key: str) -> str:
-        nonlocal token
-        token = token or get_token(request)
-        if kind == "check":
-            state = checks[key]
-            if state.chosen is None:  # a form to answer: kept rendered, the reader's parts in its slots
-                return _check_form(forms, state, lesson, token)
-            return render_to_string("courseware/lesson.html#inline_check", {"state": state, "lesson": lesson, "user": request.user})
-        if kind == "read-badge":
-            return '· <span class="read-badge">✓ Read</span>' if reading and reading.read_at else ""
-        module_progress = progress.module_progress(request.user, lesson.module)  # "read-status", a learner's only
+    token = get_token(request)
+    own = {}
+    for check_id, state in checks.items():
+        if state.chosen is None:  # a form to answer: kept rendered, the reader's parts in its slots
+            own["check", check_id] = _check_form(forms, state, lesson, token)
+        else:
+            own["check", check_id] = render_to_string("courseware/lesson.html#inline_check", {"state": state, "lesson": lesson, "user": request.user})
+    if reading is not None:
+        if reading.read_at:
+            own["read-badge", ""] = '· <span class="read-badge">✓ Read</span>'
+        module_progress = progress.module_progress(request.user, lesson.module)
         kept = kept_pages.fragment("read-status", (lesson.pk, bool(reading.read_at), module_progress.read_count),
                                    lambda: content_cache.SlottedHTML.render("courseware/lesson.html#read_status", {
                                        "lesson": lesson, "reading": reading, "module_progress": module_progress,
                                        "user": kept_pages.KeptVisitor(True), "csrf_token": content_cache.slot("csrf")}))  # fmt: skip
-        return kept.fill(lambda kind, key: token)
-
-    return kept_page(request, f"lesson:{lesson.slug}", "courseware/lesson.html", lambda: _kept_lesson_context(content), value)
+        own["read-status", ""] = kept.fill_from({("csrf", ""): token})
+    return kept_page(request, f"lesson:{lesson.slug}", "courseware/lesson.html", lambda: _kept_lesson_context(content), own)
 
 
 def _kept_lesson_context(content: LessonContent) -> dict:
@@ -218,19 +211,13 @@ def _check_form(forms: dict, state: CheckState, lesson: Lesson, token: str) -> S
         context = {"state": CheckState(state.check, order=state.order), "lesson": lesson, "kept_form": True,
                    "csrf_token": content_cache.slot("csrf"), "focus": False, "error": ""}  # fmt: skip
         forms[key] = content_cache.SlottedHTML.render("courseware/lesson.html#inline_check", context)
-    note = ""
-    if state.previous is not None:
-        note = render_to_string("courseware/lesson.html#check_previous", {"previous": state.previous})
-    last = str(state.previous_option)
-
-    def value(kind: str, key: str) -> str:
-        if kind == "csrf":
-            return token
-        if kind == "checked":
-            return " checked" if key == last else ""
-        return note
-
-    return forms[key].fill(value)
+    own = {("csrf", ""): token}
+    previous = state.previous
+    if previous is not None:
+        own["checked", str(previous.option)] = " checked"
+        own["previous", ""] = kept_pages.fragment("check-previous", (timezone.localdate(previous.answered_at), previous.correct),
+                                                  lambda: render_to_string("courseware/lesson.html#check_previous", {"previous": previous}))  # fmt: skip
+    return forms[key].fill_from(own)
 
 
 def _get_check(check_id: str) -> InlineCheck:

@@ -129,9 +129,8 @@ def index(request: HttpRequest) -> HttpResponse:
     started = set()
     if request.user.is_authenticated:
         started = set(_LABS_STARTED(owner_id=request.user.pk))
-    run_in_progress = _run_in_progress()
     return kept_page(request, "labs", "labs/index.html", lambda: {"labs": CATALOGUE.values()},
-                     lambda kind, slug: run_in_progress if slug in started else "")  # fmt: skip
+                     {("started", slug): _run_in_progress() for slug in started})  # fmt: skip
 
 
 @functools.cache

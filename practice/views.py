@@ -63,13 +63,13 @@ def index(request: HttpRequest) -> HttpResponse:
     question_list = kept_pages.fragment("bank-list", (filters, today, own), lambda: _question_list(dict(zip(FILTERS, filters)), due_dates, scores, today))
     if request.htmx:
         return HttpResponse(question_list)
-    slots = {
-        "question-list": lambda: question_list,
-        "filters": lambda: kept_pages.fragment("bank-filters", filters, lambda: bank.filter_form(dict(zip(FILTERS, filters)))),
-        "due-count": lambda: str(scheduling.due_count(due_dates.values(), today)),
+    own = {
+        ("question-list", ""): question_list,
+        ("filters", ""): kept_pages.fragment("bank-filters", filters, lambda: bank.filter_form(dict(zip(FILTERS, filters)))),
+        ("due-count", ""): str(scheduling.due_count(due_dates.values(), today)),
     }
     return kept_page(request, "practice", "practice/index.html", lambda: {"total": len(bank.bank_rows()), "anonymous": progress.is_anonymous},
-                     lambda kind, key: slots[kind]())  # fmt: skip
+                     own)  # fmt: skip
 
 
 def _question_list(filters: dict[str, str], due_dates: dict, scores: dict, today) -> str:
@@ -156,7 +156,7 @@ def question(request: HttpRequest, question_id: str) -> HttpResponse:
     kept_context = {"question": q, "hints_shown": hints_shown, "anonymous": progress.is_anonymous, "max_answer_chars": MAX_ANSWER_CHARS,
                     **{name: slot(kind) for kind, name in _OWN_PARTS.items()}}  # fmt: skip
     return kept_page(request, f"question:{q.id}:{hints_shown}", "practice/question.html", lambda: kept_context,
-                     lambda kind, key: parts[_OWN_PARTS[kind]])  # fmt: skip
+                     {(kind, ""): parts[name] for kind, name in _OWN_PARTS.items()})  # fmt: skip
 
 
 _OWN_PARTS = {"next-review": "next_review_html", "options": "options_html", "history": "history_html"}  # slot: context name
