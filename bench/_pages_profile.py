@@ -3,7 +3,8 @@
 Not a benchmark (no server, no sockets): `python bench/_pages_profile.py [N] [page ...]` sets up the
 database, content and learner as bench/pages.py does, calls the web process's WSGI application
 N times per page and visitor, prints each page's CPU ms per request (the quickest of 10 batches) beside the trivial view's,
-and with PROFILE=1 the top of a cProfile for each (sorted by own time; PROFILE_SORT=cumulative).
+and with PROFILE=1 the top of a cProfile for each (sorted by own time; PROFILE_SORT=cumulative;
+PROFILE_CALLERS=name for who calls a function).
 """
 
 import cProfile
@@ -59,6 +60,8 @@ def main() -> None:
                 stats = pstats.Stats(profile, stream=out)
                 stats.sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_LINES", 30)))
                 print(f"{stats.total_calls / count:.0f} function calls a request (steadier than time on a busy machine)")
+                if os.environ.get("PROFILE_CALLERS"):
+                    stats.print_callers(os.environ["PROFILE_CALLERS"])
                 print(out.getvalue())
     finally:
         redis_server.stop()
