@@ -154,9 +154,9 @@ def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckSt
     lesson = content.lesson
     checks = {check.check_id: CheckState(check) for check in content.checks}
     answered_before = Counter()
-    reading = None
+    read = None  # a visitor's; a learner's: whether they marked the lesson read
     if request.user.is_authenticated:
-        reading = progress.record_visit(request.user, lesson)
+        read = progress.record_visit(request.user, lesson)
         check_ids = {check.pk: check.check_id for check in content.checks}
         for answer in _ANSWERS_IN_LESSON.instances(CheckAnswer, user_id=request.user.pk, lesson_id=lesson.pk):
             checks[check_ids[answer.inline_check_id]].previous = answer  # oldest first: the latest answer wins
@@ -173,13 +173,13 @@ def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckSt
             own["check", check_id] = _check_form(forms, state, lesson, token)
         else:
             own["check", check_id] = render_to_string("courseware/lesson.html#inline_check", {"state": state, "lesson": lesson, "user": request.user})
-    if reading is not None:
-        if reading.read_at:
+    if read is not None:
+        if read:
             own["read-badge", ""] = '· <span class="read-badge">✓ Read</span>'
         module_progress = progress.module_progress(request.user, lesson.module)
-        kept = kept_pages.fragment("read-status", (lesson.pk, bool(reading.read_at), module_progress.read_count),
+        kept = kept_pages.fragment("read-status", (lesson.pk, read, module_progress.read_count),
                                    lambda: content_cache.SlottedHTML.render("courseware/lesson.html#read_status", {
-                                       "lesson": lesson, "reading": reading, "module_progress": module_progress,
+                                       "lesson": lesson, "reading": {"read_at": read}, "module_progress": module_progress,
                                        "user": kept_pages.KeptVisitor(True), "csrf_token": content_cache.slot("csrf")}))  # fmt: skip
         own["read-status", ""] = kept.fill_from({("csrf", ""): token})
     return kept_page(request, f"lesson:{lesson.slug}", "courseware/lesson.html", lambda: _kept_lesson_context(content), own)
