@@ -11,8 +11,11 @@ fills its slots by string substitution:
    and `csrf_token`, the username and the messages are slots. Nothing of the visitor whose request
    happened to build the page can get into it.
 2. Each request fills the slots: its own CSRF token (masked afresh, as Django's tag does), its
-   username escaped, its messages rendered (rare), and the page's own slots from `fill`, which
-   return escaped HTML for this learner (their progress, their last answers).
+   username escaped, its messages rendered (rare), and the page's own slots from `own`, escaped
+   HTML for this learner (their progress, their last answers) by slot; a slot it leaves out stays
+   empty, which is how a visitor's page shows no learner's parts.
+3. A learner's part that many learners share (their next lesson, a count) is rendered once per
+   content version for each value (`fragment`), keyed by everything it shows.
 """
 
 from collections.abc import Callable
