@@ -7,3 +7,6 @@ class AccountsConfig(AppConfig):
 
     def ready(self):
         from accounts import limits  # noqa: F401 - connects the failed log-in counter
+        from config import csrf_random
+
+        csrf_random.install()

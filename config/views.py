@@ -2,12 +2,14 @@ import hmac
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from config import health
 from config.prepared import Prepared
+from courseware import kept_pages
+from courseware.kept_pages import kept_page
 from courseware.progress import where_to_continue
 from labs.catalogue import CATALOGUE
 from labs.models import RunLab
@@ -17,7 +19,16 @@ from practice.progress import progress_for
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html", {"resume": _where_you_left_off(request)})
+    """The home page, kept whole (courseware/kept_pages.py); a learner's "pick up where you left off" in its slot."""
+    resume = _where_you_left_off(request)
+    return kept_page(request, "home", "home.html", dict, {("resume", ""): _resume_html(resume)})
+
+
+def _resume_html(resume: dict | None) -> str:
+    if resume is None:
+        return ""
+    key = (resume["lesson"] and resume["lesson"].pk, resume["due_reviews"], resume["lab"] and resume["lab"].slug)
+    return kept_pages.fragment("resume", key, lambda: render_to_string("home.html#resume", {"resume": resume}))
 
 
 def _where_you_left_off(request: HttpRequest) -> dict | None:

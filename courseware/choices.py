@@ -17,6 +17,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 # A third at most: with three or four options a fair bank has the right one longest about
 # a third or a quarter of the time.
@@ -35,9 +36,14 @@ def shuffled_order(count: int, *seed: object) -> list[int]:
     A string seed keeps the order the same across processes and Python versions
     (random.Random hashes it with SHA-512, not with the salted built-in hash).
     """
+    return list(_order(count, ":".join(str(part) for part in seed)))
+
+
+@lru_cache(maxsize=8192)  # seeding a generator (SHA-512, then 624 words) cost more than the rest of a check's form
+def _order(count: int, seed: str) -> tuple[int, ...]:
     order = list(range(count))
-    random.Random(":".join(str(part) for part in seed)).shuffle(order)
-    return order
+    random.Random(seed).shuffle(order)
+    return tuple(order)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Content rows change only when `manage.py load_content` runs (or an admin or a te
 them). Each such write changes the token in the single ContentVersion row, in the same
 transaction, so:
 
-1. A page reads the token (one small query) and asks for what it needs under that token.
+1. A page reads the token (one small query, once per request) and asks for what it needs under that token.
 2. A process that has it already answers from memory; otherwise it builds it from the
    database and keeps it, dropping whatever it kept for older tokens.
 3. A reload writes a new random token, so every process on every machine builds afresh on
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from django.core.signals import request_finished, request_started
 from django.db import connection
 from django.db.models import signals
 from django.template.loader import render_to_string
@@ -36,12 +37,34 @@ _kept_token: str | None = None
 _lock = threading.Lock()  # gunicorn's threaded workers share the process
 
 
+_request = threading.local()  # the token as this thread's request read it first; unset outside a request
+_UNREAD = object()
+
+
 def current_token() -> str | None:
-    """The content version's token, or None when the row is missing."""
+    """The content version's token, or None when the row is missing: read once per request (a page asks
+    for several kept things, and each read is a query), on every call outside a request."""
+    token = getattr(_request, "token", None)
+    if token is not None and token is not _UNREAD:
+        return token
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT token FROM {ContentVersion._meta.db_table} WHERE id = 1")
         row = cursor.fetchone()
+    if token is _UNREAD and row:
+        _request.token = row[0]
     return row[0] if row else None
+
+
+def _request_started(**kwargs) -> None:
+    _request.token = _UNREAD
+
+
+def _request_finished(**kwargs) -> None:
+    _request.__dict__.pop("token", None)
+
+
+request_started.connect(_request_started, dispatch_uid="content-token-request-started")
+request_finished.connect(_request_finished, dispatch_uid="content-token-request-finished")
 
 
 def cached(name: str, build: Callable[[], T]) -> T:
@@ -67,6 +90,8 @@ def bump() -> None:
     """A new content version: what any process kept is stale from now on (inside the writer's transaction)."""
     if not ContentVersion.objects.filter(pk=1).update(token=uuid.uuid4().hex):
         ContentVersion.objects.create(pk=1, token=uuid.uuid4().hex)
+    if hasattr(_request, "token"):  # a write inside a request: the rest of it reads the new token
+        _request.token = _UNREAD
 
 
 def _changed(sender, **kwargs) -> None:
@@ -105,6 +130,15 @@ class SlottedHTML:
     @classmethod
     def render(cls, template_name: str, context: dict) -> "SlottedHTML":
         return cls(tuple(SLOT.split(render_to_string(template_name, context))))
+
+    def fill_from(self, values: dict[tuple[str, str], str]) -> SafeString:
+        """The HTML with every slot replaced by `values[kind, key]` (escaped HTML), or by nothing when it has none:
+        a dictionary lookup a slot, where a course map has sixty slots and most stay empty."""
+        pieces, get = self.pieces, values.get
+        out = [pieces[0]]
+        for at in range(1, len(pieces), 3):
+            out += [get((pieces[at], pieces[at + 1]), ""), pieces[at + 2]]
+        return mark_safe("".join(out))
 
     def fill(self, value: Callable[[str, str], str]) -> SafeString:
         """The HTML with every slot replaced by `value(kind, key)`, which must return escaped HTML."""

@@ -3,11 +3,12 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection
 from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils import timezone
 
-from config.prepared import Prepared, attnames
+from config.prepared import Prepared
 from courseware import content_cache
 from courseware.models import Lesson, LessonProgress, Module
 
@@ -57,8 +58,6 @@ def lessons_in_order() -> list[Lesson]:
 # A learner's own rows, asked for on every lesson page: compiled once (config/prepared.py).
 _READ = Prepared(lambda user_id: LessonProgress.objects.filter(user_id=user_id, read_at__isnull=False)
                  .values_list("lesson_id", flat=True), user_id=-1)  # fmt: skip
-_PROGRESS_ON = Prepared(lambda user_id, lesson_id: LessonProgress.objects.filter(user_id=user_id, lesson_id=lesson_id)
-                        .values_list(*attnames(LessonProgress))[:1], user_id=-1, lesson_id=-2)  # fmt: skip
 _LAST_VISITED = Prepared(lambda user_id: LessonProgress.objects.filter(user_id=user_id, last_visited_at__isnull=False)
                          .order_by("-last_visited_at").values_list("lesson_id", flat=True)[:1], user_id=-1)  # fmt: skip
 
@@ -79,18 +78,25 @@ def module_progress(user: AbstractBaseUser | AnonymousUser, module: Module) -> M
     return ModuleProgress(module, lessons, read_lesson_ids(user))
 
 
-def record_visit(user: AbstractBaseUser, lesson: Lesson) -> LessonProgress:
-    """Note the visit (for "continue where you left off"): one read and one small UPDATE, or an INSERT the first time."""
+def record_visit(user: AbstractBaseUser, lesson: Lesson) -> bool:
+    """Note the visit (for "continue where you left off") and answer whether the learner marked the lesson read:
+    one UPDATE … RETURNING (a third of a signed-in lesson page's own time went to a read and an ORM-built UPDATE),
+    or an INSERT the first time."""
     now = timezone.now()
-    found = _PROGRESS_ON.instances(LessonProgress, user_id=user.pk, lesson_id=lesson.pk)
-    if not found:
-        progress, created = LessonProgress.objects.get_or_create(user=user, lesson=lesson, defaults={"last_visited_at": now})
-        if created:
-            return progress
-        found = [progress]
-    LessonProgress.objects.filter(pk=found[0].pk).update(last_visited_at=now)
-    found[0].last_visited_at = now
-    return found[0]
+    field = LessonProgress._meta.get_field
+    quote = connection.ops.quote_name
+    sql = (f"UPDATE {quote(LessonProgress._meta.db_table)} SET {quote(field('last_visited_at').column)} = %s "
+           f"WHERE {quote(field('user').column)} = %s AND {quote(field('lesson').column)} = %s "
+           f"RETURNING {quote(field('read_at').column)}")  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(now), user.pk, lesson.pk])
+        row = cursor.fetchone()
+    if row is not None:
+        return row[0] is not None
+    progress, created = LessonProgress.objects.get_or_create(user=user, lesson=lesson, defaults={"last_visited_at": now})
+    if not created:  # written between the UPDATE and here
+        LessonProgress.objects.filter(pk=progress.pk).update(last_visited_at=now)
+    return progress.read_at is not None
 
 
 def mark_read(user: AbstractBaseUser, lesson: Lesson, read: bool) -> LessonProgress:

@@ -14,15 +14,17 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.template.loader import get_template, render_to_string
+from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from config.prepared import Prepared, attnames
 from config.whole_numbers import whole_number
-from courseware import content_cache, progress
+from courseware import content_cache, kept_pages, progress
 from courseware.choices import shuffled_order
+from courseware.kept_pages import kept_page
 from courseware.models import CheckAnswer, GlossaryTerm, InlineCheck, Lesson
 from courseware.rendering import CHECK_MARKER, code_css as generate_code_css
 from courseware.search import search_lessons
@@ -79,39 +81,35 @@ def code_css_version() -> str:
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
+    """The course map, kept whole (courseware/kept_pages.py), with this learner's progress in its slots."""
+    own = _course_progress(request) if request.user.is_authenticated else {}
+    return kept_page(request, "lessons", "courseware/index.html", _course_context, own)
+
+
+def _course_context() -> dict:
+    outline = progress.outline()
+    return {"outline": outline, "modules": [progress.ModuleProgress(module, lessons, set()) for module, lessons in outline],
+            "lesson_count": sum(len(lessons) for _, lessons in outline)}  # fmt: skip
+
+
+def _course_progress(request: HttpRequest) -> dict[tuple[str, str], str]:
+    """A learner's slots on the course map: their "continue" card, each module's bar, each lesson they read."""
     modules = progress.course_map(request.user)
-    context = {
-        "modules": modules,
-        "course_map": _course_map(request, modules),
-        "lesson_count": sum(m.total for m in modules),
-        "read_count": sum(m.read_count for m in modules),
-        "continue_lesson": progress.where_to_continue(request.user),
-    }
-    return render(request, "courseware/index.html", context)
-
-
-def _course_map(request: HttpRequest, modules: list[progress.ModuleProgress]) -> SafeString:
-    """The course map, kept per content version, with this learner's progress in its slots (none for a visitor)."""
-    kept = content_cache.cached("course-map", lambda: content_cache.SlottedHTML.render(
-        "courseware/index.html#course_map", {"outline": progress.outline()}))  # fmt: skip
-    if not request.user.is_authenticated:
-        return kept.fill(lambda kind, key: "")
-    by_module = {str(entry.module.pk): entry for entry in modules}
-    read = {str(pk) for pk in modules[0].read} if modules else set()
-    # A module's progress bar for each count of lessons read, rendered once per content version.
-    progress_bars = content_cache.cached("module-progress-bars", dict)
-
-    def value(kind: str, key: str) -> str:
-        if kind == "module-progress":
-            entry = by_module[key]
-            if (key, entry.read_count) not in progress_bars:
-                progress_bars[key, entry.read_count] = get_template("courseware/index.html#module_progress").render({"entry": entry})
-            return progress_bars[key, entry.read_count]
-        if key not in read:
-            return ""
-        return " is-read" if kind == "read-class" else '<span class="read-badge">✓ Read</span>'
-
-    return kept.fill(value)
+    lesson_count, read_count = sum(m.total for m in modules), sum(m.read_count for m in modules)
+    continue_lesson = progress.where_to_continue(request.user)
+    context = {"read_count": read_count, "lesson_count": lesson_count, "continue_lesson": continue_lesson, "modules": modules}
+    own = {("continue", ""): kept_pages.fragment("continue", (continue_lesson and continue_lesson.pk, read_count),
+                                                 lambda: render_to_string("courseware/index.html#continue", context))}  # fmt: skip
+    bars = content_cache.cached("module-progress-bars", dict)  # a module's bar for each count of lessons read
+    for entry in modules:
+        key = (entry.module.pk, entry.read_count)
+        if key not in bars:
+            bars[key] = render_to_string("courseware/index.html#module_progress", {"entry": entry})
+        own["module-progress", str(entry.module.pk)] = bars[key]
+    for pk in modules[0].read if modules else ():
+        own["read-class", str(pk)] = " is-read"
+        own["read-badge", str(pk)] = '<span class="read-badge">✓ Read</span>'
+    return own
 
 
 @dataclass(frozen=True)
@@ -150,13 +148,15 @@ def lesson(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckState | None = None) -> HttpResponse:
-    """The lesson page; `answered` shows one check with its result (an answer sent without htmx)."""
+    """The lesson page, kept whole (courseware/kept_pages.py); `answered` shows one check with its result (an
+    answer sent without htmx). The reader's parts go in its slots: each check (a form kept per option order
+    with their last answer, or their result), and a learner's read mark and progress in the module."""
     lesson = content.lesson
     checks = {check.check_id: CheckState(check) for check in content.checks}
     answered_before = Counter()
-    reading = None
+    read = None  # a visitor's; a learner's: whether they marked the lesson read
     if request.user.is_authenticated:
-        reading = progress.record_visit(request.user, lesson)
+        read = progress.record_visit(request.user, lesson)
         check_ids = {check.pk: check.check_id for check in content.checks}
         for answer in _ANSWERS_IN_LESSON.instances(CheckAnswer, user_id=request.user.pk, lesson_id=lesson.pk):
             checks[check_ids[answer.inline_check_id]].previous = answer  # oldest first: the latest answer wins
@@ -167,31 +167,40 @@ def _lesson_page(request: HttpRequest, content: LessonContent, answered: CheckSt
         checks[answered.check.check_id] = answered
     forms = content_cache.cached("check-forms", dict)  # (check id, option order) -> SlottedHTML, for this content version
     token = get_token(request)
-    segments = []
-    for n, piece in enumerate(content.pieces):
-        if n % 2 == 0:
-            segments.append(("html", mark_safe(piece)))
-        elif checks[piece].chosen is None:  # a form to answer: kept rendered, the reader's parts in its slots
-            segments.append(("html", _check_form(forms, checks[piece], lesson, token)))
+    own = {}
+    for check_id, state in checks.items():
+        if state.chosen is None:  # a form to answer: kept rendered, the reader's parts in its slots
+            own["check", check_id] = _check_form(forms, state, lesson, token)
         else:
-            segments.append(("check", checks[piece]))
+            own["check", check_id] = render_to_string("courseware/lesson.html#inline_check", {"state": state, "lesson": lesson, "user": request.user})
+    if read is not None:
+        if read:
+            own["read-badge", ""] = '· <span class="read-badge">✓ Read</span>'
+        module_progress = progress.module_progress(request.user, lesson.module)
+        kept = kept_pages.fragment("read-status", (lesson.pk, read, module_progress.read_count),
+                                   lambda: content_cache.SlottedHTML.render("courseware/lesson.html#read_status", {
+                                       "lesson": lesson, "reading": {"read_at": read}, "module_progress": module_progress,
+                                       "user": kept_pages.KeptVisitor(True), "csrf_token": content_cache.slot("csrf")}))  # fmt: skip
+        own["read-status", ""] = kept.fill_from({("csrf", ""): token})
+    return kept_page(request, f"lesson:{lesson.slug}", "courseware/lesson.html", lambda: _kept_lesson_context(content), own)
+
+
+def _kept_lesson_context(content: LessonContent) -> dict:
+    """What the kept lesson page shows of the lesson itself; a slot for each check."""
+    lesson = content.lesson
     neighbours = {other.position: other for other in progress.lessons_in_order() if abs(other.position - lesson.position) == 1}
-    context = {
+    return {
         "lesson": lesson,
-        "segments": segments,
-        "reading": reading,
-        "module_progress": progress.module_progress(request.user, lesson.module),
+        "segments": [("html", mark_safe(piece) if n % 2 == 0 else content_cache.slot("check", piece)) for n, piece in enumerate(content.pieces)],
         "previous_lesson": neighbours.get(lesson.position - 1),
         "next_lesson": neighbours.get(lesson.position + 1),
         "prerequisites": content.prerequisites,
         "labs": [(slug, LABS.get(slug, slug)) for slug in lesson.labs],
         "code_css_version": code_css_version(),
-        # What the inline_check partial asks of a check answered in place: named here, so that no lookup fails
-        # (a failed template lookup raises, is caught and logged: 22 of them took a tenth of the page's time).
+        # Named here, so that no lookup fails (a failed template lookup raises, is caught and logged).
         "focus": False,
         "error": "",
     }
-    return render(request, "courseware/lesson.html", context)
 
 
 def _check_form(forms: dict, state: CheckState, lesson: Lesson, token: str) -> SafeString:
@@ -202,19 +211,13 @@ def _check_form(forms: dict, state: CheckState, lesson: Lesson, token: str) -> S
         context = {"state": CheckState(state.check, order=state.order), "lesson": lesson, "kept_form": True,
                    "csrf_token": content_cache.slot("csrf"), "focus": False, "error": ""}  # fmt: skip
         forms[key] = content_cache.SlottedHTML.render("courseware/lesson.html#inline_check", context)
-    note = ""
-    if state.previous is not None:
-        note = render_to_string("courseware/lesson.html#check_previous", {"previous": state.previous})
-    last = str(state.previous_option)
-
-    def value(kind: str, key: str) -> str:
-        if kind == "csrf":
-            return token
-        if kind == "checked":
-            return " checked" if key == last else ""
-        return note
-
-    return forms[key].fill(value)
+    own = {("csrf", ""): token}
+    previous = state.previous
+    if previous is not None:
+        own["checked", str(previous.option)] = " checked"
+        own["previous", ""] = kept_pages.fragment("check-previous", (timezone.localdate(previous.answered_at), previous.correct),
+                                                  lambda: render_to_string("courseware/lesson.html#check_previous", {"previous": previous}))  # fmt: skip
+    return forms[key].fill_from(own)
 
 
 def _get_check(check_id: str) -> InlineCheck:

@@ -37,6 +37,7 @@ from django_htmx.http import trigger_client_event
 
 from config.prepared import Prepared
 from courseware import content_cache
+from courseware.kept_pages import kept_page
 from courseware.models import Lesson
 from labs import checks, lineage, live, pace, panels, runs, steps
 from labs.catalogue import CATALOGUE
@@ -125,30 +126,30 @@ _RUN_OF_LAB = Prepared(lambda owner_id, lab: RunLab.objects.filter(owner_id=owne
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
+    """The catalogue, kept whole (courseware/kept_pages.py), with "run in progress" on the labs this learner started."""
     started = set()
     if request.user.is_authenticated:
         started = set(_LABS_STARTED(owner_id=request.user.pk))
-    lab_list, run_in_progress = _kept_lab_list()
-    return render(request, "labs/index.html", {"lab_list": lab_list.fill(lambda kind, slug: run_in_progress if slug in started else "")})
+    return kept_page(request, "labs", "labs/index.html", lambda: {"labs": CATALOGUE.values()},
+                     {("started", slug): _run_in_progress() for slug in started})  # fmt: skip
 
 
 @functools.cache
-def _kept_lab_list() -> tuple[content_cache.SlottedHTML, str]:
-    """The catalogue's list, with a slot on each lab for the learner's "run in progress", and that note.
-    Rendered once per process: the lab files are read when it starts."""
-    return (content_cache.SlottedHTML.render("labs/index.html#lab_list", {"labs": CATALOGUE.values()}),
-            render_to_string("labs/index.html#lab_started"))  # fmt: skip
+def _run_in_progress() -> str:
+    return render_to_string("labs/index.html#lab_started")
 
 
 @require_GET
 def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The lab with this learner's run; a first load (no run yet) is kept whole (courseware/kept_pages.py)."""
     lab = _get_lab(slug)
-    context = {"lab": lab, "run": None, "lessons": lab_lessons(lab)}
     if request.user.is_authenticated and _RUN_OF_LAB(owner_id=request.user.pk, lab=slug):  # a first load has none
         run_lab = RunLab.objects.filter(owner=request.user, lab=slug).select_related("run").first()
         if run_lab is not None:
-            context.update(run_context(request, lab, run_lab), read_only=access.is_frozen(run_lab.run_id))
-    return render(request, "labs/lab.html", context)
+            context = {"lab": lab, "lessons": lab_lessons(lab), **run_context(request, lab, run_lab),
+                       "read_only": access.is_frozen(run_lab.run_id)}  # fmt: skip
+            return render(request, "labs/lab.html", context)
+    return kept_page(request, f"lab:{slug}", "labs/lab.html", lambda: {"lab": lab, "run": None, "lessons": lab_lessons(lab)})
 
 
 def lab_lessons(lab: Lab) -> list[tuple[str, str]]:

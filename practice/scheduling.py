@@ -17,7 +17,7 @@ is the date the card comes back.
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.utils import timezone
 from fsrs import Card, Rating, Scheduler
@@ -65,8 +65,10 @@ def due_day(due: datetime) -> date:
 
 
 def due_count(dues: Iterable[datetime], today: date) -> int:
-    """How many of these due dates fall today or earlier (`due_cards`'s rule, for a count from due dates alone)."""
-    return sum(due_day(due) <= today for due in dues)
+    """How many of these due dates fall today or earlier (`due_cards`'s rule, for a count from due dates alone):
+    before the start of tomorrow in the site's time zone, which compares without converting each date."""
+    tomorrow = timezone.make_aware(datetime.combine(today + timedelta(days=1), time.min))
+    return sum(due < tomorrow for due in dues)
 
 
 def due_cards(cards: list[ReviewCard], today: date) -> list[ReviewCard]:

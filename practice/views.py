@@ -1,15 +1,19 @@
 """Practice pages: the question bank, answering, the review queue, progress, mock interviews, exports."""
 
+import hashlib
 from datetime import datetime
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from courseware import content_cache
+from courseware import content_cache, kept_pages
 from courseware.choices import shuffled_order
+from courseware.content_cache import slot
+from courseware.kept_pages import kept_page
 from practice import bank, charts, clock, drills, exports, interviewer, scheduling, stats
 from practice.mock import phase_seconds, read_phases, timeline
 from practice.models import Attempt, MockInterview, Question, Rating
@@ -43,15 +47,33 @@ def _get_attempt_for_visitor(request: HttpRequest, question_id: str, attempt_id:
 # --- The bank --------------------------------------------------------------------------
 
 
+FILTERS = ("topic", "kind", "difficulty", "status")
+
+
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    """The bank: every question's row kept per content version (practice/bank.py), with this learner's badges."""
+    """The bank, kept whole (courseware/kept_pages.py); its list kept per filters and learner's badges (practice/bank.py)."""
     progress = progress_for(request)
     today = clock.today()
     due_dates = progress.due_dates()
     scores = progress.latest_scores()
-    filters = {name: request.GET.get(name, "") for name in ("topic", "kind", "difficulty", "status")}
+    filters = tuple(request.GET.get(name, "") for name in FILTERS)
+    # Everything the list shows of this learner: two learners (or visitors) share a list only if it is the same.
+    own = tuple(sorted((question_id, due_dates.get(question_id), scores.get(question_id)) for question_id in due_dates.keys() | scores.keys()))
+    question_list = kept_pages.fragment("bank-list", (filters, today, own), lambda: _question_list(dict(zip(FILTERS, filters)), due_dates, scores, today))
+    if request.htmx:
+        return HttpResponse(question_list)
+    own = {
+        ("question-list", ""): question_list,
+        ("filters", ""): kept_pages.fragment("bank-filters", filters, lambda: bank.filter_form(dict(zip(FILTERS, filters)))),
+        ("due-count", ""): str(scheduling.due_count(due_dates.values(), today)),
+    }
+    return kept_page(request, "practice", "practice/index.html", lambda: {"total": len(bank.bank_rows()), "anonymous": progress.is_anonymous},
+                     own)  # fmt: skip
 
+
+def _question_list(filters: dict[str, str], due_dates: dict, scores: dict, today) -> str:
+    """The bank's list: the kept rows that pass the filters, each with this learner's badges."""
     bank_rows = bank.bank_rows()
     rows = []
     for row in bank_rows:
@@ -66,17 +88,7 @@ def index(request: HttpRequest) -> HttpResponse:
         if filters["status"] and status != filters["status"]:
             continue
         rows.append((row, status, due, scores.get(row.id)))
-
-    context = {
-        "rows_html": bank.list_html(rows),
-        "shown": len(rows),
-        "filter_form": bank.filter_form(filters),
-        "due_count": scheduling.due_count(due_dates.values(), today),
-        "total": len(bank_rows),
-        "anonymous": progress.is_anonymous,
-    }
-    template = "practice/index.html#question_list" if request.htmx else "practice/index.html"
-    return render(request, template, context)
+    return render_to_string("practice/index.html#question_list", {"rows_html": bank.list_html(rows), "shown": len(rows), "total": len(bank_rows)})
 
 
 # --- Answering -----------------------------------------------------------------------------
@@ -91,28 +103,63 @@ def _options_shown(progress, question: Question, attempts_before: int) -> list[t
 
 def _question_context(request: HttpRequest, question: Question, **extra) -> dict:
     progress = progress_for(request)
-    hints_shown = _int(request.GET.get("hints"), 0)
-    card = progress.card(question.id)
-    attempts = progress.attempts(question.id)
     return {
         "question": question,
-        "hints_shown": max(0, min(hints_shown, len(question.hints))),
-        "attempts": attempts,
-        "options_shown": _options_shown(progress, question, len(attempts)) if question.is_choice else [],
-        "card": card if card.state else None,
+        "hints_shown": _hints_shown(request, question),
+        **_own_parts(progress, question),
         "anonymous": progress.is_anonymous,
         "max_answer_chars": MAX_ANSWER_CHARS,
         **extra,
     }
 
 
+def _hints_shown(request: HttpRequest, question: Question) -> int:
+    return max(0, min(_int(request.GET.get("hints"), 0), len(question.hints)))
+
+
+def _own_parts(progress, question: Question) -> dict:
+    """The candidate's own parts of a question page, as HTML: their next review, their order of a choice
+    question's options (one of a few: kept rendered per order) and their attempts."""
+    card = progress.card(question.id)
+    attempts = progress.attempts(question.id)
+    options = ""
+    if question.is_choice:
+        shown = _options_shown(progress, question, len(attempts))
+        options = kept_pages.fragment("question-options", (question.id, tuple(i for i, _ in shown)),
+                                      lambda: render_to_string("practice/question.html#options", {"options_shown": shown}))  # fmt: skip
+    next_review = history = ""
+    if card.state:
+        next_review = kept_pages.fragment("next-review", (timezone.localdate(card.due),),
+                                          lambda: render_to_string("practice/question.html#next_review", {"card": card}))  # fmt: skip
+    if attempts:
+        history = kept_pages.fragment("question-history", tuple(_history_row(a) for a in attempts),
+                                      lambda: render_to_string("practice/history.html", {"attempts": attempts}))  # fmt: skip
+    return {"next_review_html": next_review, "options_html": options, "history_html": history}
+
+
+def _history_row(a: Attempt) -> tuple:
+    """Everything practice/history.html shows of an attempt (the answer by its digest): the key of a kept history,
+    so two candidates share one only if every row they would see is the same."""
+    return (a.pk, a.question_id, a.created_at, a.source, a.choice, a.score, None if a.grades is None else tuple(a.grades), len(a.matches),
+            hashlib.sha256(a.answer.encode()).digest())  # fmt: skip
+
+
 @require_GET
 def question(request: HttpRequest, question_id: str) -> HttpResponse:
+    """A question, kept whole per number of hints shown (courseware/kept_pages.py), with the candidate's own parts."""
     q = _question_to_show(question_id)
-    context = _question_context(request, q)
     if request.htmx and "hints" in request.GET:
-        return render(request, "practice/question.html#hints", context)
-    return render(request, "practice/question.html", context)
+        return render(request, "practice/question.html#hints", _question_context(request, q))
+    progress = progress_for(request)
+    hints_shown = _hints_shown(request, q)
+    parts = _own_parts(progress, q)
+    kept_context = {"question": q, "hints_shown": hints_shown, "anonymous": progress.is_anonymous, "max_answer_chars": MAX_ANSWER_CHARS,
+                    **{name: slot(kind) for kind, name in _OWN_PARTS.items()}}  # fmt: skip
+    return kept_page(request, f"question:{q.id}:{hints_shown}", "practice/question.html", lambda: kept_context,
+                     {(kind, ""): parts[name] for kind, name in _OWN_PARTS.items()})  # fmt: skip
+
+
+_OWN_PARTS = {"next-review": "next_review_html", "options": "options_html", "history": "history_html"}  # slot: context name
 
 
 @require_POST

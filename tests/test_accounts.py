@@ -40,3 +40,23 @@ def test_sign_up_ignores_a_next_url_on_another_site(client):
 
     assert response.status_code == 302
     assert response["Location"] == "/"
+
+
+def test_a_kept_session_decoding_never_carries_one_requests_changes_into_the_next(client, django_user_model):
+    """accounts/sessions.py remembers a signed-in session's decoded form by its signed text: each request gets
+    its own copy, and a changed session (its text changes) is decoded afresh."""
+    from accounts.sessions import SessionStore
+
+    user = django_user_model.objects.create_user("ada")
+    client.force_login(user)
+    key = client.cookies["sessionid"].value
+    first = SessionStore(key)
+    assert first["_auth_user_id"] == str(user.pk)
+    first["scribble"] = "only this request"
+
+    second = SessionStore(key)
+    assert "scribble" not in second and second["_auth_user_id"] == str(user.pk)
+    first.save()
+    assert SessionStore(key)["scribble"] == "only this request"
+    client.logout()
+    assert "_auth_user_id" not in SessionStore(key)

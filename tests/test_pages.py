@@ -245,3 +245,71 @@ def test_a_page_makes_as_many_queries_with_far_more_content_and_history(name, vi
     _grow(user)
 
     assert _queries(client, PAGES[name]) == few
+
+
+# --- Kept pages: each visitor's own parts, never another's ------------------------------------------
+
+
+def _token(html: str) -> str:
+    return re.search(r'hx-headers=\'\{"X-CSRFToken": "([^"]+)"\}\'', html)[1]
+
+
+def test_two_learners_one_after_the_other_get_their_own_parts_and_a_visitor_none(db, learner, client, django_user_model):
+    """Every page is kept rendered once (courseware/kept_pages.py): ada's request builds it, then bob, a visitor
+    and ada again open it, and each sees only their own name, progress, badges, runs and CSRF token."""
+    bob = django_user_model.objects.create_user("bob<b>")
+    bobs_lesson = Lesson.objects.exclude(slug__in=[LESSON, "transactional-outbox"]).order_by("position").first()
+    lesson_progress.mark_read(bob, bobs_lesson, read=True)
+    _graded(AccountProgress(bob), Question.objects.get(pk="brokers-kafka-ordering"), Rating.GOOD, 40, timezone.now() - timedelta(days=3))
+    bobs_lab = next(slug for slug in CATALOGUE if slug not in (LAB, RunLab.objects.get(owner=learner).lab))
+    RunLab.objects.create(run=create_run(bob), owner=bob, lab=bobs_lab)
+    bobs, visitor = Client(), Client()
+    bobs.force_login(bob)
+    total = Lesson.objects.count()
+    # What only ada's pages show, and what only bob's do.
+    own = {
+        "home": (f'href="{reverse("courseware:lesson", args=["transactional-outbox"])}"', f'href="{reverse("courseware:lesson", args=[bobs_lesson.slug])}"'),
+        "lesson catalogue": (f"2 of {total} lessons read", f"1 of {total} lessons read"),
+        "a lesson": ("You marked this lesson as read.", '<button type="submit" class="button">Mark as read</button>'),
+        "practice bank": ('title="Latest score">100%<', 'title="Latest score">40%<'),
+        "a question": ("Your attempts at this question", None),
+        "lab catalogue": (_run_in_progress(RunLab.objects.get(owner=learner).lab), _run_in_progress(bobs_lab)),
+        "a lab page": (None, None),
+    }
+
+    for name, path in PAGES.items():
+        first, second, anonymous, again = page(client, path), page(bobs, path), page(visitor, path), page(client, path)
+        adas_part, bobs_part = own[name]
+        for html in (first, again):
+            assert 'data-testid="signed-in-as">ada<' in html and "bob" not in html, name
+            assert _shows(html, adas_part) and not _shows(html, bobs_part, absent=False), name
+        assert 'data-testid="signed-in-as">bob&lt;b&gt;<' in second and ">ada<" not in second, name
+        assert _shows(second, bobs_part) and not _shows(second, adas_part, absent=False), name
+        assert "signed-in-as" not in anonymous and "Log in</a>" in anonymous, name
+        assert not _shows(anonymous, adas_part, absent=False) and not _shows(anonymous, bobs_part, absent=False), name
+        assert "<!--slot:" not in first + second + anonymous + again, name
+        assert len({_token(first), _token(second), _token(anonymous), _token(again)}) == 4, name
+
+
+def _run_in_progress(lab: str) -> re.Pattern:
+    """A lab's card on the catalogue that says a run of it is in progress."""
+    return re.compile(rf'<li id="{lab}" class="card lab-card">(?:(?!</li>).)*run in progress', re.S)
+
+
+def _shows(html: str, part: str | re.Pattern | None, absent: bool = True) -> bool:
+    """Whether the page shows `part`; a page without such a part (None) shows it when `absent` says so."""
+    if part is None:
+        return absent
+    return bool(part.search(html)) if isinstance(part, re.Pattern) else part in html
+
+
+def test_a_kept_page_shows_a_message_once_to_its_learner(client, learner):
+    """The lab page after a run is deleted is a first load again (kept); the note shows there, once."""
+    page(client, PAGES["a lab page"])  # kept before the message exists
+    run = create_run(learner)
+    RunLab.objects.create(run=run, owner=learner, lab=LAB)
+
+    response = client.post(reverse("labs:end", args=[run.pk]), follow=True)
+
+    assert "Run deleted. Your experiment history is kept." in response.content.decode()
+    assert "Run deleted." not in page(client, PAGES["a lab page"])
