@@ -335,7 +335,8 @@ def test_retries_recover_digests_from_a_flaky_provider_and_the_lineage_draws_eac
     press(page, 3, "Put email-primary down")
     press(page, 3, "Send 40 weekly digests")
     expect_check_green(page, "herd-seen")
-    page.locator(".retry-timing").scroll_into_view_if_needed()
+    # Scrolled in the page itself: a panels refresh may redraw the chart between Playwright's finding it and scrolling.
+    page.evaluate("document.querySelector('.retry-timing').scrollIntoView({block: 'center'})")
     screenshot("lab-retries-backoff-jitter-herd")
     press(page, 3, "Clear the fault and switch jitter and the breaker back on")
 

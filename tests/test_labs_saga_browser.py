@@ -64,7 +64,7 @@ def test_a_declined_payment_is_compensated_and_without_the_defences_orders_are_c
     expect(row.get_by_test_id("saga-state")).to_have_text("Cancelled, fully compensated", timeout=SLOW)
     expect_check_green(page, "declined-compensated")
     expect(page.get_by_test_id("stock-available")).to_have_text("95", timeout=SLOW)  # the declined orders' mugs came back
-    panel.scroll_into_view_if_needed()
+    page.evaluate("document.querySelector('[data-testid=saga-panel]').scrollIntoView()")  # in the page: a refresh may redraw it
     screenshot("lab-order-saga-declined")
     panels_screenshot(page, "lab-order-saga-declined")
     press(page, 2, "Stop the declines")
