@@ -238,7 +238,8 @@ def _unfinished(run_id: int) -> int:
     The driver asks about twenty times a second and must not eat the CPU it measures. Counting the
     rows by status did on PostgreSQL: each delivery row is rewritten three times, and without vacuum
     the (run, status) index keeps pointing at every dead version, so the count read the run's
-    whole history (measured: 8 ms a call, a fifth of the backends' CPU in the PostgreSQL pass).
+    whole history (measured: 8 ms a call; the driver's backends went from 0.07-0.09 to 0.05 s of
+    CPU per 1,000 delivered, the rest being the ANALYZE above).
     """
     from labs.models import TERMINAL
     from labs.pipeline import tally
@@ -254,12 +255,13 @@ def _named(env: dict, role: str) -> dict:
 
 def _where_waiting(run, client) -> dict[str, int]:
     from labs.models import Delivery, OutboxRow
+    from labs.pipeline.campaign import BATCH_SIZE
     from labs.pipeline.deliveries import on_broker
 
     batch_tasks = sum(client.llen(f"bench:{queue}") for queue in ("email", "sms", "push"))
     return {
         "outbox (unpublished)": OutboxRow.objects.filter(run=run, published_at=None).count(),
-        "in Redis (batches of 100)": batch_tasks * 100,
+        f"in Redis (batches of {BATCH_SIZE})": batch_tasks * BATCH_SIZE,
         "queued, not claimed": on_broker(run.pk).values("delivery_id").distinct().count(),
         "sending": Delivery.objects.filter(run=run, status="sending").count(),
     }

@@ -30,7 +30,7 @@ from labs.pipeline import budget, defences, deliveries, events, faults, provider
 from labs.pipeline.breaker import ProviderBreaker
 from labs.pipeline.topology import PROVIDERS
 
-BATCH_SIZE = 100
+BATCH_SIZE = 200
 
 
 def deliver_batch(run_id: int, items: list[tuple[int, int]]) -> None:
