@@ -46,6 +46,7 @@ class PostgresBackends:
 
     A backend's CPU dies with it, so each is read while it runs: those there at the start
     count from then, those that start later from zero (a forked backend starts at zero).
+    `by_client()` splits it by the client's application_name (PGAPPNAME in its environment).
     """
 
     def __init__(self):
@@ -54,6 +55,7 @@ class PostgresBackends:
         self.local = connection.vendor == "postgresql"
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.client: dict[int, str] = {}
         self._stop = threading.Event()
         self._done = threading.Event()
 
@@ -72,6 +74,14 @@ class PostgresBackends:
             return None
         return sum(self.last[pid] - self.first.get(pid, 0.0) for pid in self.last)
 
+    def by_client(self) -> dict[str, float]:
+        """CPU seconds (after `stop`) by the backends' application_name ("other" when a client named none)."""
+        found: dict[str, float] = {}
+        for pid, seconds in self.last.items():
+            name = self.client.get(pid) or "other"
+            found[name] = found.get(name, 0.0) + seconds - self.first.get(pid, 0.0)
+        return found
+
     def _run(self) -> None:
         from django.db import connection
 
@@ -79,8 +89,10 @@ class PostgresBackends:
         try:
             while True:
                 with connection.cursor() as cursor:
-                    cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-                    pids = [row[0] for row in cursor.fetchall()]
+                    cursor.execute("SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database()")
+                    clients = dict(cursor.fetchall())
+                self.client.update(clients)
+                pids = list(clients)
                 for pid, seconds in cpu_seconds_of(pids, descendants=False).items():
                     if Path(f"/proc/{pid}").exists():
                         self.last[pid] = seconds

@@ -157,7 +157,7 @@ class Template(models.Model):
 class NotificationIntent(models.Model):
     """What a client asked for: one message to one user, on one or more channels."""
 
-    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="intents")
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="intents", db_index=False)  # see Delivery.run
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE)
     template = models.ForeignKey(Template, on_delete=models.PROTECT)
     priority = models.CharField(max_length=16, choices=Priority.choices)
@@ -209,9 +209,11 @@ WAITING = (
 class Delivery(models.Model):
     """One intent on one channel: the unit the pipeline moves, retries and dead-letters."""
 
-    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="deliveries")
-    intent = models.ForeignKey(NotificationIntent, on_delete=models.CASCADE, related_name="deliveries")
-    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE)
+    # No index of their own: the indexes below begin with each of them (run, intent, recipient), and on
+    # PostgreSQL every index costs an entry on each of a delivery's three rewrites (bench/pipeline.py).
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    intent = models.ForeignKey(NotificationIntent, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, db_index=False)
     channel = models.CharField(max_length=8, choices=Channel.choices)
     queue = models.CharField(max_length=16)
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
@@ -255,7 +257,7 @@ class Delivery(models.Model):
 class OutboxRow(models.Model):
     """A message to publish, written in the same transaction as the state change that needs it."""
 
-    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="outbox")
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="outbox", db_index=False)  # see Delivery.run
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="outbox_rows")
     queue = models.CharField(max_length=16)
     generation = models.PositiveIntegerField()  # the delivery's generation this message may claim
@@ -291,7 +293,7 @@ class DeliveryAttempt(models.Model):
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_rows")
     # The delivery's run, kept on the attempt so the panels read a run's last minute of attempts
     # through one index instead of joining every delivery the run ever had.
-    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="attempts")
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="attempts", db_index=False)  # see Delivery.run
     number = models.PositiveSmallIntegerField()
     provider = models.CharField(max_length=32, blank=True)
     outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
@@ -361,7 +363,7 @@ class ProviderSend(models.Model):
     it has seen returns the first result instead of sending again (hence the unique key).
     """
 
-    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="provider_sends")
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="provider_sends", db_index=False)  # see Delivery.run
     provider = models.CharField(max_length=32)
     idempotency_key = models.CharField(max_length=120)
     channel = models.CharField(max_length=8, choices=Channel.choices)

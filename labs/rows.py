@@ -21,11 +21,19 @@ Use it inside a transaction (on SQLite each statement would otherwise commit on 
 PostgreSQL: a hundred ids in `IN (%s, …)` are a hundred parameters, which psycopg parses and quotes
 one by one in Python on every call (see above); one array keeps the statement the same text whatever
 the count, so both psycopg and the server's prepared statements reuse it.
+
+Both send each array as its text form, written here (`array_text`): psycopg adapts a list
+element by element in Python, which was a fifth of a campaign worker's CPU on PostgreSQL
+(py-spy, bench/pipeline.py), while joining the elements' text is a few C calls per row.
 """
+
+import json
+from datetime import date, datetime, time
 
 from django.db import connection
 from django.db.models import Model
 from django.db.models.lookups import In
+from psycopg.types.json import Jsonb
 
 PASS_THROUGH = {int, str, type(None)}  # exact types: a str enum or a bool goes through its field
 STATEMENT_CHARS = 3500  # SQLite: short statements, each cached by the driver as a prepared statement
@@ -38,6 +46,53 @@ def insert_rows(model: type[Model], rows: list[dict], ignore_conflicts: bool = F
     if not rows:
         return []
     assert connection.in_atomic_block, "insert_rows belongs inside transaction.atomic()"
+    fields, values = _prepared(model, rows)
+    quote = connection.ops.quote_name
+    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+    tail = (" ON CONFLICT DO NOTHING" if ignore_conflicts else "") + (
+        f" RETURNING {quote(model._meta.pk.column)}" if return_ids else ""
+    )
+    if connection.vendor == "postgresql":
+        sql, params = unnest_insert(model, rows, prepared=(fields, values))
+        with connection.cursor() as cursor:
+            cursor.execute(f"{sql}{tail}", params)
+            # In the order of the arrays, as PostgreSQL inserts an unnest's rows (bulk_create relies on the same for VALUES).
+            return [row[0] for row in cursor.fetchall()] if return_ids else []
+    head += "VALUES "
+    one_row = f"({', '.join(['%s'] * len(fields))})"
+    per_statement = max(1, min((STATEMENT_CHARS - len(head)) // (len(one_row) + 2), 999 // len(fields)))
+    ids: list[int] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(values), per_statement):
+            chunk = values[start : start + per_statement]
+            cursor.execute(f"{head}{', '.join([one_row] * len(chunk))}{tail}", [v for row in chunk for v in row])
+            if return_ids:
+                ids += [row[0] for row in cursor.fetchall()]  # in the order of VALUES, as bulk_create relies on too
+    return ids
+
+
+def model_from_row(model: type[Model], fields, values) -> Model:
+    """An instance of `model` from its `fields`' columns as the driver returned them, converted as
+    the ORM converts them (a JSON field's text decoded): for rows a hand-written statement returns."""
+    key = (model, tuple(fields))
+    if key not in _converters:  # asking each field for its converters costs more than converting
+        _converters[key] = ([f.attname for f in fields],
+                            [(i, f.get_db_converters(connection)) for i, f in enumerate(fields) if f.get_db_converters(connection)])  # fmt: skip
+    names, converting = _converters[key]
+    if converting:
+        values = list(values)
+        for index, converters in converting:
+            if values[index] is not None:
+                for convert in converters:
+                    values[index] = convert(values[index], None, connection)
+    return model.from_db(connection.alias, names, values)
+
+
+_converters: dict = {}
+
+
+def _prepared(model: type[Model], rows: list[dict]) -> tuple[list, list[list]]:
+    """The fields to insert and each row's values for them, prepared for the database."""
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     given = rows[0].keys()
     unknown = set(given) - {f.attname for f in fields}
@@ -56,38 +111,68 @@ def insert_rows(model: type[Model], rows: list[dict], ignore_conflicts: bool = F
         except TypeError:  # unhashable, a JSON field's dict: prepared row by row
             return field.get_db_prep_save(value, connection)
 
-    values = [[prepared(f, row[f.attname]) if f.attname in given else defaults[f.attname] for f in fields] for row in rows]
+    return fields, [[prepared(f, row[f.attname]) if f.attname in given else defaults[f.attname] for f in fields] for row in rows]
+
+
+def unnest_insert(model: type[Model], rows: list[dict], where: str = "", prepared=None) -> tuple[str, list]:
+    """PostgreSQL: `insert_rows`' statement (and its parameters) as text, to run inside a larger one; the
+    rows are `given` and `where` may pick some of them (`given.delivery_id IN (SELECT id FROM moved)`)."""
+    fields, values = prepared or _prepared(model, rows)
     quote = connection.ops.quote_name
-    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-    tail = (" ON CONFLICT DO NOTHING" if ignore_conflicts else "") + (
-        f" RETURNING {quote(model._meta.pk.column)}" if return_ids else ""
-    )
-    if connection.vendor == "postgresql":
-        arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
-        with connection.cursor() as cursor:
-            cursor.execute(f"{head}SELECT * FROM unnest({arrays}){tail}", [list(column) for column in zip(*values)])
-            # In the order of the arrays, as PostgreSQL inserts an unnest's rows (bulk_create relies on the same for VALUES).
-            return [row[0] for row in cursor.fetchall()] if return_ids else []
-    head += "VALUES "
-    one_row = f"({', '.join(['%s'] * len(fields))})"
-    per_statement = max(1, min((STATEMENT_CHARS - len(head)) // (len(one_row) + 2), 999 // len(fields)))
-    ids: list[int] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(values), per_statement):
-            chunk = values[start : start + per_statement]
-            cursor.execute(f"{head}{', '.join([one_row] * len(chunk))}{tail}", [v for row in chunk for v in row])
-            if return_ids:
-                ids += [row[0] for row in cursor.fetchall()]  # in the order of VALUES, as bulk_create relies on too
-    return ids
+    columns = ", ".join(quote(f.column) for f in fields)
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays}) AS given ({columns})"
+           + (f" WHERE {where}" if where else ""))  # fmt: skip
+    return sql, [array_text(column) for column in zip(*values)]
 
 
 class AnyOf(In):
-    """`field__any=values`: `IN (…)`, and on PostgreSQL `= ANY(%s)` with the values as one array
-    (registered on every field by labs.apps)."""
+    """`field__any=values`: `IN (…)`, and on PostgreSQL `= ANY(%s::type[])` with the values as one
+    array (registered on every field by labs.apps)."""
 
     lookup_name = "any"
 
     def as_postgresql(self, compiler, connection):
         lhs, lhs_params = self.process_lhs(compiler, connection)
         _, values = self.process_rhs(compiler, connection)  # prepared by the field, as for IN
-        return f"{lhs} = ANY(%s)", (*lhs_params, list(values))
+        return f"{lhs} = ANY(%s::{self.lhs.output_field.db_type(connection)}[])", (*lhs_params, array_text(values))
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# How each type of value is written inside PostgreSQL's text form of an array (exact types: a
+# subclass, such as a str enum, goes through `_element`).
+_ELEMENT = {
+    int: str,
+    str: _quoted,
+    type(None): lambda value: "NULL",
+    bool: lambda value: "t" if value else "f",
+    float: repr,
+    datetime: lambda value: _quoted(value.isoformat()),
+    date: lambda value: value.isoformat(),
+    time: lambda value: value.isoformat(),
+    Jsonb: lambda value: _quoted((value.dumps or json.dumps)(value.obj)),
+}
+
+
+def _element(value) -> str:
+    write = _ELEMENT.get(type(value))
+    if write is not None:
+        return write(value)
+    if isinstance(value, str):
+        return _quoted(str.__str__(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(int(value))
+    raise TypeError(f"no array text for {type(value).__name__}")
+
+
+def array_text(values) -> str | list:
+    """PostgreSQL's text form of a one-dimensional array of `values` (`{1,2,"it's \\"x\\""}`), sent as
+    one text parameter and cast by the statement (`%s::bigint[]`). A value of a type not listed
+    above leaves the list to psycopg's own adapter."""
+    try:
+        return "{" + ",".join([_element(value) for value in values]) + "}"
+    except TypeError:
+        return list(values)

@@ -96,6 +96,7 @@ def test_an_intent_travels_from_the_api_through_outbox_relay_and_worker_to_the_p
 
 def test_a_campaign_is_a_few_lines_in_the_event_feed_not_one_per_message(run):
     from labs.live import describe
+    from labs.pipeline.campaign import BATCH_SIZE
 
     response = LabClient(run).batch([{"idempotency_key": f"c{i}", "user_id": i % 50 + 1, "template": "weekly_digest",
                                       "channels": ["email"], "data": {"count": 2}} for i in range(250)])  # fmt: skip
@@ -109,9 +110,9 @@ def test_a_campaign_is_a_few_lines_in_the_event_feed_not_one_per_message(run):
     assert describe(accepted)[1] == "250 notifications accepted in one request (weekly_digest)"
     published = [e for e in feed if e["kind"] == "published_batch"]
     delivered = [e for e in feed if e["kind"] == "batch_delivered"]
-    # Batches hold at most 100, and every delivery shows up in exactly one of them.
+    # Batches hold at most BATCH_SIZE, and every delivery shows up in exactly one of them.
     for lines in (published, delivered):
-        assert 3 <= len(lines) <= 10 and all(e["count"] <= 100 for e in lines)
+        assert 2 <= len(lines) <= 10 and all(e["count"] <= BATCH_SIZE for e in lines)
         assert sorted(pk for e in lines for pk in e["deliveries"]) == sorted(Delivery.objects.filter(run=run).values_list("pk", flat=True))
     assert describe(delivered[0])[1].startswith(f"{delivered[0]['count']} email deliveries sent by email-primary in one bulk call")
 

@@ -65,3 +65,23 @@ def test_ignore_conflicts_keeps_the_first_row_and_without_it_the_conflict_is_an_
 def test_a_field_the_model_does_not_have_is_refused(run):
     with pytest.raises(AssertionError, match="OutboxRow has no field delivery"), transaction.atomic():
         insert_rows(OutboxRow, [{"run_id": run.pk, "delivery": 1, "queue": "email", "generation": 0}])
+
+
+AWKWARD = ['say "hi"', "back\\slash", "NULL", "", "a,b {c}", "  spaced  ", "it's", "ünïcode"]
+
+
+def test_text_that_looks_like_array_syntax_or_null_reads_back_as_written(run):
+    # On PostgreSQL each column travels as the text of one array (labs.rows.array_text): quotes,
+    # backslashes, braces, commas and the word NULL must come back as the learner's own text.
+    at = datetime(2026, 11, 22, 8, 30, 15, 123456, tzinfo=timezone.utc)
+    rows = [{**row, "idempotency_key": key, "data": {"note": key, "nested": [key, None]}}
+            for row, key in zip(intents(run, len(AWKWARD), at), AWKWARD, strict=True)]  # fmt: skip
+    with transaction.atomic():
+        ids = insert_rows(NotificationIntent, rows, return_ids=True)
+
+    saved = NotificationIntent.objects.in_bulk(ids)
+    assert [saved[pk].idempotency_key for pk in ids] == AWKWARD
+    assert [saved[pk].data for pk in ids] == [{"note": key, "nested": [key, None]} for key in AWKWARD]
+    found = NotificationIntent.objects.filter(run=run, idempotency_key__any=["NULL", 'say "hi"', "back\\slash", "missing"])
+    assert sorted(found.values_list("idempotency_key", flat=True)) == sorted(["NULL", 'say "hi"', "back\\slash"])
+    assert set(NotificationIntent.objects.filter(pk__any=ids[:3]).values_list("pk", flat=True)) == set(ids[:3])

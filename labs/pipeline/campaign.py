@@ -22,17 +22,15 @@ from collections import defaultdict
 from dataclasses import replace
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from config.celery import node_name
-from labs.models import AttemptOutcome, Delivery, DeliveryAttempt, LabRun, Recipient, Template
-from labs.pipeline import budget, defences, deliveries, events, faults, providers, tally, worker
+from labs.models import AttemptOutcome, Delivery, LabRun, Recipient, Template
+from labs.pipeline import budget, defences, deliveries, events, faults, providers, worker
 from labs.pipeline.breaker import ProviderBreaker
 from labs.pipeline.topology import PROVIDERS
-from labs.rows import insert_rows
 
-BATCH_SIZE = 100
+BATCH_SIZE = 200
 
 
 def deliver_batch(run_id: int, items: list[tuple[int, int]]) -> None:
@@ -44,19 +42,17 @@ def deliver_batch(run_id: int, items: list[tuple[int, int]]) -> None:
             worker.deliver(delivery_id, generation)
         return
     now = timezone.now()
-    held: dict[int, int] = {}
+    taken: list[Delivery] = []
     for generation in {generation for _, generation in items}:
-        for pk in deliveries.claim_many([pk for pk, at in items if at == generation], generation):
-            held[pk] = generation + 1
-    claimed = set(held)
-    fresh = set(claimed)
+        taken += deliveries.claim_many([pk for pk, at in items if at == generation], generation)
+    fresh = {d.pk for d in taken}
     for delivery_id, _ in items:
         if delivery_id in fresh:
             fresh.discard(delivery_id)  # a second copy in this same batch is a duplicate too
         else:
             worker.note_duplicate(delivery_id)
-    chaos = faults.fault_for(run.pk, faults.PIPELINE)
-    taken = _load(run, held)
+    chaos = (run.faults or {}).get(faults.PIPELINE, {})  # the run's faults as this batch found them
+    _load(run, taken)
     if taken:
         events.emit(run.pk, "batch_started", channel=taken[0].channel, count=len(taken), deliveries=[d.pk for d in taken])
     by_channel: dict[str, list] = defaultdict(list)
@@ -72,16 +68,16 @@ def deliver_batch(run_id: int, items: list[tuple[int, int]]) -> None:
     _record(run, results, now)
 
 
-def _load(run: LabRun, held: dict[int, int]) -> list[Delivery]:
-    """The claimed deliveries (id → generation held) with what sending them needs. A run has a
-    few dozen users and templates, so each is loaded once per batch rather than once per message."""
-    taken = list(Delivery.objects.select_related("intent").filter(pk__any=held))
+def _load(run: LabRun, taken: list[Delivery]) -> None:
+    """Give the claimed deliveries the rest of what sending them needs. A run has a few dozen users
+    and templates, so each is loaded once per batch rather than once per message."""
+    if not taken:
+        return
     recipients = Recipient.objects.in_bulk({d.recipient_id for d in taken})
     templates = Template.objects.in_bulk({d.intent.template_id for d in taken})
     for delivery in taken:
-        delivery.run, delivery.recipient, delivery.generation = run, recipients[delivery.recipient_id], held[delivery.pk]
+        delivery.run, delivery.recipient = run, recipients[delivery.recipient_id]
         delivery.intent.template = templates[delivery.intent.template_id]
-    return taken
 
 
 def _send(run: LabRun, channel: str, ready: list[tuple[Delivery, worker.Prepared]]) -> list[tuple[Delivery, worker.Outcome]]:
@@ -112,7 +108,8 @@ def _send(run: LabRun, channel: str, ready: list[tuple[Delivery, worker.Prepared
     found: dict = {}  # with the run's discovery on, the one instance this bulk call goes to
     try:
         found = worker.find_instance(run, primary) if messages else {}
-        sent = providers.send_batch(primary, messages, settings.LAB_PROVIDER_TIMEOUT_MS, instance=found.get("instance", ""))
+        sent = providers.send_batch(primary, messages, settings.LAB_PROVIDER_TIMEOUT_MS, instance=found.get("instance", ""),
+                                    fault=(run.faults or {}).get(primary, {}))  # fmt: skip
     except providers.NoInstance as exc:
         sent = [exc for _ in messages]
     latency = int((timezone.now() - started).total_seconds() * 1000)
@@ -133,21 +130,17 @@ def _record(run: LabRun, results: list, started_at) -> None:
     now, worker_name = timezone.now(), node_name()
     succeeded = [(d, o, p) for d, o, p in results if o.status == AttemptOutcome.SUCCEEDED]
     if succeeded:
-        with transaction.atomic(), tally.counting():
-            # Only deliveries this worker still holds move on, and only they get an attempt row:
-            # a takeover has already recorded the others.
-            done = set()
-            for provider in {o.provider for _, o, _ in succeeded}:
-                done.update(d.pk for d in deliveries.finish_many([d for d, o, _ in succeeded if o.provider == provider], provider))
+        done = set()
+        for provider in {o.provider for _, o, _ in succeeded}:
+            mine = [(d, o, p) for d, o, p in succeeded if o.provider == provider]
             attempts = [
                 {"delivery_id": d.pk, "run_id": run.pk, "number": d.attempts, "provider": o.provider, "outcome": o.status,
                  "started_at": started_at, "finished_at": now, "latency_ms": o.latency_ms,
                  "quiet_hours": p.quiet_hours, "local_time": p.local_time, "instance": o.instance, "resolved_by": o.resolved_by,
                  "instance_unhealthy": o.instance_unhealthy, "stale_answer": o.stale_answer, "worker": worker_name}
-                for d, o, p in succeeded if d.pk in done
+                for d, o, p in mine
             ]  # fmt: skip
-            insert_rows(DeliveryAttempt, attempts)
-            tally.add(tally.of_run(run.pk, tally.attempt_counts(attempts)))
+            done.update(d.pk for d in deliveries.finish_many([d for d, _, _ in mine], provider, attempts))
         # The deliveries this batch moved to delivered (a lab page's strip counts them from this event).
         events.emit_many(run.pk, [
             ("batch_delivered", {"channel": channel, "provider": provider, "count": len(sent), "latency_ms": sent[0][1].latency_ms,

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -44,11 +45,12 @@ from labs.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    NotificationIntent,
     OutboxRow,
     Recipient,
 )
 from labs.pipeline import tally
-from labs.rows import insert_rows
+from labs.rows import array_text, insert_rows, model_from_row, unnest_insert
 
 S = DeliveryStatus
 
@@ -114,18 +116,40 @@ def claim_any(delivery_id: int) -> int | None:
     return current + 1
 
 
-def claim_many(delivery_ids: list[int], generation: int) -> set[int]:
-    """`claim` for many deliveries whose messages carry one generation; the ids this caller took."""
-    waiting = Delivery.objects.filter(pk__any=delivery_ids, generation=generation, status__any=WAITING)
+def claim_many(delivery_ids: list[int], generation: int) -> list[Delivery]:
+    """`claim` for many deliveries whose messages carry one generation: the deliveries this caller
+    took, loaded with their intents (what sending them needs), in one statement on PostgreSQL."""
     claimed = {"status": S.SENDING, "generation": generation + 1, "claimed_at": Now(), "claimed_by": node_name(),
                "provider": "", "updated_at": Now()}  # fmt: skip
+    waiting = Delivery.objects.filter(pk__any=delivery_ids, generation=generation, status__any=WAITING)
     if not _locks():  # SQLite: one writer at a time
-        return _update_returning_ids(waiting, **claimed)
-    with transaction.atomic():
-        # Lock in id order, so two workers holding copies of one batch queue up instead of
-        # deadlocking; the second finds the generation moved on.
-        locked = waiting.select_for_update().order_by("pk").values("pk")
-        return _update_returning_ids(Delivery.objects.filter(pk__in=locked), **claimed)
+        taken = _update_returning_ids(waiting, **claimed)
+        return list(Delivery.objects.select_related("intent").filter(pk__any=taken)) if taken else []
+    # Lock in id order, so two workers holding copies of one batch queue up instead of deadlocking;
+    # the second finds the generation moved on. One statement, so no transaction of its own.
+    update = Delivery.objects.filter(pk__in=RawSQL('SELECT "pk" FROM locked', ())).filter(generation=generation, status__any=WAITING)
+    locked, locked_params = waiting.order_by("pk").values("pk").query.sql_with_params()
+    query = update.query.chain(UpdateQuery)
+    query.add_update_values(claimed)
+    update_sql, update_params = query.get_compiler(update.db).as_sql()
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    intents = connection.ops.quote_name(NotificationIntent._meta.db_table)
+    delivery_fields, intent_fields = Delivery._meta.concrete_fields, NotificationIntent._meta.concrete_fields
+    columns = ", ".join([*(f"claimed.{connection.ops.quote_name(f.column)}" for f in delivery_fields),
+                         *(f"intent.{connection.ops.quote_name(f.column)}" for f in intent_fields)])  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH locked AS ({locked} FOR UPDATE), claimed AS ({update_sql} RETURNING {table}.*) "
+            f"SELECT {columns} FROM claimed JOIN {intents} intent ON intent.id = claimed.intent_id",
+            (*locked_params, *update_params),
+        )
+        rows = cursor.fetchall()
+    taken = []
+    for row in rows:
+        delivery = model_from_row(Delivery, delivery_fields, row[: len(delivery_fields)])
+        delivery.intent = model_from_row(NotificationIntent, intent_fields, row[len(delivery_fields) :])
+        taken.append(delivery)
+    return taken
 
 
 def dispatch(delivery: Delivery, provider: str) -> bool:
@@ -217,18 +241,67 @@ def finish(delivery: Delivery, status: str, attempt: DeliveryAttempt | None = No
     return True
 
 
-def finish_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
-    """Mark a batch delivered by `provider` (never in-app: batches carry campaign channels);
-    returns the deliveries this worker still held. Call inside the transaction that records them."""
+def finish_many(deliveries: list[Delivery], provider: str, attempts: list[dict]) -> list[Delivery]:
+    """Mark a batch delivered by `provider` (never in-app: batches carry campaign channels) with
+    its attempt rows (`attempts`, one per delivery, as labs.rows.insert_rows takes them), counted
+    with them; only the deliveries this worker still held move on and get their attempt: a takeover
+    has already recorded the others. Returns those. On PostgreSQL one statement does it all."""
     assert not any(d.channel == "inapp" for d in deliveries)
-    held = _move_held(deliveries, status=S.DELIVERED, provider=provider, finished_at=Now(), next_attempt_at=None)
+    written = {attempt["delivery_id"]: attempt for attempt in attempts}
+    moved = dict(status=S.DELIVERED, provider=provider, finished_at=Now(), next_attempt_at=None)
+    if connection.vendor == "postgresql":
+        held = _finish_in_one_statement(deliveries, moved, attempts)
+    else:
+        with transaction.atomic(), tally.counting():
+            held = _move_held(deliveries, **moved)
+            insert_rows(DeliveryAttempt, [written[d.pk] for d in deliveries if d.pk in held])
+            tally.add(tally.of_run(deliveries[0].run_id, _finished_counts([d for d in deliveries if d.pk in held],
+                                                                          [written[d.pk] for d in deliveries if d.pk in held])))  # fmt: skip
     mine = [d for d in deliveries if d.pk in held]
     for delivery in mine:
         delivery.generation += 1
-    if mine:
-        tally.add(tally.of_run(mine[0].run_id, {tally.status(S.DELIVERED): len(mine),
-                                                "delivered_after_replay": sum(1 for d in mine if d.replays > 0)}))  # fmt: skip
     return mine
+
+
+def _finished_counts(finished: list[Delivery], attempts: list[dict]) -> dict[str, int]:
+    return {tally.status(S.DELIVERED): len(finished), "delivered_after_replay": sum(1 for d in finished if d.replays > 0),
+            **tally.attempt_counts(attempts)}  # fmt: skip
+
+
+def _finish_in_one_statement(deliveries: list[Delivery], changes: dict, attempts: list[dict]) -> set[int]:
+    """`finish_many` on PostgreSQL: the conditional UPDATE, the attempt rows of the deliveries it moved
+    and their running counts, as one statement per generation held (no transaction of its own to begin
+    and commit: a statement is one). The counts go last and in (run, name) order, as labs.pipeline.tally's
+    rule says."""
+    run_id, held = deliveries[0].run_id, set()
+    for generation in {d.generation for d in deliveries}:
+        ids = {d.pk for d in deliveries if d.generation == generation}
+        update = Delivery.objects.filter(pk__any=ids, generation=generation, status=S.SENDING)
+        query = update.query.chain(UpdateQuery)
+        query.add_update_values({"generation": generation + 1, "updated_at": Now(), **changes})
+        update_sql, update_params = query.get_compiler(update.db).as_sql()
+        insert_sql, insert_params = unnest_insert(DeliveryAttempt, [a for a in attempts if a["delivery_id"] in ids],
+                                                  where='given."delivery_id" IN (SELECT "id" FROM moved)')  # fmt: skip
+        # Each attempt's counts (labs.pipeline.tally.attempt_counts), one (delivery, name) pair per unit.
+        pairs = [(attempt["delivery_id"], name) for attempt in attempts if attempt["delivery_id"] in ids
+                 for name, value in tally.attempt_counts([attempt]).items() for _ in range(value)]  # fmt: skip
+        counts_sql, counts_params = tally.upsert_select(
+            "SELECT name, SUM(value) FROM ("
+            ' SELECT counted.name, COUNT(*) AS value FROM unnest(%s::bigint[], %s::text[]) AS counted ("delivery_id", name)'
+            '  WHERE counted."delivery_id" IN (SELECT "id" FROM moved) GROUP BY counted.name'
+            " UNION ALL SELECT %s, COUNT(*) FROM moved"
+            " UNION ALL SELECT 'delivered_after_replay', COUNT(*) FILTER (WHERE replays > 0) FROM moved"
+            ") AS found GROUP BY name",
+            [array_text([pk for pk, _ in pairs]), array_text([name for _, name in pairs]), tally.status(S.DELIVERED)], run_id)
+        table = connection.ops.quote_name(Delivery._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'WITH moved AS ({update_sql} RETURNING {table}."id", {table}."replays"), written AS ({insert_sql}), '
+                f'counted AS ({counts_sql}) SELECT "id" FROM moved',
+                (*update_params, *insert_params, *counts_params),
+            )
+            held |= {pk for (pk,) in cursor.fetchall()}
+    return held
 
 
 def dead_letter(delivery: Delivery, group: str, error: str, attempt: DeliveryAttempt | None = None, **changes) -> bool:

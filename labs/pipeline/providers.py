@@ -18,7 +18,7 @@ from django.utils import timezone
 from labs.models import ProviderSend, Template, TemplateCategory
 from labs.pipeline import discovery, faults, tally
 from labs.pipeline.quiet_hours import sent_inside
-from labs.rows import insert_rows
+from labs.rows import array_text, insert_rows
 
 
 class ProviderError(Exception):
@@ -126,11 +126,12 @@ def send(provider: str, message: OutgoingMessage, timeout_ms: int, instance: str
     return result
 
 
-def send_batch(provider: str, messages: list[OutgoingMessage], timeout_ms: int, instance: str = "") -> list[SendResult | ProviderError]:
+def send_batch(provider: str, messages: list[OutgoingMessage], timeout_ms: int, instance: str = "",
+               fault: dict | None = None) -> list[SendResult | ProviderError]:  # fmt: skip
     """A bulk send (as email and SMS providers offer for campaigns): one result per message, in order.
 
     One call, so latency and a timeout apply to the batch as a whole; the share-based
-    faults are drawn for each message.
+    faults are drawn for each message. `fault`: the provider's faults, if the caller has just read them.
     """
     if not messages:
         return []
@@ -140,7 +141,7 @@ def send_batch(provider: str, messages: list[OutgoingMessage], timeout_ms: int, 
             visit_instance(run_id, instance, timeout_ms)
         except ProviderError as exc:
             return [exc for _ in messages]
-    fault = faults.fault_for(run_id, provider)
+    fault = faults.fault_for(run_id, provider) if fault is None else fault
     results: list[SendResult | ProviderError | None] = [None] * len(messages)
     if fault:
         first_call = faults.count_calls(run_id, provider, len(messages)) - len(messages) + 1
@@ -228,7 +229,7 @@ def _take_turns(messages: list[OutgoingMessage]) -> None:
         return
     turns = sorted({_turn(m) for m in messages})
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(turn) FROM unnest(%s::bigint[]) AS turn", [turns])
+        cursor.execute("SELECT pg_advisory_xact_lock(turn) FROM unnest(%s::bigint[]) AS turn", [array_text(turns)])
 
 
 def _turn(message: OutgoingMessage) -> int:

@@ -36,6 +36,7 @@ from config.redis_client import get_redis
 from labs.models import OutboxRow, RelayLease, SagaMessage
 from labs.pipeline import deliveries, events, faults, tally
 from labs.pipeline.intake import URGENT_QUEUE
+from labs.rows import array_text
 
 log = logging.getLogger("faultline.relay")
 
@@ -197,7 +198,8 @@ def mark_published(ids: list[int]) -> None:
     table, quote = OutboxRow._meta.db_table, connection.ops.quote_name
     with transaction.atomic(), tally.counting(), connection.cursor() as cursor:
         # The ids as one array on PostgreSQL (see labs.rows.AnyOf), a list of parameters on SQLite.
-        ids_sql, params = ("= ANY(%s)", [ids]) if connection.vendor == "postgresql" else (f"IN ({', '.join(['%s'] * len(ids))})", ids)
+        ids_sql, params = (("= ANY(%s::bigint[])", [array_text(ids)]) if connection.vendor == "postgresql"
+                           else (f"IN ({', '.join(['%s'] * len(ids))})", ids))  # fmt: skip
         cursor.execute(f"UPDATE {quote(table)} SET published_at = {_NOW_SQL[connection.vendor]} WHERE id {ids_sql} "
                        "RETURNING run_id, published_at, available_at", params)
         longest: dict[int, int] = {}

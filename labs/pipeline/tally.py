@@ -109,6 +109,16 @@ def _upsert(counts: dict[tuple[int, str], int], update: str) -> None:
         )
 
 
+def upsert_select(select_sql: str, params: list, run_id: int) -> tuple[str, list]:
+    """PostgreSQL: the statement that adds to `run_id`'s counts the (name, value) rows `select_sql`
+    finds, rows in name order as `counting` writes them, to run inside a larger statement (a
+    transition done in one: labs.pipeline.deliveries.finish_many)."""
+    table = connection.ops.quote_name(RunCount._meta.db_table)
+    return (f"INSERT INTO {table} (run_id, name, value) SELECT %s, name, value FROM ({select_sql}) AS counts (name, value) "
+            f"WHERE value <> 0 ORDER BY name ON CONFLICT (run_id, name) DO UPDATE SET value = {table}.value + excluded.value",
+            [run_id, *params])  # fmt: skip
+
+
 def of_run(run_id: int, counts: dict[str, int]) -> dict[tuple[int, str], int]:
     return {(run_id, name): value for name, value in counts.items()}
 
