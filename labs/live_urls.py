@@ -27,5 +27,5 @@ urlpatterns = [
     path("services/<int:run_id>/template-service/templates/<str:name>", services.template, name="template_service"),
     path("workshops/<int:workshop_id>/stop", workshop_views.stop, name="workshop_stop"),
     path("workshops/<int:workshop_id>/broadcasts", workshop_views.broadcast, name="workshop_broadcast"),
-    path("workshops/<int:workshop_id>/cohort", workshop_views.cohort_tiles, name="workshop_cohort"),
+    path("workshops/<int:workshop_id>/cohort", workshop_views.cohort_tiles_in_lane, name="workshop_cohort"),
 ]

@@ -17,7 +17,9 @@ Each instructor action answers an htmx request with the controls again (and a "c
 event, so the grid refreshes at once); without htmx it redirects back to the grid.
 """
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -259,6 +261,14 @@ def cohort_tiles(request: HttpRequest, workshop_id: int) -> HttpResponse:
     """The grid's tiles alone, which the grid polls (through the instructor's lane behind a proxy)."""
     workshop = _get_workshop_for_instructor(request, workshop_id)
     return render(request, "workshops/grid.html#cohort", _cohort_context(request, workshop))
+
+
+async def cohort_tiles_in_lane(request: HttpRequest, workshop_id: int) -> HttpResponse:
+    """`cohort_tiles` for the live process, in a thread of the executor's own: Django's ASGI handler runs every sync
+    view of the process one at a time in one thread, and a grid refresh (a second on a saturated machine) must not
+    hold an instructor's emergency stop or broadcast behind it. Reached over WSGI (the page server, the tests) it runs
+    in the request's own thread, as a sync view would."""
+    return await sync_to_async(cohort_tiles, thread_sensitive=not isinstance(request, ASGIRequest))(request, workshop_id)
 
 
 def _controls_response(request: HttpRequest, workshop: Workshop, note: str = "", error: str = "", **forms) -> HttpResponse:
