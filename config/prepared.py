@@ -14,6 +14,13 @@ A placeholder may be an int, a str or an aware datetime (a moment no real call p
 the compiled query holds a datetime as the database backend adapted it, and each call's datetime is
 adapted the same way. A moment derived from another (`now - timedelta(...)`) needs a placeholder of its
 own: the compiled query knows only the values it was built with.
+
+Running the query takes the lean path too (`fetch_all`): Django's cursor machinery costs about forty
+Python calls a statement (the connection looked up through a context-local, the cursor wrapped, errors
+and thread sharing checked, the `%s` placeholders rewritten for SQLite), as many as a signed-in page's
+whole session check. A prepared read goes to the driver's own cursor with the statement already in the
+driver's placeholders, inside Django's error translation. Whatever watches queries (a test counting
+them, `DEBUG`'s log, an execute wrapper) or a transaction that must be rolled back gets Django's own path.
 """
 
 from collections.abc import Callable
@@ -22,6 +29,7 @@ from datetime import datetime
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.db.models.query import FlatValuesListIterable
+from django.utils.asyncio import async_unsafe
 
 
 class Prepared:
@@ -45,7 +53,7 @@ class Prepared:
         fields = [column[0] for column in compiler.select[: compiler.col_count]]
         flat = queryset._iterable_class is FlatValuesListIterable
         times = {name for name, value in self._placeholders.items() if isinstance(value, datetime)}
-        return queryset.db, sql, list(params), bound, compiler, compiler.get_converters(fields), flat, times, adapt
+        return queryset.db, sql, list(params), bound, compiler, compiler.get_converters(fields), flat, times, adapt, driver_sql(queryset.db, sql)
 
     def instances(self, model: type[Model], **values) -> list[Model]:
         """Model instances, as the ORM makes them, from a query of `values_list(*attnames(model))`."""
@@ -55,17 +63,45 @@ class Prepared:
     def __call__(self, **values) -> list:
         if self._compiled is None:
             self._compiled = self._compile()
-        db, sql, params, bound, compiler, converters, flat, times, adapt = self._compiled
+        db, sql, params, bound, compiler, converters, flat, times, adapt, raw_sql = self._compiled
         if times:
             values = {name: adapt(value) if name in times else value for name, value in values.items()}
         params = [values[name] if name is not None else param for name, param in zip(bound, params)]
-        with connections[db].cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
+        rows = fetch_all(db, sql, raw_sql, params)
         if converters:
             rows = compiler.apply_converters(rows, converters)
         return [row[0] for row in rows] if flat else [tuple(row) for row in rows]
 
+
+def driver_sql(db: str, sql: str) -> str:
+    """`sql` in the driver's own placeholders: SQLite's `?` (as Django's SQLite cursor rewrites `%s` on each
+    execution), psycopg's `%s` as written."""
+    if connections[db].vendor == "sqlite":
+        from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
+
+        return FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
+    return sql
+
+
+@async_unsafe
+def fetch_all(db: str, sql: str, raw_sql: str, params: list) -> list:
+    """Every row of one read, as `connections[db].cursor()` would fetch them (`sql` in Django's placeholders,
+    `raw_sql` in the driver's), through the driver's cursor unless something watches or guards the queries."""
+    connection = connections[db]
+    if connection.queries_logged or connection.execute_wrappers or connection.needs_rollback:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    connection.close_if_health_check_failed()  # a request's first statement checks the connection, as Django's would
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(raw_sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
 
 
 def attnames(model: type[Model]) -> list[str]:

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.core.signals import request_finished, request_started
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import signals
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString, mark_safe
 
+from config import prepared
 from courseware.models import ContentVersion
 
 T = TypeVar("T")
@@ -47,12 +48,13 @@ def current_token() -> str | None:
     token = getattr(_request, "token", None)
     if token is not None and token is not _UNREAD:
         return token
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT token FROM {ContentVersion._meta.db_table} WHERE id = 1")
-        row = cursor.fetchone()
-    if token is _UNREAD and row:
-        _request.token = row[0]
-    return row[0] if row else None
+    rows = prepared.fetch_all(DEFAULT_DB_ALIAS, _TOKEN_SQL, _TOKEN_SQL, [])
+    if token is _UNREAD and rows:
+        _request.token = rows[0][0]
+    return rows[0][0] if rows else None
+
+
+_TOKEN_SQL = f"SELECT token FROM {ContentVersion._meta.db_table} WHERE id = 1"  # no placeholders: the same for every driver
 
 
 def _request_started(**kwargs) -> None:

@@ -1,14 +1,15 @@
 """What a signed-in learner has read and where they stopped."""
 
 from dataclasses import dataclass
+from functools import cache
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils import timezone
 
-from config.prepared import Prepared
+from config.prepared import Prepared, driver_sql, fetch_all
 from courseware import content_cache
 from courseware.models import Lesson, LessonProgress, Module
 
@@ -83,20 +84,26 @@ def record_visit(user: AbstractBaseUser, lesson: Lesson) -> bool:
     one UPDATE … RETURNING (a third of a signed-in lesson page's own time went to a read and an ORM-built UPDATE),
     or an INSERT the first time."""
     now = timezone.now()
-    field = LessonProgress._meta.get_field
-    quote = connection.ops.quote_name
-    sql = (f"UPDATE {quote(LessonProgress._meta.db_table)} SET {quote(field('last_visited_at').column)} = %s "
-           f"WHERE {quote(field('user').column)} = %s AND {quote(field('lesson').column)} = %s "
-           f"RETURNING {quote(field('read_at').column)}")  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(now), user.pk, lesson.pk])
-        row = cursor.fetchone()
+    sql, raw = _visit_sql()
+    rows = fetch_all(DEFAULT_DB_ALIAS, sql, raw, [connection.ops.adapt_datetimefield_value(now), user.pk, lesson.pk])
+    row = rows[0] if rows else None
     if row is not None:
         return row[0] is not None
     progress, created = LessonProgress.objects.get_or_create(user=user, lesson=lesson, defaults={"last_visited_at": now})
     if not created:  # written between the UPDATE and here
         LessonProgress.objects.filter(pk=progress.pk).update(last_visited_at=now)
     return progress.read_at is not None
+
+
+@cache
+def _visit_sql() -> tuple[str, str]:
+    """The visit's UPDATE … RETURNING, written once, in Django's placeholders and the driver's (config/prepared.py)."""
+    field = LessonProgress._meta.get_field
+    quote = connection.ops.quote_name
+    sql = (f"UPDATE {quote(LessonProgress._meta.db_table)} SET {quote(field('last_visited_at').column)} = %s "
+           f"WHERE {quote(field('user').column)} = %s AND {quote(field('lesson').column)} = %s "
+           f"RETURNING {quote(field('read_at').column)}")  # fmt: skip
+    return sql, driver_sql(DEFAULT_DB_ALIAS, sql)
 
 
 def mark_read(user: AbstractBaseUser, lesson: Lesson, read: bool) -> LessonProgress:

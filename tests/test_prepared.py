@@ -4,6 +4,9 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 import pytest
+from django.db import IntegrityError, connection, transaction
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.prepared import Prepared, attnames
@@ -65,3 +68,24 @@ def test_a_moment_is_bound_as_the_database_adapts_it(cards):
         assert due_from(user_id=ada.pk, since=since) == list(ReviewCard.objects.filter(user=ada, due__gte=since)
                                                              .order_by("due").values_list("reviews", flat=True))  # fmt: skip
     assert due_from(user_id=ada.pk, since=first + timedelta(days=1)) == [1, 2]
+
+
+def test_the_lean_path_reads_what_djangos_cursor_reads_and_whatever_counts_queries_still_sees_them(cards):
+    ada, _ = cards
+    lean = DUE(user_id=ada.pk)  # nothing watches: the driver's own cursor
+
+    with CaptureQueriesContext(connection) as seen:
+        watched = DUE(user_id=ada.pk)
+
+    assert lean == watched and len(lean) == 3
+    assert [q["sql"] for q in seen.captured_queries if "practice_reviewcard" in q["sql"]], seen.captured_queries
+
+
+def test_inside_a_transaction_marked_for_rollback_a_read_is_refused_as_django_refuses_it(cards):
+    ada, _ = cards
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            with transaction.atomic(savepoint=False):
+                ReviewCard.objects.create(user=ada, question_id=ReviewCard.objects.filter(user=ada).first().question_id, due=timezone.now(), state={})
+        with pytest.raises(TransactionManagementError):
+            DUE(user_id=ada.pk)
