@@ -31,6 +31,16 @@ class CpuMeter:
         found["bench driver (load)"] = own
         return found
 
+    def mark(self) -> dict[str, float]:
+        """CPU seconds so far of each process (PostgreSQL's backends too) and the moment: two marks make a phase (`between`)."""
+        return self._read() | {"postgresql": self.postgres.so_far(), "at": time.monotonic()}
+
+    @staticmethod
+    def between(first: dict, second: dict) -> dict[str, float]:
+        """Cores each process used from one mark to the next (what served the pages, and the load generators apart)."""
+        seconds = second["at"] - first["at"]
+        return {name: (second[name] - first[name]) / seconds for name in first if name != "at"}
+
     def read(self) -> dict:
         after = self._read()
         seconds = time.monotonic() - self.started
@@ -73,6 +83,11 @@ class PostgresBackends:
         if not self.last:
             return None
         return sum(self.last[pid] - self.first.get(pid, 0.0) for pid in self.last)
+
+    def so_far(self) -> float:
+        """CPU seconds of this database's backends since the start, as last sampled (0 when not measured here)."""
+        last = dict(self.last)
+        return sum(seconds - self.first.get(pid, 0.0) for pid, seconds in last.items())
 
     def by_client(self) -> dict[str, float]:
         """CPU seconds (after `stop`) by the backends' application_name ("other" when a client named none)."""

@@ -311,7 +311,7 @@ def _session(browser, base: str, port: int, class_: dict, processes: dict, chrom
     figures = {"learners": len(class_["learners"]), "chromium": len(in_chromium), "headless": len(headless)}
     toggles.start()
     say(f"steady phase ({SECONDS:.0f} s)…")
-    window = time.time()
+    window, marks = time.time(), [cpu.mark()]
     figures["steady"] = _phase(in_chromium, headless, SECONDS, skip=heavy_learner)
     figures["steady"]["intents"] = _intents_per_run_s(others, window, time.time())
     figures["steady"]["panels"] = _panel_lags(in_chromium, headless, window, time.time(), skip=heavy_learner)
@@ -319,11 +319,14 @@ def _session(browser, base: str, port: int, class_: dict, processes: dict, chrom
     say(f"heavy phase ({SECONDS:.0f} s): {heavy_learner['name']}'s run has email-primary down and gets campaigns…")
     heavy_session = Session(port, {"sessionid": heavy_learner["session"]})
     heavy_session.get(f"/labs/{LAB}/", htmx=False)  # its CSRF token
+    marks.append(cpu.mark())
     heavy = HeavyRun(heavy_learner, heavy_session, HEAVY_EVERY, TRAFFIC).start()
     window = time.time()
     figures["heavy"] = _phase(in_chromium, headless, SECONDS, skip=heavy_learner)
     figures["heavy"]["intents"] = _intents_per_run_s(others, window, time.time())
     figures["heavy"]["panels"] = _panel_lags(in_chromium, headless, window, time.time(), skip=heavy_learner)
+    marks.append(cpu.mark())
+    figures["phase_cpu"] = {"steady": CpuMeter.between(*marks[:2]), "heavy": CpuMeter.between(*marks[1:])}
     heavy.stop()
     toggles.stop()
     figures["heavy"]["campaigns"] = heavy.campaigns
@@ -551,6 +554,9 @@ def _report(f: dict) -> None:
                  f"{_ms(grid['steady']['p95'])} → {_ms(grid['heavy']['p95'])}", "< +20%"))  # fmt: skip
     rows.append(("    the heavy run (email-primary down)", f"{heavy['campaigns']} campaigns of 1,000 in {SECONDS:.0f} s; its own page p95 "
                  f"{_ms(heavy['heavy run']['p95'])}", ""))  # fmt: skip
+    steady_cpu, heavy_cpu = ({name: value for name, value in f["phase_cpu"][phase].items() if "(load)" not in name} for phase in ("steady", "heavy"))
+    rows.append(("    server cores, steady → heavy phase", f"{sum(steady_cpu.values()):.2f} → {sum(heavy_cpu.values()):.2f}: " + ", ".join(
+        f"{name} {steady_cpu[name]:.2f} → {heavy_cpu[name]:.2f}" for name in steady_cpu), ""))  # fmt: skip
     server = {name: value for name, value in cpu["per_s"].items() if "(load)" not in name}
     load = {name.replace(" (load)", ""): value for name, value in cpu["per_s"].items() if "(load)" in name}
     rows.append(("(f) server CPU s per s of session", f"{sum(server.values()):.2f} of {os.cpu_count()} cores over {cpu['seconds']:.0f} s: "
