@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from courseware import content_files
 from courseware.content_files import CONTENT_DIR, read_course
@@ -437,6 +439,22 @@ def test_continue_points_to_the_lesson_the_learner_was_reading_not_the_next_one_
 
     assert re.search(r'data-testid="continue-link">Why a network call is not a function call<', back_at_an_earlier_one)
     assert re.search(r'data-testid="continue-link">Why a network call is not a function call<', answering)
+
+
+@pytest.mark.django_db
+def test_going_back_to_a_lesson_at_once_makes_it_the_one_to_continue_and_a_reload_writes_nothing(client, course, learner):
+    client.force_login(learner)
+    client.get("/lessons/sagas/")
+    client.get("/lessons/network-calls/")
+    client.get("/lessons/sagas/")  # back within the same second
+
+    continue_at = client.get("/lessons/").content.decode()
+    with CaptureQueriesContext(connection) as reload:
+        client.get("/lessons/sagas/")
+
+    assert re.search(r'data-testid="continue-link">[^<]*[Ss]aga', continue_at), continue_at[:2000]
+    writes = [q["sql"] for q in reload.captured_queries if q["sql"].startswith(("UPDATE", "INSERT")) and "lessonprogress" in q["sql"]]
+    assert writes == []
 
 
 @pytest.mark.django_db
