@@ -222,8 +222,10 @@ class Delivery(models.Model):
     # The providers' ledger keeps its constraint: the run is the only key it has.
     run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="deliveries", db_index=False, db_constraint=False)
     intent = models.ForeignKey(NotificationIntent, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
-    # Its intent's recipient, kept here for the in-app order's index: constrained through the intent.
-    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, db_index=False, db_constraint=False)
+    # Its intent's recipient, kept here for the in-app order's index: constrained through the intent, and
+    # deleted with it (a recipient's intents cascade to their deliveries), so deleting a recipient looks
+    # for no delivery by this column, which only in-app deliveries have in an index.
+    recipient = models.ForeignKey(Recipient, on_delete=models.DO_NOTHING, db_index=False, db_constraint=False)
     channel = models.CharField(max_length=8, choices=Channel.choices)
     queue = models.CharField(max_length=16)
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
@@ -251,7 +253,9 @@ class Delivery(models.Model):
         constraints = [models.UniqueConstraint(fields=["intent", "channel"], name="one_delivery_per_channel")]
         indexes = [
             models.Index(fields=["run", "status"]),
-            models.Index(fields=["recipient", "channel", "sequence"]),
+            # In-app order per user; only in-app deliveries have a sequence, so a campaign's add no entry
+            # (each query says `sequence` is set, or compares it, so the planner takes the index).
+            models.Index(fields=["recipient", "channel", "sequence"], condition=Q(sequence__isnull=False), name="delivery_inapp_order"),
             # Only the deliveries still moving: /metrics counts them by status without reading the finished history.
             models.Index(fields=["status"], condition=Q(status__in=UNFINISHED), name="delivery_unfinished"),
             # The panels' "delivered per second" reads the last minute's finished deliveries, not the run's history.
