@@ -157,7 +157,7 @@ class Template(models.Model):
 class NotificationIntent(models.Model):
     """What a client asked for: one message to one user, on one or more channels."""
 
-    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="intents", db_index=False)  # see Delivery.run
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="intents", db_index=False, db_constraint=False)  # see Delivery.run
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE)
     template = models.ForeignKey(Template, on_delete=models.PROTECT)
     priority = models.CharField(max_length=16, choices=Priority.choices)
@@ -211,9 +211,21 @@ class Delivery(models.Model):
 
     # No index of their own: the indexes below begin with each of them (run, intent, recipient), and on
     # PostgreSQL every index costs an entry on each of a delivery's three rewrites (bench/pipeline.py).
-    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    # No constraint on the run either, here and on the other rows a campaign writes per message (intents,
+    # outbox rows, attempts). PostgreSQL checks a foreign key row by row, at commit, each check a query
+    # that locks the referenced row: on bench/pipeline.py these checks were a fifth of its backends' CPU,
+    # and 3 of a campaign intent's 8 were on the one run row (migration 0015; the delivery's recipient, a
+    # copy of its intent's, lost its constraint for the same reason). Nothing is lost by it:
+    # Django's collector does every CASCADE itself (runs are deleted through the ORM, labs.runs, never
+    # by raw SQL), and these rows still hang off the run through constrained keys (intent → recipient
+    # → run, delivery → intent, outbox row and attempt → delivery), so none can outlive their run.
+    # The providers' ledger keeps its constraint: the run is the only key it has.
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="deliveries", db_index=False, db_constraint=False)
     intent = models.ForeignKey(NotificationIntent, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
-    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, db_index=False)
+    # Its intent's recipient, kept here for the in-app order's index: constrained through the intent, and
+    # deleted with it (a recipient's intents cascade to their deliveries), so deleting a recipient looks
+    # for no delivery by this column, which only in-app deliveries have in an index.
+    recipient = models.ForeignKey(Recipient, on_delete=models.DO_NOTHING, db_index=False, db_constraint=False)
     channel = models.CharField(max_length=8, choices=Channel.choices)
     queue = models.CharField(max_length=16)
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
@@ -241,11 +253,15 @@ class Delivery(models.Model):
         constraints = [models.UniqueConstraint(fields=["intent", "channel"], name="one_delivery_per_channel")]
         indexes = [
             models.Index(fields=["run", "status"]),
-            models.Index(fields=["recipient", "channel", "sequence"]),
+            # In-app order per user; only in-app deliveries have a sequence, so a campaign's add no entry
+            # (each query says `sequence` is set, or compares it, so the planner takes the index).
+            models.Index(fields=["recipient", "channel", "sequence"], condition=Q(sequence__isnull=False), name="delivery_inapp_order"),
             # Only the deliveries still moving: /metrics counts them by status without reading the finished history.
             models.Index(fields=["status"], condition=Q(status__in=UNFINISHED), name="delivery_unfinished"),
             # The panels' "delivered per second" reads the last minute's finished deliveries, not the run's history.
-            models.Index(fields=["run", "finished_at"], name="delivery_run_finished"),
+            # Only finished rows: a delivery's earlier versions (accepted, claimed) would each add an entry no
+            # query reads (`finished_at >= since` implies the condition, so the planner takes it).
+            models.Index(fields=["run", "finished_at"], condition=Q(finished_at__isnull=False), name="delivery_run_finished"),
         ]
 
     @property
@@ -257,7 +273,7 @@ class Delivery(models.Model):
 class OutboxRow(models.Model):
     """A message to publish, written in the same transaction as the state change that needs it."""
 
-    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="outbox", db_index=False)  # see Delivery.run
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="outbox", db_index=False, db_constraint=False)  # see Delivery.run
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="outbox_rows")
     queue = models.CharField(max_length=16)
     generation = models.PositiveIntegerField()  # the delivery's generation this message may claim
@@ -293,7 +309,7 @@ class DeliveryAttempt(models.Model):
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_rows")
     # The delivery's run, kept on the attempt so the panels read a run's last minute of attempts
     # through one index instead of joining every delivery the run ever had.
-    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="attempts", db_index=False)  # see Delivery.run
+    run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="attempts", db_index=False, db_constraint=False)  # see Delivery.run
     number = models.PositiveSmallIntegerField()
     provider = models.CharField(max_length=32, blank=True)
     outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
@@ -383,8 +399,11 @@ class ProviderSend(models.Model):
         ]
         indexes = [
             models.Index(fields=["run", "intent_id", "channel"]),
-            # A provider finds the highest in-app sequence it gave a user so far (labs.pipeline.tally).
-            models.Index(fields=["run", "recipient_number", "channel", "sequence"], name="send_user_sequence"),
+            # A provider finds the highest in-app sequence it gave a user so far (providers._count). Only
+            # in-app sends carry a sequence, so a campaign's sends add no entry here; the query asks for
+            # `sequence IS NOT NULL` in so many words, so the planner takes it with any parameters.
+            models.Index(fields=["run", "recipient_number", "channel", "sequence"], condition=Q(sequence__isnull=False),
+                         name="send_user_sequence"),
         ]
 
 

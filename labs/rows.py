@@ -30,7 +30,8 @@ element by element in Python, which was a fifth of a campaign worker's CPU on Po
 import json
 from datetime import date, datetime, time
 
-from django.db import connection
+from django.conf import settings
+from django.db import connection, connections
 from django.db.models import Model
 from django.db.models.lookups import In
 
@@ -70,24 +71,39 @@ def insert_rows(model: type[Model], rows: list[dict], ignore_conflicts: bool = F
     return ids
 
 
-def model_from_row(model: type[Model], fields, values) -> Model:
-    """An instance of `model` from its `fields`' columns as the driver returned them, converted as
-    the ORM converts them (a JSON field's text decoded): for rows a hand-written statement returns."""
-    key = (model, tuple(fields))
-    if key not in _converters:  # asking each field for its converters costs more than converting
-        _converters[key] = ([f.attname for f in fields],
-                            [(i, f.get_db_converters(connection)) for i, f in enumerate(fields) if f.get_db_converters(connection)])  # fmt: skip
-    names, converting = _converters[key]
-    if converting:
-        values = list(values)
-        for index, converters in converting:
-            if values[index] is not None:
-                for convert in converters:
-                    values[index] = convert(values[index], None, connection)
-    return model.from_db(connection.alias, names, values)
+def row_loader(model: type[Model], fields):
+    """A function that makes an instance of `model` from its `fields`' columns as the driver returned
+    them, converted as the ORM converts them (a JSON field's text decoded): for rows a hand-written
+    statement returns. Asking each field for its converters costs more than converting, so it is
+    asked once here, not once a row."""
+    names = [f.attname for f in fields]
+    converting = [(i, converters) for i, f in enumerate(fields) if (converters := f.get_db_converters(connection))]
+    alias, real = connection.alias, connections[connection.alias]  # the wrapper itself, not the per-call proxy
+
+    def load(values) -> Model:
+        if converting:
+            values = list(values)
+            for index, converters in converting:
+                if values[index] is not None:
+                    for convert in converters:
+                        values[index] = convert(values[index], None, real)
+        return model.from_db(alias, names, values)
+
+    return load
 
 
-_converters: dict = {}
+def read_timestamps_in_c(cursor) -> None:
+    """PostgreSQL: this cursor reads `timestamptz` columns with psycopg's own loader, written in C.
+
+    Django registers a loader of its own on every connection, a subclass of psycopg's pure-Python
+    one, only to give each value the connection's time zone; the session's TimeZone, which Django
+    sets to that zone, gives psycopg's loader the same one. Measured on a campaign worker (py-spy,
+    bench/pipeline.py): Django's loader was a twelfth of a batch's time, in the claim's four
+    timestamps a row; psycopg's reads 10,000 values in 7 ms instead of 90."""
+    if settings.USE_TZ:
+        from psycopg.types.datetime import TimestamptzLoader  # psycopg maps it to its C version
+
+        cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
 
 
 def _prepared(model: type[Model], rows: list[dict]) -> tuple[list, list[list]]:

@@ -7,8 +7,8 @@ import sys
 import pytest
 from django.test import Client
 
-from labs.models import DeadLetter, Delivery, LabRun, NotificationIntent, OutboxRow, Recipient, Template
-from labs.runs import create_run, delete_idle_runs, reset_run
+from labs.models import DeadLetter, Delivery, DeliveryAttempt, LabRun, NotificationIntent, OutboxRow, Recipient, Template
+from labs.runs import create_run, delete_idle_runs, delete_run, reset_run
 from tests.harness import BASE_DIR
 
 
@@ -219,6 +219,20 @@ def test_idle_runs_are_deleted_and_active_ones_kept(run, django_user_model, sett
 
     assert delete_idle_runs() == 1
     assert list(LabRun.objects.values_list("pk", flat=True)) == [active.pk]
+
+
+@pytest.mark.parametrize("how", ["reset", "delete"])
+def test_a_run_going_away_takes_every_message_row_with_it(api, run, how):
+    # These rows have no database constraint on their run (labs/models.py, Delivery.run): only the
+    # ORM's cascade removes them, so nothing else would notice one left behind.
+    post(api, "/api/notifications", GOOD)
+    delivery = Delivery.objects.get(run=run)
+    DeliveryAttempt.objects.create(delivery=delivery, number=1, outcome="failed", started_at=delivery.created_at,
+                                   finished_at=delivery.created_at)  # fmt: skip
+    {"reset": reset_run, "delete": delete_run}[how](run)
+
+    for model in (NotificationIntent, Delivery, OutboxRow, DeliveryAttempt):
+        assert not model.objects.filter(run_id=run.pk).exists(), model.__name__
 
 
 def test_create_lab_run_prints_one_line_of_json_for_scripts(transactional_db, django_user_model, process_env):

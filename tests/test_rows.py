@@ -85,3 +85,30 @@ def test_text_that_looks_like_array_syntax_or_null_reads_back_as_written(run):
     found = NotificationIntent.objects.filter(run=run, idempotency_key__any=["NULL", 'say "hi"', "back\\slash", "missing"])
     assert sorted(found.values_list("idempotency_key", flat=True)) == sorted(["NULL", 'say "hi"', "back\\slash"])
     assert set(NotificationIntent.objects.filter(pk__any=ids[:3]).values_list("pk", flat=True)) == set(ids[:3])
+
+
+def test_a_claimed_batch_reads_back_as_the_orm_reads_it(run):
+    # claim_many builds its deliveries and intents from a hand-written statement's rows (labs.rows.row_loader,
+    # with psycopg's own timestamp loader on PostgreSQL): every field must come back as the ORM gives it.
+    from labs.pipeline.deliveries import claim_many
+
+    at = datetime(2026, 11, 22, 8, 30, 15, 123456, tzinfo=timezone.utc)
+    with transaction.atomic():
+        intent_ids = insert_rows(NotificationIntent, intents(run, 3, at), return_ids=True)
+        recipient_id = Recipient.objects.filter(run=run).first().pk
+        ids = insert_rows(Delivery, [{"run_id": run.pk, "intent_id": pk, "recipient_id": recipient_id, "channel": "email", "queue": "email",
+                                      "created_at": at, "updated_at": at} for pk in intent_ids], return_ids=True)  # fmt: skip
+
+    taken = {d.pk: d for d in claim_many(ids, 0)}
+
+    assert sorted(taken) == sorted(ids)
+    for delivery in Delivery.objects.select_related("intent").filter(pk__in=ids):
+        claimed = taken[delivery.pk]
+        for model, got, expected in ((Delivery, claimed, delivery), (NotificationIntent, claimed.intent, delivery.intent)):
+            for field in model._meta.concrete_fields:
+                value = getattr(got, field.attname)
+                assert value == getattr(expected, field.attname), field.name
+                if isinstance(value, datetime):
+                    assert value.tzinfo == expected.created_at.tzinfo, field.name
+    assert claimed.status == "sending" and claimed.generation == 1 and claimed.created_at == at
+    assert claimed.intent.data["note"] == "ünïcode"

@@ -73,8 +73,10 @@ def _load(run: LabRun, taken: list[Delivery]) -> None:
     and templates, so each is loaded once per batch rather than once per message."""
     if not taken:
         return
-    recipients = Recipient.objects.in_bulk({d.recipient_id for d in taken})
-    templates = Template.objects.in_bulk({d.intent.template_id for d in taken})
+    # By one array each (labs.rows' `any`): in_bulk's IN list is a statement of another length for every
+    # count of users, which neither psycopg nor the server then reuses.
+    recipients = {r.pk: r for r in Recipient.objects.filter(pk__any={d.recipient_id for d in taken})}
+    templates = {t.pk: t for t in Template.objects.filter(pk__any={d.intent.template_id for d in taken})}
     for delivery in taken:
         delivery.run, delivery.recipient = run, recipients[delivery.recipient_id]
         delivery.intent.template = templates[delivery.intent.template_id]

@@ -50,7 +50,7 @@ from labs.models import (
     Recipient,
 )
 from labs.pipeline import tally
-from labs.rows import array_text, insert_rows, model_from_row, unnest_insert
+from labs.rows import array_text, insert_rows, read_timestamps_in_c, row_loader, unnest_insert
 
 S = DeliveryStatus
 
@@ -138,16 +138,19 @@ def claim_many(delivery_ids: list[int], generation: int) -> list[Delivery]:
     columns = ", ".join([*(f"claimed.{connection.ops.quote_name(f.column)}" for f in delivery_fields),
                          *(f"intent.{connection.ops.quote_name(f.column)}" for f in intent_fields)])  # fmt: skip
     with connection.cursor() as cursor:
+        read_timestamps_in_c(cursor)
         cursor.execute(
             f"WITH locked AS ({locked} FOR UPDATE), claimed AS ({update_sql} RETURNING {table}.*) "
             f"SELECT {columns} FROM claimed JOIN {intents} intent ON intent.id = claimed.intent_id",
             (*locked_params, *update_params),
         )
         rows = cursor.fetchall()
+    load_delivery, load_intent = row_loader(Delivery, delivery_fields), row_loader(NotificationIntent, intent_fields)
+    split = len(delivery_fields)
     taken = []
     for row in rows:
-        delivery = model_from_row(Delivery, delivery_fields, row[: len(delivery_fields)])
-        delivery.intent = model_from_row(NotificationIntent, intent_fields, row[len(delivery_fields) :])
+        delivery = load_delivery(row[:split])
+        delivery.intent = load_intent(row[split:])
         taken.append(delivery)
     return taken
 

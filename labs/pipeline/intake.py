@@ -236,7 +236,7 @@ def _next_inapp_sequences(run: LabRun, recipients: list[Recipient]) -> dict[int,
         # Two requests for one user must not hand out the same place in line.
         list(Recipient.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
     highest = dict(
-        Delivery.objects.filter(recipient_id__in=ids, channel="inapp")
+        Delivery.objects.filter(recipient_id__in=ids, channel="inapp", sequence__isnull=False)  # the index holds only these
         .values("recipient_id")
         .annotate(top=Max("sequence"))
         .values_list("recipient_id", "top")
