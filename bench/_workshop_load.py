@@ -49,6 +49,8 @@ class SteadyTraffic:
                 delay = second + at - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
+                if self._stop.is_set():  # stop() shuts the senders down: nothing more to hand them
+                    return
                 if run_id in self._pending:
                     self.skipped += 1
                 else:
