@@ -49,13 +49,14 @@ class SteadyTraffic:
                 delay = second + at - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
-                if self._stop.is_set():  # stop() shuts the senders down: nothing more to hand them
-                    return
                 if run_id in self._pending:
                     self.skipped += 1
-                else:
-                    self._pending.add(run_id)
+                    continue
+                self._pending.add(run_id)
+                try:
                     self._senders.submit(self._send, run_id)
+                except RuntimeError:  # stop() shut the senders down meanwhile
+                    return
             second += 1
 
     def _send(self, run_id: int) -> None:
