@@ -2,7 +2,8 @@
 and the instructor's lane, under /live/ (config/asgi.py serves nothing else).
 
 The instructor's lane: the emergency stop and a broadcast, the two actions a workshop needs within
-a second, and the grid's poll of its tiles, are answered here too. With a hundred lab pages open, the page server's workers queue
+a second, and the grid's poll of its tiles, are answered here too; so is the learners' classroom bar, which
+every page asks for at once when a broadcast or a stop reaches it. With a hundred lab pages open, the page server's workers queue
 their panel refreshes; the live process holds its connections without a worker each, so an
 instructor's stop, or their view of the cohort, does not wait behind them. The grid uses it only when the live process
 shares the page's origin (a reverse proxy: LAB_LIVE_URL "/"); otherwise to the page server
@@ -28,4 +29,5 @@ urlpatterns = [
     path("workshops/<int:workshop_id>/stop", workshop_views.stop, name="workshop_stop"),
     path("workshops/<int:workshop_id>/broadcasts", workshop_views.broadcast, name="workshop_broadcast"),
     path("workshops/<int:workshop_id>/cohort", workshop_views.cohort_tiles_in_lane, name="workshop_cohort"),
+    path("workshops/seats/<int:seat_id>/bar", workshop_views.classroom_in_lane, name="workshop_classroom"),
 ]

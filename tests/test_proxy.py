@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.test import Client
 from playwright.sync_api import expect
 
 from config.run import procfile_processes
@@ -250,6 +252,14 @@ def test_an_instructors_emergency_stop_takes_the_live_process_lane_through_the_p
         assert faults.all_faults(seat.run_id) == {}
         assert f"/workshops/{workshop.pk}/stop" not in site.processes["web"].output(), "the page server never saw the stop"
         assert f"/workshops/{workshop.pk}/cohort" not in site.processes["web"].output(), "nor the grid's polls"
+        # The learner's classroom bar, which every page asks for at once after a stop, takes the same lane.
+        learner = Client()
+        learner.force_login(seat.learner)
+        bar_url = f"/live/workshops/seats/{seat.pk}/bar"
+        status, _, bar = fetch(proxy.url + bar_url, headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={learner.cookies[settings.SESSION_COOKIE_NAME].value}",
+                                                            "HX-Request": "true"})  # fmt: skip
+        assert status == 200 and "stopped every fault" in bar and f'hx-get="{bar_url}"' in bar, (status, bar[:500])
+        assert f"/workshops/seats/{seat.pk}/" not in site.processes["web"].output(), "the page server never saw the bar"
     finally:
         context.close()
         runs.delete_run(seat.run)

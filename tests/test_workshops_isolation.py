@@ -88,6 +88,7 @@ def test_every_workshop_url_answers_only_its_instructor_or_its_learner(people, w
     ]
     learners_urls = [
         ("get", reverse("workshops:classroom", args=[learner.seat.pk]), {}),
+        ("get", reverse("live:workshop_classroom", args=[learner.seat.pk]), {}),
         ("post", reverse("workshops:hand", args=[learner.seat.pk]), {"raise": "0"}),
     ]
     secrets = secrets_of(workshop, learner, classmate)

@@ -379,3 +379,8 @@ def test_the_grid_posts_its_stop_and_broadcasts_and_polls_through_the_live_proce
     assert answer.status_code == 200 and "every fault cleared in 1 run in" in answer.content.decode()
     assert faults.all_faults(learner.seat.run_id) == {}
     assert htmx(signed_in(django_user_model.objects.create_user("mallory", password=PASSWORD)), stop_url).status_code == 404
+    # The learner's classroom bar asks for itself through the same lane, from the lab page and from itself.
+    bar_url = f"{lane}seats/{learner.seat.pk}/" + ("bar" if live_url else "")
+    lab_page = learner.get(reverse("labs:lab", args=[workshop.lab])).content.decode()
+    redrawn = learner.get(bar_url, HTTP_HX_REQUEST="true").content.decode()
+    assert f'hx-get="{bar_url}"' in lab_page and f'hx-get="{bar_url}"' in redrawn and "stopped every fault" in redrawn

@@ -26,6 +26,18 @@ def tell(run_ids: list[int], text: str) -> None:
     events.emit_each([(run_id, "classroom", {"text": text}) for run_id in run_ids])
 
 
+def bar_url(request, seat) -> str:
+    """Where a learner's classroom bar asks for itself again: the live process when it shares the page's origin
+    (behind a reverse proxy), as the instructor's lane does. A broadcast or a stop sends every learner's page a
+    classroom event at once, and a hundred bars asking the page server together waited seconds behind the lab
+    pages' panel refreshes (bench/workshop.py); else the page server."""
+    from django.urls import reverse
+
+    from labs.live import live_base
+
+    return reverse("live:workshop_classroom" if live_base(request) == "" else "workshops:classroom", args=[seat.pk])
+
+
 def describe(broadcast: Broadcast) -> str:
     """The fault in words: "email-primary down", "sms-primary error_rate 0.5"."""
     return f"{broadcast.target} {settings_text(broadcast.fault)}"

@@ -370,7 +370,12 @@ def lower_hand(request: HttpRequest, workshop_id: int, seat_id: int) -> HttpResp
 @require_GET
 def classroom(request: HttpRequest, seat_id: int) -> HttpResponse:
     seat = _get_seat_for_learner(request, seat_id)
-    return render(request, "workshops/classroom_bar.html", {"classroom": notices.classroom(seat)})
+    return render(request, "workshops/classroom_bar.html", {"classroom": notices.classroom(seat), "bar_url": notices.bar_url(request, seat)})
+
+
+async def classroom_in_lane(request: HttpRequest, seat_id: int) -> HttpResponse:
+    """`classroom` for the live process, in a thread of the executor's own (as `cohort_tiles_in_lane`)."""
+    return await sync_to_async(classroom, thread_sensitive=not isinstance(request, ASGIRequest))(request, seat_id)
 
 
 @require_POST
@@ -379,7 +384,7 @@ def hand(request: HttpRequest, seat_id: int) -> HttpResponse:
     seat.hand_raised_at = timezone.now() if request.POST.get("raise") == "1" else None
     seat.save(update_fields=["hand_raised_at"])
     if request.htmx:
-        return render(request, "workshops/classroom_bar.html", {"classroom": notices.classroom(seat)})
+        return render(request, "workshops/classroom_bar.html", {"classroom": notices.classroom(seat), "bar_url": notices.bar_url(request, seat)})
     messages.success(request, "Your hand is raised: your instructor sees it on the grid." if seat.hand_raised_at else "Hand lowered.")
     return redirect("labs:lab", seat.workshop.lab)
 

@@ -13,7 +13,9 @@ register = template.Library()
 @register.inclusion_tag("workshops/classroom_bar.html", takes_context=True)
 def classroom_bar(context, run) -> dict:
     seat = Seat.objects.filter(run=run).select_related("workshop__owner").first() if run else None
-    return {"classroom": notices.classroom(seat) if seat else None, "csrf_token": context.get("csrf_token")}
+    request = context.get("request")
+    return {"classroom": notices.classroom(seat) if seat else None, "csrf_token": context.get("csrf_token"),
+            "bar_url": notices.bar_url(request, seat) if seat and request else ""}  # fmt: skip
 
 
 @register.filter
