@@ -52,7 +52,10 @@ from bench._workshop_load import HeavyRun, SteadyTraffic, TileToggles  # noqa: E
 from tests.harness import BASE_DIR, ServiceProcess, http_status, python_argv, start_embedded_redis, wait_for  # noqa: E402
 
 LEARNERS = int(os.environ.get("BENCH_LEARNERS", 100))
-BROWSER_PAGES = int(os.environ.get("BENCH_BROWSER_PAGES", 15))
+# Chromium shares the server's 2 cores here, as a class's own browsers do not: 15 pages took half a core and
+# pushed the load average to 34, and then the Chromium pages drew what they were sent seconds late. With 5 the
+# "as drawn" figures are Chromium's own and the rest of the class is headless (the issue allows it; said in the output).
+BROWSER_PAGES = int(os.environ.get("BENCH_BROWSER_PAGES", 5))
 SECONDS = float(os.environ.get("BENCH_SECONDS", 45))  # each of the steady and the heavy phase
 INTENTS_PER_S = int(os.environ.get("BENCH_INTENTS_PER_S", 2))
 HEAVY_EVERY = float(os.environ.get("BENCH_HEAVY_EVERY", 5))
