@@ -17,6 +17,8 @@ Each instructor action answers an htmx request with the controls again (and a "c
 event, so the grid refreshes at once); without htmx it redirects back to the grid.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
@@ -264,11 +266,17 @@ def cohort_tiles(request: HttpRequest, workshop_id: int) -> HttpResponse:
 
 
 async def cohort_tiles_in_lane(request: HttpRequest, workshop_id: int) -> HttpResponse:
-    """`cohort_tiles` for the live process, in a thread of the executor's own: Django's ASGI handler runs every sync
+    """`cohort_tiles` for the live process, in a thread of the instructor's own: Django's ASGI handler runs every sync
     view of the process one at a time in one thread, and a grid refresh (a second on a saturated machine) must not
-    hold an instructor's emergency stop or broadcast behind it. Reached over WSGI (the page server, the tests) it runs
-    in the request's own thread, as a sync view would."""
-    return await sync_to_async(cohort_tiles, thread_sensitive=not isinstance(request, ASGIRequest))(request, workshop_id)
+    hold an instructor's emergency stop or broadcast behind it; nor may the hundred live streams' renders, which
+    share the event loop's default threads, hold the grid's refresh behind them. Reached over WSGI (the page
+    server, the tests) it runs in the request's own thread, as a sync view would."""
+    if not isinstance(request, ASGIRequest):
+        return await sync_to_async(cohort_tiles)(request, workshop_id)
+    return await sync_to_async(cohort_tiles, thread_sensitive=False, executor=INSTRUCTOR_THREADS)(request, workshop_id)
+
+
+INSTRUCTOR_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="instructor-lane")  # the grids' polls
 
 
 def _controls_response(request: HttpRequest, workshop: Workshop, note: str = "", error: str = "", **forms) -> HttpResponse:
