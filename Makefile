@@ -36,7 +36,8 @@ systemd: check-python
 
 # The long chaos run (tests/chaos.py): INTENTS over SECONDS_OF_CHAOS of phased faults while worker children,
 # the worker, the relay and Redis are killed; prints the audit next to the harness's own count and fails
-# if anything is lost, sent twice or left unfinished.
+# if anything is lost, sent twice or left unfinished. On SQLite; CHAOS_POSTGRES_URL=postgres://… runs it on a fresh
+# PostgreSQL database on that server (dropped after).
 chaos: $(VENV)/.installed-test
 	$(BIN)/python -m tests.chaos --intents $${INTENTS:-20000} --seconds $${SECONDS_OF_CHAOS:-120} --settle $${SETTLE_SECONDS:-210}
 

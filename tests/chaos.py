@@ -623,7 +623,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=210, help="how long the pipeline may take to finish afterwards")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="faultline-chaos-"))
-    database = f"sqlite:///{workdir / 'chaos.sqlite3'}"
+    database, drop_database = chaos_database(workdir)
     env = {**os.environ, "DATABASE_URL": database, "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1"}
     env.pop("REDIS_URL", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
@@ -640,14 +640,39 @@ def main() -> None:
 
     run = calm_run(get_user_model().objects.create(username=f"chaos-{uuid.uuid4().hex[:6]}"))
     print(f"chaos: {args.intents:,} intents over {args.seconds:.0f} s of faults in {len(PHASES)} phases, "
-          f"every defence on (logs in {workdir})", flush=True)  # fmt: skip
+          f"every defence on, on {'PostgreSQL' if database.startswith('postgres') else 'SQLite'} (logs in {workdir})", flush=True)  # fmt: skip
     result = run_chaos(run, env, workdir, args.intents, args.seconds, settle_timeout=args.settle,
                        say=lambda line: print(line, flush=True), redis=redis)  # fmt: skip
     print(result.report())
     problems = result.problems()
     print("chaos: PASS: nothing lost, nothing sent twice, nothing unfinished" if not problems else
           f"chaos: FAIL: {'; '.join(problems)}")  # fmt: skip
+    drop_database()
     sys.exit(1 if problems else 0)
+
+
+def chaos_database(workdir: Path):
+    """(the run's DATABASE_URL, how to drop it): a SQLite file in `workdir`; with CHAOS_POSTGRES_URL (a server
+    this user may create databases on), a fresh PostgreSQL database `faultline_chaos_<pid>` on it, dropped after."""
+    server = os.environ.get("CHAOS_POSTGRES_URL")
+    if not server:
+        return f"sqlite:///{workdir / 'chaos.sqlite3'}", lambda: None
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"faultline_chaos_{os.getpid()}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}")), drop
 
 
 if __name__ == "__main__":
