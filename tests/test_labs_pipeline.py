@@ -102,6 +102,9 @@ def test_a_campaign_is_a_few_lines_in_the_event_feed_not_one_per_message(run):
                                       "channels": ["email"], "data": {"count": 2}} for i in range(250)])  # fmt: skip
     assert response.status_code == 202
     assert wait_until_settled(run)["delivered"] == 250
+    # A batch's line goes out just after its deliveries commit as delivered: wait for the feed to have them all.
+    wait_for(lambda: sum(e["count"] for e in events.recent(run.pk, count=1000) if e["kind"] == "batch_delivered") >= 250,
+             10, "every batch's line in the feed")  # fmt: skip
 
     feed = events.recent(run.pk, count=1000)
     kinds = [e["kind"] for e in feed]
