@@ -506,8 +506,15 @@ def viewport_screenshot(page: Page, name: str) -> None:
     page.screenshot(path=str(path))
 
 
-def box(page: Page, selector: str) -> dict:
-    return page.locator(selector).first.bounding_box()
+def box(page: Page, selector: str) -> dict | None:
+    """The first match's box in the viewport, None if none is shown. Read in one step in the page: the panels
+    redraw the strip in place about once a second, and a locator's box of an element swapped out between
+    finding it and measuring it is None, though the learner saw the strip throughout."""
+    return page.evaluate(
+        """(selector) => { const found = document.querySelector(selector); if (!found) return null;
+             const r = found.getBoundingClientRect(); return r.width || r.height ? {x: r.x, y: r.y, width: r.width, height: r.height} : null; }""",
+        selector,
+    )
 
 
 def in_view(page: Page, selector: str) -> bool:
