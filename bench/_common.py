@@ -106,3 +106,52 @@ class AutoAnalyze:
 
     def stop(self) -> None:
         self._stopped.set()
+
+
+def private_postgres(workdir: Path):
+    """(URL, stop) of a PostgreSQL cluster of its own in `workdir` (initdb, every setting as installed but
+    the port, 127.0.0.1 and a socket in `workdir`), or None when this machine has no PostgreSQL binaries.
+
+    A server as a bootcamp runs one: a shared one may have been tuned for something else (this machine's
+    runs without autovacuum), and other clients' work would be measured with ours. As the postgres user
+    when run as root: initdb refuses root."""
+    import glob
+    import shutil
+    import subprocess
+    import time
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda path: int(Path(path).parts[-3]))
+    initdb = found[-1] if found else shutil.which("initdb")
+    if initdb is None:
+        return None
+    bin_dir, folder = Path(initdb).parent, workdir / "postgresql"
+    folder.mkdir()
+    as_owner = []
+    if os.geteuid() == 0:
+        as_owner = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+        shutil.chown(folder, "postgres", "postgres")
+    made = subprocess.run([*as_owner, str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", "postgres", "--auth", "trust",
+                           "-E", "UTF8", "--locale", "C.UTF-8"], capture_output=True, text=True)  # fmt: skip
+    if made.returncode != 0:
+        print(f"PostgreSQL: initdb failed ({made.stderr.strip().splitlines()[-1:]}); using a server instead")
+        return None
+    port = free_port()
+    server = subprocess.Popen([*as_owner, str(bin_dir / "postgres"), "-D", str(folder / "data"), "-c", f"port={port}",
+                               "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={folder}"],
+                              stdout=subprocess.DEVNULL, stderr=open(folder / "log", "w"))  # fmt: skip
+    url = f"postgres://postgres@127.0.0.1:{port}/postgres"
+    deadline = time.monotonic() + 30
+    while subprocess.run([str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode != 0:
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"PostgreSQL did not start: {(folder / 'log').read_text()[-2000:]}")
+        time.sleep(0.2)
+
+    def stop():
+        server.terminate()  # smart shutdown: the bench has closed its connections
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return url, stop

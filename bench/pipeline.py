@@ -3,9 +3,11 @@ relay → workers → provider → attempt recorded.
 
 Steps:
 1. Two passes, one after the other, each in a process of its own: SQLite (a fresh file), then
-   PostgreSQL (a fresh database created on BENCH_POSTGRES_URL's server, default
-   postgres://postgres@127.0.0.1:5432/postgres, dropped at the end; skipped, and said so, when
-   no PostgreSQL answers). BENCH_DATABASES=sqlite or =postgresql runs one of them.
+   PostgreSQL: a cluster of the bench's own, as installed (bench._common.private_postgres), when
+   this machine has PostgreSQL's binaries; else, or when BENCH_POSTGRES_URL names a server, a fresh
+   database created on that server (default postgres://postgres@127.0.0.1:5432/postgres), dropped
+   at the end; skipped, and said so, when no PostgreSQL answers. BENCH_DATABASES=sqlite or
+   =postgresql runs one of them.
 2. Each pass: a Redis of its own, gunicorn, one Celery worker (2 processes) and the relay, as
    `make run` starts them; the baseline (how fast the same worker drains no-op Celery tasks
    from the same Redis); then for BENCH_SECONDS seconds, campaign batches of 1,000 posted to
@@ -31,7 +33,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import cpu_seconds  # noqa: E402
+from bench._common import cpu_seconds, private_postgres  # noqa: E402
 from tests.chaos import Redis  # noqa: E402
 from tests.harness import BASE_DIR, ServiceProcess, free_port, http_status, python_argv, wait_for  # noqa: E402
 
@@ -58,13 +60,18 @@ def main() -> None:
     if "sqlite" in chosen:
         results["SQLite"] = _run_pass(f"sqlite:///{workdir / 'bench.sqlite3'}", workdir)
     if "postgresql" in chosen:
-        database = _fresh_postgres()
-        if database is not None:
-            url, drop = database
-            try:
-                results["PostgreSQL"] = _run_pass(url, workdir)
-            finally:
-                drop()
+        own = None if os.environ.get("BENCH_POSTGRES_URL") else private_postgres(workdir)
+        try:
+            database = _fresh_postgres(own[0] if own else None)
+            if database is not None:
+                url, drop = database
+                try:
+                    results["PostgreSQL"] = _run_pass(url, workdir)
+                finally:
+                    drop()
+        finally:
+            if own:
+                own[1]()
     _compare(results)
 
 
@@ -75,11 +82,11 @@ def _run_pass(database: str, workdir: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def _fresh_postgres():
+def _fresh_postgres(server: str | None = None):
     """(URL, drop) of a new database on the PostgreSQL server, or None (said) when none answers."""
     import psycopg
 
-    server = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
+    server = server or os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
     name = f"faultline_bench_{os.getpid()}"
     try:
         with psycopg.connect(server, autocommit=True, connect_timeout=3) as admin:
@@ -168,6 +175,7 @@ def campaign_pass() -> dict:
         window_start = time.time()
         deadline = time.monotonic() + DURATION
         samples, next_sample, next_analyze = [], 0.0, time.monotonic() + ANALYZE_EVERY
+        analyze_by_hand = vendor == "postgresql" and _autovacuum_off()
         with ThreadPoolExecutor(max_workers=SENDERS) as senders:
             while time.monotonic() < deadline:
                 for request in [r for r in in_flight if r.done()]:
@@ -177,10 +185,9 @@ def campaign_pass() -> dict:
                 if time.monotonic() >= next_sample:
                     samples.append(_where_waiting(run, client))
                     next_sample = time.monotonic() + 1
-                if vendor == "postgresql" and time.monotonic() >= next_analyze:
-                    # What autovacuum does as tables grow (this machine's server runs with it off): without
-                    # statistics the planner takes the ledger's lookup by intent for a scan of the run's
-                    # whole ledger, and the bench would measure a server nobody deploys.
+                if analyze_by_hand and time.monotonic() >= next_analyze:
+                    # What autovacuum does as tables grow, on a server that runs with it off (this machine's
+                    # shared one, when BENCH_POSTGRES_URL names it): the bench would measure a server nobody deploys.
                     with django.db.connection.cursor() as cursor:
                         cursor.execute("ANALYZE")
                     next_analyze = time.monotonic() + ANALYZE_EVERY
@@ -230,6 +237,14 @@ def campaign_pass() -> dict:
             proc.stop()
         redis.kill()
         django.db.connections.close_all()
+
+
+def _autovacuum_off() -> bool:
+    import django.db
+
+    with django.db.connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        return cursor.fetchone()[0] == "off"
 
 
 def _unfinished(run_id: int) -> int:

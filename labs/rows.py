@@ -141,6 +141,36 @@ def unnest_insert(model: type[Model], rows: list[dict], where: str = "", prepare
     return sql, [array_text(column) for column in zip(*values)]
 
 
+def rows_for_each(model: type[Model], key: str, values, fields: list[str] | None = None, **equal) -> list:
+    """The rows of `model` whose `key` is one of `values` and whose other columns equal `equal` (attnames):
+    `filter(key__in=values, **equal)`, as instances, or as tuples of `fields` (plain columns: read as the
+    driver returns them).
+
+    On PostgreSQL, one index lookup for each value, whatever the table's statistics say: with `key = ANY(…)`
+    beside an equality on the run, the planner, told by statistics gathered when the run's rows were a few
+    (autovacuum refreshes them a minute or more later), kept only the run in the index condition and read
+    every row of the run to filter it (bench/pipeline.py). A join against the array's rows, fenced so it is
+    not flattened back into a join the planner may hash (`OFFSET 0`), makes each value an equality on the index."""
+    values = list(dict.fromkeys(values))  # each row once, as `in` finds it
+    if connection.vendor != "postgresql":
+        found = model.objects.filter(**{f"{key}__in": values}, **equal)
+        return list(found.values_list(*fields) if fields else found)
+    quote, meta = connection.ops.quote_name, model._meta
+    key_field = meta.get_field(key)
+    columns = [meta.get_field(name) for name in fields] if fields else meta.concrete_fields
+    matches = " AND ".join([f"found.{quote(key_field.column)} = wanted.value",
+                            *(f"found.{quote(meta.get_field(name).column)} = %s" for name in equal)])  # fmt: skip
+    sql = (f"SELECT {', '.join(f'found.{quote(f.column)}' for f in columns)} FROM unnest(%s::{key_field.db_type(connection)}[]) AS wanted (value)"
+           f" CROSS JOIN LATERAL (SELECT * FROM {quote(meta.db_table)} found WHERE {matches} OFFSET 0) AS found")  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [array_text(values), *equal.values()])
+        rows = cursor.fetchall()
+    if fields:
+        return rows
+    load = row_loader(model, columns)
+    return [load(row) for row in rows]
+
+
 class AnyOf(In):
     """`field__any=values`: `IN (…)`, and on PostgreSQL `= ANY(%s::type[])` with the values as one
     array (registered on every field by labs.apps)."""

@@ -112,3 +112,43 @@ def test_a_claimed_batch_reads_back_as_the_orm_reads_it(run):
                     assert value.tzinfo == expected.created_at.tzinfo, field.name
     assert claimed.status == "sending" and claimed.generation == 1 and claimed.created_at == at
     assert claimed.intent.data["note"] == "ünïcode"
+
+
+def test_rows_for_each_finds_what_the_orm_finds_and_looks_each_value_up_on_the_index(run, django_user_model):
+    # The intake's idempotency check and the providers' ledger check read their rows with rows_for_each.
+    from django.db import connection
+
+    from labs.rows import rows_for_each
+
+    other = create_run(django_user_model.objects.create_user("rows-other", password="not-used-1234"))
+    at = datetime(2026, 11, 22, 8, 30, tzinfo=timezone.utc)
+    with transaction.atomic():
+        insert_rows(NotificationIntent, intents(run, 5, at))
+        insert_rows(NotificationIntent, intents(other, 5, at))  # the same keys in another run
+
+    wanted = ["k1", "k3", "k3", "missing"]
+    found = rows_for_each(NotificationIntent, "idempotency_key", wanted, run_id=run.pk)
+    expected = list(NotificationIntent.objects.filter(run=run, idempotency_key__in=wanted))
+    assert sorted(i.pk for i in found) == sorted(i.pk for i in expected) and len(expected) == 2
+    for got in found:
+        mine = next(i for i in expected if i.pk == got.pk)
+        assert [getattr(got, f.attname) for f in NotificationIntent._meta.concrete_fields] == [
+            getattr(mine, f.attname) for f in NotificationIntent._meta.concrete_fields]
+    assert found[0].data["note"] == "ünïcode"
+    assert sorted(rows_for_each(NotificationIntent, "idempotency_key", ["k2", "k4"], ["id", "idempotency_key"], run_id=other.pk)) == sorted(
+        NotificationIntent.objects.filter(run=other, idempotency_key__in=["k2", "k4"]).values_list("id", "idempotency_key"))
+
+    if connection.vendor == "postgresql":
+        # However few rows the statistics last saw, each value is an equality on the (run, intent, channel) index.
+        captured = []
+
+        def explain(execute, sql, params, many, context):
+            with connection.cursor() as cursor:
+                cursor.cursor.execute("EXPLAIN " + sql, params)
+                captured.append("\n".join(row[0] for row in cursor.cursor.fetchall()))
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(explain):
+            rows_for_each(ProviderSend, "intent_id", [1, 2, 3], ["id", "provider"], run_id=run.pk, channel="email")
+        [plan] = captured
+        assert "Nested Loop" in plan and "wanted.value" in plan and "Filter" not in plan, plan

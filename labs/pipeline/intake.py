@@ -32,7 +32,7 @@ from labs.models import (
     TemplateCategory,
 )
 from labs.pipeline import defences, events, faults, tally
-from labs.rows import insert_rows
+from labs.rows import insert_rows, rows_for_each
 
 URGENT_QUEUE = "urgent"
 CHANNELS = frozenset(Channel.values)
@@ -116,7 +116,7 @@ def _publish_after_commit(run: LabRun, intents: list[NotificationIntent]) -> Non
 
 def _accept(run: LabRun, requests: list[IntentRequest], name, release_at: list[datetime] | None = None) -> list[Accepted]:
     keys = [r.idempotency_key for r in requests]
-    existing = {i.idempotency_key: i for i in NotificationIntent.objects.filter(run=run, idempotency_key__any=keys)}
+    existing = {i.idempotency_key: i for i in rows_for_each(NotificationIntent, "idempotency_key", keys, run_id=run.pk)}
     recipients = {r.number: r for r in Recipient.objects.filter(run=run, number__in={r.user_id for r in requests})}
     templates: dict[str, Template] = {}
     for template in Template.objects.filter(run=run, name__in={r.template for r in requests}).order_by("name", "version"):

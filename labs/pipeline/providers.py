@@ -18,7 +18,7 @@ from django.utils import timezone
 from labs.models import ProviderSend, Template, TemplateCategory
 from labs.pipeline import discovery, faults, tally
 from labs.pipeline.quiet_hours import sent_inside
-from labs.rows import array_text, insert_rows
+from labs.rows import array_text, insert_rows, rows_for_each
 
 
 class ProviderError(Exception):
@@ -212,8 +212,8 @@ def _earlier_sends(messages: list[OutgoingMessage]) -> list[tuple[int, str, str,
     (id, provider, key, intent id). An idempotency key names one delivery, so these hold every row
     a key of theirs could match."""
     first = messages[0]
-    rows = ProviderSend.objects.filter(run_id=first.run_id, channel=first.channel, intent_id__any={m.intent_id for m in messages})
-    return list(rows.values_list("pk", "provider", "idempotency_key", "intent_id"))
+    return rows_for_each(ProviderSend, "intent_id", {m.intent_id for m in messages}, ["id", "provider", "idempotency_key", "intent_id"],
+                         run_id=first.run_id, channel=first.channel)  # fmt: skip
 
 
 # --- The provider's own counts (labs.pipeline.tally): what its dashboard would show ----------------
