@@ -159,7 +159,8 @@ class NotificationIntent(models.Model):
 
     run = models.ForeignKey(LabRun, on_delete=models.CASCADE, related_name="intents", db_index=False, db_constraint=False)  # see Delivery.run
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE)
-    template = models.ForeignKey(Template, on_delete=models.PROTECT)
+    # A template in use is not deleted on its own; with its run (a reset, an account removed) it goes with its intents.
+    template = models.ForeignKey(Template, on_delete=models.RESTRICT)
     priority = models.CharField(max_length=16, choices=Priority.choices)
     data = models.JSONField(default=dict)
     idempotency_key = models.CharField(max_length=200)

@@ -100,7 +100,7 @@ def reset_run(run: LabRun) -> LabRun:
 def delete_run(run: LabRun) -> None:
     run_id = run.pk
     with transaction.atomic():
-        run.intents.all().delete()  # the PROTECT on templates needs intents gone first
+        run.intents.all().delete()  # deliveries, outbox rows, attempts and dead letters cascade
         run.delete()
     _forget_in_redis(run_id)
 

@@ -22,10 +22,11 @@ from labs.models import (
     DeliveryStatus,
     Experiment,
     LabRun,
+    NotificationIntent,
     Recipient,
     RunLab,
 )
-from labs.pipeline import audit, defences, events, faults, traffic
+from labs.pipeline import audit, defences, events, faults, intake, traffic
 from labs.pipeline.topology import SERVICES
 from tests import pipeline_steps
 
@@ -495,6 +496,22 @@ def test_the_admin_lists_deliveries(django_user_model, db):
     page = admin.get(reverse("admin:index")).content.decode()
 
     assert "Deliveries" in page and "Deliverys" not in page
+
+
+def test_an_admin_deletes_a_learners_account_with_its_runs_and_their_traffic(learner, run, django_user_model):
+    intake.accept(run, [intake.IntentRequest("first", 1, "weekly_digest")])  # an intent, its deliveries and outbox rows
+    assert NotificationIntent.objects.filter(run=run).exists()
+    admin = Client()
+    admin.force_login(django_user_model.objects.create_superuser("root", "root@example.org", "pw"))
+    url = reverse("admin:auth_user_delete", args=[learner.user.pk])
+
+    asked = admin.get(url).content.decode()
+    done = admin.post(url, {"post": "yes"})
+
+    assert "Cannot delete" not in asked and "protected" not in asked
+    assert done.status_code == 302
+    assert not django_user_model.objects.filter(pk=learner.user.pk).exists()
+    assert not LabRun.objects.filter(pk=run.pk).exists() and not NotificationIntent.objects.filter(run_id=run.pk).exists()
 
 
 def test_resetting_the_run_starts_fresh_cards_and_keeps_the_history(learner, run):
