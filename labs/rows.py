@@ -223,3 +223,39 @@ def array_text(values) -> str | list:
         return "{" + ",".join([_element(value) for value in values]) + "}"
     except TypeError:
         return list(values)
+
+
+class Statement:
+    """A statement Django builds as (sql, params), compiled once per process and bound again with other values:
+    for the pipeline's batch statements on PostgreSQL, whose text never changes (compiling them through the
+    ORM was about a seventh of a campaign worker's CPU; py-spy, bench/pipeline.py). As config.prepared's
+    `Prepared`, for statements other than reads.
+
+    `build(**placeholders)` returns the statement; each placeholder is a value no real call passes, found by
+    its value among the parameters (a list by its array text, as the `any` lookup sends it). A call gives
+    every placeholder's real value and gets (sql, params)."""
+
+    def __init__(self, build, **placeholders):
+        self._build = build
+        self._placeholders = placeholders
+        self._compiled = None
+
+    def _compile(self):
+        sql, params = self._build(**self._placeholders)
+        by_value = {_param_form(value): name for name, value in self._placeholders.items()}
+        bound = [by_value.get(param) if isinstance(param, int | str) else None for param in params]
+        missing = set(self._placeholders) - set(bound)
+        if missing:
+            raise ValueError(f"placeholders {sorted(missing)} are not parameters of: {sql}")
+        return sql, list(params), bound
+
+    def __call__(self, **values) -> tuple[str, list]:
+        if self._compiled is None:
+            self._compiled = self._compile()
+        sql, params, bound = self._compiled
+        values = {name: _param_form(value) for name, value in values.items()}
+        return sql, [values[name] if name is not None else param for name, param in zip(bound, params, strict=True)]
+
+
+def _param_form(value):
+    return array_text(list(value)) if isinstance(value, list | tuple | set | frozenset) else value

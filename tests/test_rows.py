@@ -152,3 +152,21 @@ def test_rows_for_each_finds_what_the_orm_finds_and_looks_each_value_up_on_the_i
             rows_for_each(ProviderSend, "intent_id", [1, 2, 3], ["id", "provider"], run_id=run.pk, channel="email")
         [plan] = captured
         assert "Nested Loop" in plan and "wanted.value" in plan and "Filter" not in plan, plan
+
+
+def test_statements_built_once_bind_each_calls_values_where_the_orm_puts_them(db):
+    # labs.rows.Statement: the batch UPDATEs of labs.pipeline.deliveries on PostgreSQL are compiled once and
+    # bound again; what they run must be what the ORM builds for the same values.
+    from django.db import connection
+
+    from labs.pipeline import deliveries
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's statements (SQLite's IN lists change with the count)")
+    for values in ({"ids": [5, 9, 12], "generation": 3, "next_generation": 4, "claimed_by": "celery@host-a"},
+                   {"ids": [1], "generation": 0, "next_generation": 1, "claimed_by": "celery@host-b"}):  # fmt: skip
+        assert deliveries._CLAIM(**values) == deliveries._claim_statement(**values)
+    for statement, extra in ((deliveries._DISPATCH, {"provider": "email-primary"}),
+                             (deliveries._FINISH, {"provider": "email-backup", "status": "delivered"})):  # fmt: skip
+        values = {"ids": [7, 8], "generation": 2, "next_generation": 3, **extra}
+        assert statement(**values) == statement._build(**values)

@@ -26,6 +26,7 @@ lease, a publish's age) are the database's clock (`Now()`), never a process's.
     waiting, message published long ago ── rescue (relay) ─► the same generation published again
 """
 
+import functools
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -50,7 +51,7 @@ from labs.models import (
     Recipient,
 )
 from labs.pipeline import tally
-from labs.rows import array_text, insert_rows, read_timestamps_in_c, row_loader, unnest_insert
+from labs.rows import Statement, array_text, insert_rows, read_timestamps_in_c, row_loader, unnest_insert
 
 S = DeliveryStatus
 
@@ -119,40 +120,57 @@ def claim_any(delivery_id: int) -> int | None:
 def claim_many(delivery_ids: list[int], generation: int) -> list[Delivery]:
     """`claim` for many deliveries whose messages carry one generation: the deliveries this caller
     took, loaded with their intents (what sending them needs), in one statement on PostgreSQL."""
-    claimed = {"status": S.SENDING, "generation": generation + 1, "claimed_at": Now(), "claimed_by": node_name(),
-               "provider": "", "updated_at": Now()}  # fmt: skip
-    waiting = Delivery.objects.filter(pk__any=delivery_ids, generation=generation, status__any=WAITING)
     if not _locks():  # SQLite: one writer at a time
-        taken = _update_returning_ids(waiting, **claimed)
+        waiting = Delivery.objects.filter(pk__any=delivery_ids, generation=generation, status__any=WAITING)
+        taken = _update_returning_ids(waiting, **_claimed(generation + 1, node_name()))
         return list(Delivery.objects.select_related("intent").filter(pk__any=taken)) if taken else []
-    # Lock in id order, so two workers holding copies of one batch queue up instead of deadlocking;
-    # the second finds the generation moved on. One statement, so no transaction of its own.
-    update = Delivery.objects.filter(pk__in=RawSQL('SELECT "pk" FROM locked', ())).filter(generation=generation, status__any=WAITING)
-    locked, locked_params = waiting.order_by("pk").values("pk").query.sql_with_params()
-    query = update.query.chain(UpdateQuery)
-    query.add_update_values(claimed)
-    update_sql, update_params = query.get_compiler(update.db).as_sql()
-    table = connection.ops.quote_name(Delivery._meta.db_table)
-    intents = connection.ops.quote_name(NotificationIntent._meta.db_table)
-    delivery_fields, intent_fields = Delivery._meta.concrete_fields, NotificationIntent._meta.concrete_fields
-    columns = ", ".join([*(f"claimed.{connection.ops.quote_name(f.column)}" for f in delivery_fields),
-                         *(f"intent.{connection.ops.quote_name(f.column)}" for f in intent_fields)])  # fmt: skip
+    sql, params = _CLAIM(ids=delivery_ids, generation=generation, next_generation=generation + 1, claimed_by=node_name())
     with connection.cursor() as cursor:
         read_timestamps_in_c(cursor)
-        cursor.execute(
-            f"WITH locked AS ({locked} FOR UPDATE), claimed AS ({update_sql} RETURNING {table}.*) "
-            f"SELECT {columns} FROM claimed JOIN {intents} intent ON intent.id = claimed.intent_id",
-            (*locked_params, *update_params),
-        )
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
-    load_delivery, load_intent = row_loader(Delivery, delivery_fields), row_loader(NotificationIntent, intent_fields)
-    split = len(delivery_fields)
+    load_delivery, load_intent, split = _claim_loaders()
     taken = []
     for row in rows:
         delivery = load_delivery(row[:split])
         delivery.intent = load_intent(row[split:])
         taken.append(delivery)
     return taken
+
+
+def _claimed(next_generation: int, claimed_by: str) -> dict:
+    return {"status": S.SENDING, "generation": next_generation, "claimed_at": Now(), "claimed_by": claimed_by,
+            "provider": "", "updated_at": Now()}  # fmt: skip
+
+
+def _claim_statement(ids, generation, next_generation, claimed_by) -> tuple[str, list]:
+    """claim_many's statement on PostgreSQL. Lock in id order, so two workers holding copies of one batch
+    queue up instead of deadlocking; the second finds the generation moved on. One statement, so no
+    transaction of its own."""
+    waiting = Delivery.objects.filter(pk__any=ids, generation=generation, status__any=WAITING)
+    update = Delivery.objects.filter(pk__in=RawSQL('SELECT "pk" FROM locked', ())).filter(generation=generation, status__any=WAITING)
+    locked, locked_params = waiting.order_by("pk").values("pk").query.sql_with_params()
+    update_sql, update_params = _update_sql(update, _claimed(next_generation, claimed_by))
+    quote = connection.ops.quote_name
+    table, intents = quote(Delivery._meta.db_table), quote(NotificationIntent._meta.db_table)
+    columns = ", ".join([*(f"claimed.{quote(f.column)}" for f in Delivery._meta.concrete_fields),
+                         *(f"intent.{quote(f.column)}" for f in NotificationIntent._meta.concrete_fields)])  # fmt: skip
+    return (f"WITH locked AS ({locked} FOR UPDATE), claimed AS ({update_sql} RETURNING {table}.*) "
+            f"SELECT {columns} FROM claimed JOIN {intents} intent ON intent.id = claimed.intent_id",
+            [*locked_params, *update_params])  # fmt: skip
+
+
+# Built once per process (labs.rows.Statement): the placeholders are values no call passes, inside each
+# column's range (Django drops a value out of an integer column's range from a query).
+PLACEHOLDER_ID, PLACEHOLDER_GENERATION = 9_200_000_000_000_000_001, 2_147_000_001
+_CLAIM = Statement(_claim_statement, ids=[PLACEHOLDER_ID], generation=PLACEHOLDER_GENERATION,
+                   next_generation=PLACEHOLDER_GENERATION + 1, claimed_by="\0claimed by")  # fmt: skip
+
+
+@functools.cache
+def _claim_loaders():
+    delivery_fields, intent_fields = Delivery._meta.concrete_fields, NotificationIntent._meta.concrete_fields
+    return row_loader(Delivery, delivery_fields), row_loader(NotificationIntent, intent_fields), len(delivery_fields)
 
 
 def dispatch(delivery: Delivery, provider: str) -> bool:
@@ -166,7 +184,13 @@ def dispatch(delivery: Delivery, provider: str) -> bool:
 
 def dispatch_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
     """`dispatch` for a batch; returns the deliveries this worker still held (and may now send)."""
-    held = _move_held(deliveries, provider=provider, attempts=F("attempts") + 1)
+    if _locks():
+        held: set[int] = set()
+        for generation in {d.generation for d in deliveries}:
+            ids = [d.pk for d in deliveries if d.generation == generation]
+            held |= _returned_ids(*_DISPATCH(ids=ids, generation=generation, next_generation=generation + 1, provider=provider))
+    else:
+        held = _move_held(deliveries, provider=provider, attempts=F("attempts") + 1)
     mine = [d for d in deliveries if d.pk in held]
     for delivery in mine:
         delivery.provider, delivery.attempts, delivery.generation = provider, delivery.attempts + 1, delivery.generation + 1
@@ -189,12 +213,28 @@ def _update_returning_ids(rows, **changes) -> set[int]:
     """`rows.update(**changes)` that also says which rows it changed, in one statement
     (UPDATE … RETURNING, as QuerySet.update builds the UPDATE): a batch's transition reads
     nothing first."""
+    return _returned_ids(*_update_sql(rows, changes))
+
+
+def _update_sql(rows, changes: dict) -> tuple[str, list]:
+    """The UPDATE QuerySet.update(**changes) would run, as (sql, params)."""
     query = rows.query.chain(UpdateQuery)
     query.add_update_values(changes)
     sql, params = query.get_compiler(rows.db).as_sql()
+    return sql, list(params)
+
+
+def _returned_ids(sql: str, params: list) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(Delivery._meta.pk.column)}", params)
         return {pk for (pk,) in cursor.fetchall()}
+
+
+_DISPATCH = Statement(  # dispatch_many's UPDATE on PostgreSQL, built once
+    lambda ids, generation, next_generation, provider: _update_sql(
+        Delivery.objects.filter(pk__any=ids, generation=generation, status=S.SENDING),
+        {"generation": next_generation, "updated_at": Now(), "provider": provider, "attempts": F("attempts") + 1}),
+    ids=[PLACEHOLDER_ID], generation=PLACEHOLDER_GENERATION, next_generation=PLACEHOLDER_GENERATION + 1, provider="\0provider")  # fmt: skip
 
 
 # --- Outcomes: the holder moves the delivery on ----------------------------------------------
@@ -279,10 +319,8 @@ def _finish_in_one_statement(deliveries: list[Delivery], changes: dict, attempts
     run_id, held = deliveries[0].run_id, set()
     for generation in {d.generation for d in deliveries}:
         ids = {d.pk for d in deliveries if d.generation == generation}
-        update = Delivery.objects.filter(pk__any=ids, generation=generation, status=S.SENDING)
-        query = update.query.chain(UpdateQuery)
-        query.add_update_values({"generation": generation + 1, "updated_at": Now(), **changes})
-        update_sql, update_params = query.get_compiler(update.db).as_sql()
+        update_sql, update_params = _FINISH(ids=ids, generation=generation, next_generation=generation + 1, status=changes["status"],
+                                            provider=changes["provider"])  # fmt: skip
         insert_sql, insert_params = unnest_insert(DeliveryAttempt, [a for a in attempts if a["delivery_id"] in ids],
                                                   where='given."delivery_id" IN (SELECT "id" FROM moved)')  # fmt: skip
         # Each attempt's counts (labs.pipeline.tally.attempt_counts), one (delivery, name) pair per unit.
@@ -305,6 +343,14 @@ def _finish_in_one_statement(deliveries: list[Delivery], changes: dict, attempts
             )
             held |= {pk for (pk,) in cursor.fetchall()}
     return held
+
+
+_FINISH = Statement(  # _finish_in_one_statement's UPDATE, built once
+    lambda ids, generation, next_generation, status, provider: _update_sql(
+        Delivery.objects.filter(pk__any=ids, generation=generation, status=S.SENDING),
+        {"generation": next_generation, "updated_at": Now(), "status": status, "provider": provider, "finished_at": Now(),
+         "next_attempt_at": None}),
+    ids=[PLACEHOLDER_ID], generation=PLACEHOLDER_GENERATION, next_generation=PLACEHOLDER_GENERATION + 1, status="\0status", provider="\0provider")  # fmt: skip
 
 
 def dead_letter(delivery: Delivery, group: str, error: str, attempt: DeliveryAttempt | None = None, **changes) -> bool:
