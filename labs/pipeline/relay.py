@@ -195,17 +195,23 @@ def mark_published(ids: list[int]) -> None:
     every row the run ever published). One UPDATE … RETURNING and one upsert that keeps the highest.
     (Remembering the highest in this process to skip the upsert went wrong: a reset run starts its
     counts again from nothing, and the memory did not.)"""
-    table, quote = OutboxRow._meta.db_table, connection.ops.quote_name
+    table = connection.ops.quote_name(OutboxRow._meta.db_table)
     with transaction.atomic(), tally.counting(), connection.cursor() as cursor:
-        # The ids as one array on PostgreSQL (see labs.rows.AnyOf), a list of parameters on SQLite.
-        ids_sql, params = (("= ANY(%s::bigint[])", [array_text(ids)]) if connection.vendor == "postgresql"
-                           else (f"IN ({', '.join(['%s'] * len(ids))})", ids))  # fmt: skip
-        cursor.execute(f"UPDATE {quote(table)} SET published_at = {_NOW_SQL[connection.vendor]} WHERE id {ids_sql} "
-                       "RETURNING run_id, published_at, available_at", params)
         longest: dict[int, int] = {}
-        for run_id, published_at, available_at in cursor.fetchall():
-            waited = tally.microseconds(_aware(published_at) - _aware(available_at))
-            longest[run_id] = max(waited, longest.get(run_id, waited))
+        if connection.vendor == "postgresql":
+            # The ids as one array (see labs.rows.AnyOf), and each run's longest wait worked out by the server:
+            # a row back per run, not per message with two timestamps for the driver to read.
+            cursor.execute(f"WITH moved AS (UPDATE {table} SET published_at = {_NOW_SQL['postgresql']} WHERE id = ANY(%s::bigint[]) "
+                           "RETURNING run_id, published_at - available_at AS waited) "
+                           "SELECT run_id, (EXTRACT(EPOCH FROM MAX(waited)) * 1000000)::bigint FROM moved GROUP BY run_id",
+                           [array_text(ids)])  # fmt: skip
+            longest = dict(cursor.fetchall())
+        else:
+            cursor.execute(f"UPDATE {table} SET published_at = {_NOW_SQL['sqlite']} WHERE id IN ({', '.join(['%s'] * len(ids))}) "
+                           "RETURNING run_id, published_at, available_at", ids)  # fmt: skip
+            for run_id, published_at, available_at in cursor.fetchall():
+                waited = tally.microseconds(_aware(published_at) - _aware(available_at))
+                longest[run_id] = max(waited, longest.get(run_id, waited))
         # (SQLite's clock here counts milliseconds: a row published at once can show a wait of 0 or just below.)
         tally.raise_to({(run_id, "publish_wait_us"): waited for run_id, waited in longest.items() if waited > 0})
 
