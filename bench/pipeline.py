@@ -7,7 +7,8 @@ Steps:
    this machine has PostgreSQL's binaries; else, or when BENCH_POSTGRES_URL names a server, a fresh
    database created on that server (default postgres://postgres@127.0.0.1:5432/postgres), dropped
    at the end; skipped, and said so, when no PostgreSQL answers. BENCH_DATABASES=sqlite or
-   =postgresql runs one of them.
+   =postgresql runs one of them. BENCH_ROUNDS=N runs the pair N times, one after the other (the
+   machine's pace drifts between minutes), and prints each round's ratio and their median.
 2. Each pass: a Redis of its own, gunicorn, one Celery worker (2 processes) and the relay, as
    `make run` starts them; the baseline (how fast the same worker drains no-op Celery tasks
    from the same Redis); then for BENCH_SECONDS seconds, campaign batches of 1,000 posted to
@@ -21,6 +22,7 @@ Steps:
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,7 @@ DURATION = float(os.environ.get("BENCH_SECONDS", 60))
 BACKLOG = 4000
 SENDERS = 2  # campaign requests in flight at once, one per web worker
 NOOP_TASKS = 10_000
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1))  # SQLite then PostgreSQL, this many times: the machine's pace drifts
 ANALYZE_EVERY = 10  # seconds; PostgreSQL only (see below)
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 DATABASES = ("sqlite", "postgresql")
@@ -56,23 +59,29 @@ def main() -> None:
     if unknown:
         sys.exit(f"BENCH_DATABASES: unknown {', '.join(sorted(unknown))}; choose from {', '.join(DATABASES)}")
     workdir = Path(tempfile.mkdtemp(prefix="faultline-bench-"))
-    results = {}
-    if "sqlite" in chosen:
-        results["SQLite"] = _run_pass(f"sqlite:///{workdir / 'bench.sqlite3'}", workdir)
-    if "postgresql" in chosen:
-        own = None if os.environ.get("BENCH_POSTGRES_URL") else private_postgres(workdir)
-        try:
-            database = _fresh_postgres(own[0] if own else None)
-            if database is not None:
-                url, drop = database
-                try:
-                    results["PostgreSQL"] = _run_pass(url, workdir)
-                finally:
-                    drop()
-        finally:
-            if own:
-                own[1]()
-    _compare(results)
+    rounds = []
+    own = None if "postgresql" not in chosen or os.environ.get("BENCH_POSTGRES_URL") else private_postgres(workdir)
+    try:
+        for number in range(1, ROUNDS + 1):
+            results = {}
+            if "sqlite" in chosen:
+                results["SQLite"] = _run_pass(f"sqlite:///{workdir / f'bench-{number}.sqlite3'}", workdir)
+            if "postgresql" in chosen:
+                database = _fresh_postgres(own[0] if own else None)
+                if database is not None:
+                    url, drop = database
+                    try:
+                        results["PostgreSQL"] = _run_pass(url, workdir)
+                    finally:
+                        drop()
+            _compare(results, f"round {number} of {ROUNDS}, " if ROUNDS > 1 else "")
+            rounds.append(results)
+    finally:
+        if own:
+            own[1]()
+    ratios = [r["PostgreSQL"]["rate"] / max(r["SQLite"]["rate"], 1) for r in rounds if len(r) == 2]
+    if len(ratios) > 1:
+        print(f"ratio PostgreSQL / SQLite by round: {', '.join(f'{x:.2f}' for x in ratios)}; median {statistics.median(ratios):.2f}")
 
 
 def _run_pass(database: str, workdir: Path) -> dict:
@@ -87,7 +96,7 @@ def _fresh_postgres(server: str | None = None):
     import psycopg
 
     server = server or os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
-    name = f"faultline_bench_{os.getpid()}"
+    name = f"faultline_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
         with psycopg.connect(server, autocommit=True, connect_timeout=3) as admin:
             admin.execute(f"CREATE DATABASE {name}")
@@ -104,9 +113,9 @@ def _fresh_postgres(server: str | None = None):
     return urlsplit(server)._replace(path=f"/{name}").geturl(), drop
 
 
-def _compare(results: dict) -> None:
-    print("== campaign, both databases in this run "
-          f"(load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} cores)")  # fmt: skip
+def _compare(results: dict, heading: str = "") -> None:
+    print(f"== campaign, both databases in this run ({heading}"
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} cores)")  # fmt: skip
     for name, found in results.items():
         cpu = ", ".join(f"{role} {seconds:.2f}" for role, seconds in found["cpu_per_thousand"].items())
         print(f"{name:>10}: {found['rate']:,.0f} delivered/s, p50 {found['p50']} ms, p95 {found['p95']} ms; "
