@@ -128,6 +128,13 @@ def private_postgres(workdir: Path):
     folder.mkdir()
     as_owner = []
     if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            print("PostgreSQL: no postgres user to run initdb as (it refuses root); using a server instead")
+            return None
         as_owner = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
         shutil.chown(folder, "postgres", "postgres")
     made = subprocess.run([*as_owner, str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", "postgres", "--auth", "trust",
