@@ -184,11 +184,9 @@ def dispatch(delivery: Delivery, provider: str) -> bool:
 
 def dispatch_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
     """`dispatch` for a batch; returns the deliveries this worker still held (and may now send)."""
-    if _locks():
-        held: set[int] = set()
-        for generation in {d.generation for d in deliveries}:
-            ids = [d.pk for d in deliveries if d.generation == generation]
-            held |= _returned_ids(*_DISPATCH(ids=ids, generation=generation, next_generation=generation + 1, provider=provider))
+    if _locks():  # the statement built once (PostgreSQL)
+        held = _move_held(deliveries, statement=lambda ids, generation: _DISPATCH(
+            ids=ids, generation=generation, next_generation=generation + 1, provider=provider))  # fmt: skip
     else:
         held = _move_held(deliveries, provider=provider, attempts=F("attempts") + 1)
     mine = [d for d in deliveries if d.pk in held]
@@ -197,14 +195,18 @@ def dispatch_many(deliveries: list[Delivery], provider: str) -> list[Delivery]:
     return mine
 
 
-def _move_held(deliveries: list[Delivery], **changes) -> set[int]:
+def _move_held(deliveries: list[Delivery], statement=None, **changes) -> set[int]:
     """Move on, with `changes`, those of these deliveries still sending at the generation their
     holder knows; their ids. One UPDATE per generation, with no lock taken first: only the holder
-    moves a batch's rows (a takeover moves one row at a time), so two batches never wait on each other."""
+    moves a batch's rows (a takeover moves one row at a time), so two batches never wait on each other.
+    `statement(ids, generation)`, if given, is that UPDATE as (sql, params), built once (`_DISPATCH`)."""
     held: set[int] = set()
     for generation in {d.generation for d in deliveries}:
-        mine = Delivery.objects.filter(pk__any=[d.pk for d in deliveries if d.generation == generation],
-                                       generation=generation, status=S.SENDING)  # fmt: skip
+        ids = [d.pk for d in deliveries if d.generation == generation]
+        if statement is not None:
+            held |= _returned_ids(*statement(ids, generation))
+            continue
+        mine = Delivery.objects.filter(pk__any=ids, generation=generation, status=S.SENDING)
         held |= _update_returning_ids(mine, generation=generation + 1, updated_at=Now(), **changes)
     return held
 
