@@ -224,11 +224,11 @@ def _bad_field(name: str, message: str, status: int = 422):
 # --- Schemas ---------------------------------------------------------------------------
 
 
+# Plain pydantic models, as BatchIn and its items (a comment, not a docstring: pydantic would publish a docstring
+# in the API's schema): django-ninja's Schema validates each object through a wrapper that reads every field by
+# getattr in Python, which was three tenths of the web process's time on a 1,000-message campaign request (py-spy,
+# bench/pipeline.py); the payload is JSON, never a model instance.
 class NotificationIn(BaseModel):
-    """A plain pydantic model, as BatchIn's items: django-ninja's Schema validates each object through a
-    wrapper that reads every field by getattr in Python, which was three tenths of the web process's time
-    on a 1,000-message campaign request (py-spy, bench/pipeline.py); the payload is JSON, never a model instance."""
-
     model_config = ConfigDict(extra="forbid")
 
     user_id: StrictInt = Field(..., ge=1, le=LARGEST_USER_ID, examples=[7], description="A user of this run (GET /api/runs/current lists them).")
