@@ -108,9 +108,10 @@ class AutoAnalyze:
         self._stopped.set()
 
 
-def private_postgres(workdir: Path):
-    """(URL, stop) of a PostgreSQL cluster of its own in `workdir` (initdb, every setting as installed but
-    the port, 127.0.0.1 and a socket in `workdir`), or None when this machine has no PostgreSQL binaries.
+def private_postgres():
+    """(URL, stop) of a PostgreSQL cluster of its own in a new temporary folder (initdb, every setting as
+    installed but the port, 127.0.0.1 and a socket in that folder), or None when this machine has no
+    PostgreSQL binaries.
 
     A server as a bootcamp runs one: a shared one may have been tuned for something else (this machine's
     runs without autovacuum), and other clients' work would be measured with ours. As the postgres user
@@ -118,14 +119,16 @@ def private_postgres(workdir: Path):
     import glob
     import shutil
     import subprocess
+    import tempfile
     import time
 
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda path: int(Path(path).parts[-3]))
     initdb = found[-1] if found else shutil.which("initdb")
     if initdb is None:
         return None
-    bin_dir, folder = Path(initdb).parent, workdir / "postgresql"
-    folder.mkdir()
+    # A folder of its own, not inside the bench's (mkdtemp makes that one its owner's alone: the postgres
+    # user could not reach a cluster in it).
+    bin_dir, folder = Path(initdb).parent, Path(tempfile.mkdtemp(prefix="faultline-postgresql-"))
     as_owner = []
     if os.geteuid() == 0:
         import pwd
@@ -134,6 +137,7 @@ def private_postgres(workdir: Path):
             pwd.getpwnam("postgres")
         except KeyError:
             print("PostgreSQL: no postgres user to run initdb as (it refuses root); using a server instead")
+            shutil.rmtree(folder, ignore_errors=True)
             return None
         as_owner = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
         shutil.chown(folder, "postgres", "postgres")
@@ -141,6 +145,7 @@ def private_postgres(workdir: Path):
                            "-E", "UTF8", "--locale", "C.UTF-8"], capture_output=True, text=True)  # fmt: skip
     if made.returncode != 0:
         print(f"PostgreSQL: initdb failed ({made.stderr.strip().splitlines()[-1:]}); using a server instead")
+        shutil.rmtree(folder, ignore_errors=True)
         return None
     port = free_port()
     server = subprocess.Popen([*as_owner, str(bin_dir / "postgres"), "-D", str(folder / "data"), "-c", f"port={port}",

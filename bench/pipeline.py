@@ -60,7 +60,7 @@ def main() -> None:
         sys.exit(f"BENCH_DATABASES: unknown {', '.join(sorted(unknown))}; choose from {', '.join(DATABASES)}")
     workdir = Path(tempfile.mkdtemp(prefix="faultline-bench-"))
     rounds = []
-    own = None if "postgresql" not in chosen or os.environ.get("BENCH_POSTGRES_URL") else private_postgres(workdir)
+    own = None if "postgresql" not in chosen or os.environ.get("BENCH_POSTGRES_URL") else private_postgres()
     try:
         for number in range(1, ROUNDS + 1):
             results = {}
