@@ -1,9 +1,11 @@
 """Workshop scale: one workshop of LEARNERS learners on this machine, run as a bootcamp would run it.
 
 Steps:
-1. A fresh PostgreSQL database `faultline_bench_<pid>`, created on BENCH_DATABASE_URL's server
-   (default postgres://postgres@127.0.0.1:5432/postgres) and dropped at the end; SQLite when no
-   PostgreSQL answers (or BENCH_DATABASE_URL=sqlite), said in the output. A Redis of its own.
+1. A fresh PostgreSQL database `faultline_bench_<pid>`, on a cluster of the bench's own made with this
+   machine's initdb (bench._common.private_postgres), or on BENCH_DATABASE_URL's server when set or
+   when there are no binaries (default postgres://postgres@127.0.0.1:5432/postgres), dropped at the
+   end; SQLite when no PostgreSQL answers (or BENCH_DATABASE_URL=sqlite), said in the output. A Redis
+   of its own.
    The processes `make run` starts (config/run.py), DEBUG off: gunicorn with 2 sync workers,
    the live process (uvicorn) on the next port, the Celery worker (2 processes), the
    urgent-lane worker and the relay.
@@ -45,7 +47,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import AutoAnalyze, port_pair  # noqa: E402
+from bench._common import AutoAnalyze, port_pair, private_postgres  # noqa: E402
 from bench._headless import HeadlessPage, Session  # noqa: E402
 from bench._server_load import ACCESS_LOG_FORMAT, CpuMeter, WebRequests  # noqa: E402
 from bench._workshop_load import HeavyRun, SteadyTraffic, TileToggles  # noqa: E402
@@ -171,18 +173,23 @@ def main() -> None:
 
 def _database(workdir: Path) -> tuple[str, str, Callable[[], None]]:
     """The database URL, a line saying which, and what drops it at the end."""
-    server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_POSTGRES)
+    given = os.environ.get("BENCH_DATABASE_URL")
     sqlite = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    if server.startswith("sqlite"):
+    if given and given.startswith("sqlite"):
         return sqlite, "SQLite (BENCH_DATABASE_URL=sqlite)", lambda: None
     import psycopg
 
+    # A cluster of the bench's own, as installed, unless a server is named (bench._common.private_postgres says why).
+    own = None if given else private_postgres()
+    server = own[0] if own else given or DEFAULT_POSTGRES
+    stop_own = own[1] if own else (lambda: None)
     name = f"faultline_bench_{os.getpid()}"
     try:
         with psycopg.connect(server, autocommit=True, connect_timeout=3) as admin:
             admin.execute(f"CREATE DATABASE {name}")
             version = admin.execute("SHOW server_version").fetchone()[0]
     except psycopg.Error as exc:
+        stop_own()
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         say(f"workshop bench: NO PostgreSQL at {server} ({first_line}): running on SQLite instead. "
               "A bootcamp runs PostgreSQL: set BENCH_DATABASE_URL to a server where this bench may create a database.")  # fmt: skip
@@ -192,10 +199,14 @@ def _database(workdir: Path) -> tuple[str, str, Callable[[], None]]:
         from django.db import connections
 
         connections.close_all()
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        try:
+            with psycopg.connect(server, autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            stop_own()
 
-    return urlsplit(server)._replace(path=f"/{name}").geturl(), f"PostgreSQL {version} (a fresh database {name})", drop
+    where = "a cluster of the bench's own, as installed" if own else "a fresh database"
+    return urlsplit(server)._replace(path=f"/{name}").geturl(), f"PostgreSQL {version} ({where}: {name})", drop
 
 
 def _start_processes(env: dict, workdir: Path, port: int) -> dict[str, ServiceProcess]:
