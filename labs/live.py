@@ -46,7 +46,7 @@ from django.utils.translation import ngettext
 from config.redis_client import get_redis
 from labs import pace
 from labs.models import LabRun
-from labs.pipeline import events
+from labs.pipeline import events, faults
 
 FEED_SIZE = 60  # events shown when the page opens, and at most per frame
 TOKEN_SALT = "labs.live.stream"
@@ -122,9 +122,8 @@ REASONS = {"opt_out": "the user opted out of this channel"}
 
 
 def settings_text(settings: dict) -> str:
-    """A fault's settings in words: "down, latency_ms 300"."""
-    return ", ".join(f"{name}" if value is True else f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
-                     for name, value in settings.items())  # fmt: skip
+    """A fault's settings in words: "down, 300 ms a call" (labs.pipeline.faults.in_words)."""
+    return faults.in_words(settings)
 
 
 def describe(event: dict) -> tuple[str, str, str]:

@@ -361,3 +361,19 @@ def test_faults_and_defences_outlive_redis_losing_everything(run):
     result = settled(run)
     assert (result["delivered"], result["dead_lettered"]) == (0, 3)  # the primary stayed down; no breaker to fail over
     assert not ProviderSend.objects.filter(run=run).exists()
+
+
+def test_every_fault_reads_in_words_as_a_learner_sees_it():
+    assert faults.in_words({"error_rate": 0.5, "latency_ms": 1500}) == "50% of calls fail (503), 1,500 ms a call"
+    assert faults.in_words({"down": True, "latency_jitter_ms": 50}) == "down, give or take 50 ms"
+    assert faults.in_words({"fail_first": 3}) == "fails 3 calls, then recovers"
+    assert faults.in_words({"clock_skew_minutes": -90}) == "worker's clock 90 min behind"
+    assert faults.in_words({"clock_skew_minutes": 30}) == "worker's clock 30 min ahead"
+    assert faults.in_words({"worker_crash": 0.125}) == "12.5% of deliveries crash the worker"
+    assert faults.in_words({"down": False}) == "nothing"
+    vocabulary = {*faults.PROVIDER_FAULTS, *faults.PIPELINE_FAULTS, *faults.SERVICE_FAULTS, *faults.INSTANCE_FAULTS}
+    assert vocabulary == set(faults.IN_WORDS), "every fault the engine takes has its words"
+    kinds = {**faults.PROVIDER_FAULTS, **faults.PIPELINE_FAULTS, **faults.INSTANCE_FAULTS}
+    for name, kind in kinds.items():  # no setting shows its stored name (they all have underscores or are one word)
+        words = faults.in_words({name: {bool: True, int: 7, faults.SHARE: 0.25}[kind]})
+        assert "_" not in words and words != "nothing", (name, words)

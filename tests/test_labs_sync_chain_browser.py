@@ -77,7 +77,7 @@ def test_a_too_short_timeout_fails_a_slow_service_and_a_hung_one_is_contained_by
 
     predict(page, 2, "Nearly every request fails, and the service gets three calls for each.")
     press(page, 2, "Slow the preferences service and cut the timeout to 100 ms")
-    expect(page.get_by_test_id("active-faults")).to_contain_text("preferences-service: latency_ms 150, latency_jitter_ms 50")
+    expect(page.get_by_test_id("active-faults")).to_contain_text("preferences-service: 150 ms a call, give or take 50 ms")
     press(page, 2, "Send a load of 5 a second for 10 s")
     expect_step_check(page, "short-timeout-fails")
     assert count(page, "sync-error-pct") >= 80

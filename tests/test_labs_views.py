@@ -285,7 +285,7 @@ def test_setting_clearing_and_stopping_faults_from_the_page(learner, run):
     url = reverse("labs:fault", args=[run.pk])
     response = htmx(learner, url, {"target": "sms-primary", "sms-primary-error_rate": "0.5", "sms-primary-latency_ms": "200"})
     assert faults.all_faults(run.pk) == {"sms-primary": {"error_rate": 0.5, "latency_ms": 200}}
-    assert "sms-primary: error_rate 0.5, latency_ms 200" in response.content.decode()
+    assert "sms-primary: 50% of calls fail (503), 200 ms a call" in response.content.decode()
     assert "lab:changed" in response["HX-Trigger"]
 
     bad = htmx(learner, url, {"target": "sms-primary", "sms-primary-error_rate": "1.5"}).content.decode()

@@ -254,7 +254,7 @@ def test_a_broadcast_to_ticked_tiles_reaches_only_them(workshop, instructor, lea
     assert faults.all_faults(learner.seat.run_id) == {"pipeline": {"relay_paused": True}}
     assert faults.all_faults(classmate.seat.run_id) == {}
     assert learner.seat.run_id in faults.paused_runs()
-    assert "Injected by your instructor: pipeline relay_paused" in bar(learner)
+    assert "Injected by your instructor: pipeline relay paused" in bar(learner)
     assert "Injected by your instructor" not in bar(classmate)
 
 

@@ -94,6 +94,50 @@ WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+# Each fault as a learner reads it (the feed, the fault panel, the classroom bar): {share} is a percentage of
+# calls, {number} a whole number; a boolean fault is its phrase alone.
+IN_WORDS = {
+    "down": "down",
+    "error_rate": "{share} of calls fail (503)",
+    "rate_limited": "{share} of calls refused (429)",
+    "latency_ms": "{number} ms a call",
+    "latency_jitter_ms": "give or take {number} ms",
+    "fail_first": "fails {number} calls, then recovers",
+    "reject": "rejects every address (400)",
+    "lost_ack": "{share} of answers lost",
+    "worker_crash": "{share} of deliveries crash the worker",
+    "relay_paused": "relay paused",
+    "relay_crash_after_publish": "relay crashes after its next publish",
+    "duplicate_delivery": "{share} of messages published twice",
+    "publish_crash": "{share} of API requests crash before publishing",
+    "clock_skew_minutes": "worker's clock {number} min {ahead}",
+    "inventory_down": "inventory service down",
+    "payment_decline": "{share} of payments declined",
+    "compensation_fail_first": "{number} compensations fail, then succeed",
+    "orchestrator_crash": "{share} of orchestrator steps crash it",
+    "killed": "killed",
+    "slow_ms": "{number} ms a call and health check",
+    "flap_s": "crashes and restarts every {number} s",
+}
+
+
+def in_words(settings: dict) -> str:
+    """A fault's settings as a learner reads them: {"error_rate": 0.5, "latency_ms": 200} is
+    "50% of calls fail (503), 200 ms a call". A switch that is off says nothing."""
+    said = []
+    for name, value in settings.items():
+        if value is False:
+            continue
+        phrase = IN_WORDS.get(name)
+        if phrase is None:  # not in the vocabulary above: its name and value as stored
+            said.append(name if value is True else f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+        elif value is True:
+            said.append(phrase)
+        else:
+            said.append(phrase.format(share=f"{value * 100:g}%", number=f"{abs(value):,}" if isinstance(value, int) else f"{value:g}",
+                                      ahead="ahead" if value >= 0 else "behind"))  # fmt: skip
+    return ", ".join(said) or "nothing"
+
 def _runs():
     # Looked up when used: the chaos harness and the benches import this module before Django is set up.
     return apps.get_model("labs", "LabRun").objects

@@ -6,6 +6,7 @@ from django import template
 
 from labs.checks import FACTS
 from labs.lab_files import render_inline, render_markdown
+from labs.pipeline.faults import in_words
 
 register = template.Library()
 
@@ -18,6 +19,12 @@ def lab_markdown(text: str):
 @register.filter
 def lab_inline(text: str):
     return render_inline(text)
+
+
+@register.filter
+def fault_words(settings: dict) -> str:
+    """A fault's settings as a learner reads them (labs.pipeline.faults.in_words)."""
+    return in_words(settings)
 
 
 @register.filter
