@@ -138,6 +138,7 @@ def in_words(settings: dict) -> str:
                                       ahead="ahead" if value >= 0 else "behind"))  # fmt: skip
     return ", ".join(said) or "nothing"
 
+
 def _runs():
     # Looked up when used: the chaos harness and the benches import this module before Django is set up.
     return apps.get_model("labs", "LabRun").objects
