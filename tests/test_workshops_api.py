@@ -62,7 +62,7 @@ def test_a_script_injects_a_fault_into_one_run_stops_it_and_reads_the_debrief(ce
 
     injected = put(api, f"{CURRENT}/faults", {"target": "pipeline", "fault": {"relay_paused": True}, "duration_s": 300, "runs": [ada.run_id]})
     assert injected.status_code == 201, injected.content
-    assert injected.json()["runs"] == [ada.run_id] and injected.json()["described"] == "pipeline relay_paused"
+    assert injected.json()["runs"] == [ada.run_id] and injected.json()["described"] == "pipeline relay paused"
     assert faults.all_faults(ada.run_id) == {"pipeline": {"relay_paused": True}} and faults.all_faults(alan.run_id) == {}
     assert Broadcast.objects.get().started_by == teacher
 
