@@ -1,4 +1,5 @@
-"""What several benchmarks share: a pair of ports for `make run`'s web and live processes, and CPU time from /proc.
+"""What several benchmarks share: a pair of ports for `make run`'s web and live processes, CPU time from /proc, a wait
+for a quiet machine, and a PostgreSQL cluster of their own.
 
 `make bench` runs bench/[!_]*.py: a file whose name starts with "_" is a helper, not a benchmark.
 """
@@ -22,6 +23,28 @@ def port_pair() -> int:
             except OSError:
                 continue
 
+
+
+def wait_for_quiet(idle_share: float = 0.8, at_most_s: float = 60) -> str:
+    """Wait until the machine's cores have been at least `idle_share` idle for two seconds in a row (from
+    /proc/stat), for at most `at_most_s` seconds; what it found, in words. `make bench` runs the benches back
+    to back: the pages bench began at load 9 on the tail of the live-view bench's hundred pages."""
+    import time
+
+    def idle_and_total() -> tuple[int, int]:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks[:8])  # idle + iowait; user … steal
+
+    started, quiet_seconds, before = time.monotonic(), 0, idle_and_total()
+    while time.monotonic() - started < at_most_s:
+        time.sleep(1)
+        after = idle_and_total()
+        share = (after[0] - before[0]) / max(after[1] - before[1], 1)
+        before = after
+        quiet_seconds = quiet_seconds + 1 if share >= idle_share else 0
+        if quiet_seconds >= 2:
+            return f"the cores were {share:.0%} idle after {time.monotonic() - started:.0f} s"
+    return f"the cores were still busy after {at_most_s:.0f} s ({share:.0%} idle); measuring anyway"
 
 def _process_table() -> tuple[dict[int, int], dict[int, float]]:
     """Every process's parent and user + system CPU seconds, from /proc (Linux)."""

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import cpu_seconds, port_pair  # noqa: E402
+from bench._common import cpu_seconds, port_pair, wait_for_quiet  # noqa: E402
 from tests.harness import BASE_DIR, ServiceProcess, http_status, start_embedded_redis, wait_for  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
@@ -78,8 +78,9 @@ def main() -> None:
         web = ServiceProcess("web", ["/bin/sh", "-c", f"exec {_procfile_web_line()}"],
                              {**env, "DJANGO_SETTINGS_MODULE": "bench._pages_settings"}, workdir).start()  # fmt: skip
         wait_for(lambda: http_status(f"http://127.0.0.1:{port}{TRIVIAL}") == 200, 60, "the web process", interval=0.2)
+        quiet = wait_for_quiet()
         say(f"pages bench: gunicorn as the Procfile starts it (2 sync workers, DEBUG off), SQLite; {CONNECTIONS} connections, "
-            f"{ROUNDS} rounds of {SECONDS:g} s per target; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+            f"{ROUNDS} rounds of {SECONDS:g} s per target; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} ({quiet})")  # fmt: skip
         targets = [("static CSS", "-", STATIC, ""), ("trivial view", "-", TRIVIAL, "")]
         for what, path in PAGES:
             targets += [(what, "anonymous", path, ""), (what, "signed in", path, cookie)]

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import cpu_seconds, private_postgres  # noqa: E402
+from bench._common import cpu_seconds, private_postgres, wait_for_quiet  # noqa: E402
 from tests.chaos import Redis  # noqa: E402
 from tests.harness import BASE_DIR, ServiceProcess, free_port, http_status, python_argv, wait_for  # noqa: E402
 
@@ -91,6 +91,7 @@ def main() -> None:
 def _run_pass(database: str, workdir: Path) -> dict:
     """One pass in a process of its own (Django binds its database at start-up); its results."""
     out = workdir / f"result-{uuid.uuid4().hex[:6]}.json"
+    print(f"before the pass: {wait_for_quiet()}", flush=True)
     subprocess.run([sys.executable, __file__, "--pass", str(out)], env={**os.environ, "DATABASE_URL": database}, check=True)
     return json.loads(out.read_text())
 

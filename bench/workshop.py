@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import AutoAnalyze, port_pair, private_postgres  # noqa: E402
+from bench._common import AutoAnalyze, port_pair, private_postgres, wait_for_quiet  # noqa: E402
 from bench._headless import HeadlessPage, Session  # noqa: E402
 from bench._server_load import ACCESS_LOG_FORMAT, CpuMeter, WebRequests  # noqa: E402
 from bench._workshop_load import HeavyRun, SteadyTraffic, TileToggles  # noqa: E402
@@ -142,8 +142,9 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: http_status(base + "/healthz") == 200, 60, "every process to be up (/healthz)", interval=0.3)
         chromium_pages = min(BROWSER_PAGES, LEARNERS)
+        quiet = wait_for_quiet()
         say(f"workshop bench: {LEARNERS} learners ({chromium_pages} lab pages in Chromium, {LEARNERS - chromium_pages} headless), "
-              f"{database_note}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start; "
+              f"{database_note}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start ({quiet}); "
               + ("behind Caddy (deploy/caddy/Caddyfile over plain HTTP)" if use_proxy else "no proxy (BENCH_PROXY=none, or caddy not installed)"))  # fmt: skip
         class_ = _workshop(port)
         say(f"setup: {LEARNERS} learners seated, each with a seeded run, in {class_['seated_s']:.0f} s")
