@@ -35,7 +35,7 @@ def wait_for_quiet(idle_share: float = 0.8, at_most_s: float = 60) -> str:
         ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         return ticks[3] + ticks[4], sum(ticks[:8])  # idle + iowait; user … steal
 
-    started, quiet_seconds, before = time.monotonic(), 0, idle_and_total()
+    started, quiet_seconds, share, before = time.monotonic(), 0, 0.0, idle_and_total()
     while time.monotonic() - started < at_most_s:
         time.sleep(1)
         after = idle_and_total()

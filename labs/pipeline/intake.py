@@ -228,7 +228,7 @@ def _loaded(run: LabRun, rows: list[dict], ids: list[int], new) -> list[Notifica
     cost 27 ms in `Model.__init__` against 11 (the web's largest share after the inserts, py-spy, bench/pipeline.py)."""
     fields = NotificationIntent._meta.concrete_fields
     names = [f.attname for f in fields]
-    intents = [NotificationIntent.from_db(connection.alias, names, [pk, *(row[name] for name in names[1:])])
+    intents = [NotificationIntent.from_db(connection.alias, names, [pk if f.primary_key else row[f.attname] for f in fields])
                for pk, row in zip(ids, rows, strict=True)]  # fmt: skip
     of_run, recipient, template = (NotificationIntent.run.field, NotificationIntent.recipient.field,
                                    NotificationIntent.template.field)  # fmt: skip
